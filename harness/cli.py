@@ -1,0 +1,64 @@
+"""The ``igvm-harness`` command: a thin face over the layers.
+
+Each layer contributes its subcommands through a module exposing
+``register(subparsers)``; this file only wires them together and turns
+:class:`HarnessError` (and Ctrl-C) into one line and an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from harness import __version__
+from harness.errors import HarnessError
+
+# Modules that add subcommands; each defines register(subparsers) and sets
+# ``func`` on its parsers.  Order is the order shown in --help.
+COMMAND_MODULES = (
+    "harness.igvm.commands",
+    "harness.measure.commands",
+    "harness.qemu.commands",
+    "harness.report.commands",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="igvm-harness",
+        description="Build, inspect, validate, measure and boot IGVM files under QEMU.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # that layer has no commands yet
+                continue
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except HarnessError as exc:
+        print(f"igvm-harness: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("igvm-harness: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
