@@ -1,0 +1,160 @@
+"""Merge many hosts' results into one dashboard with per-cell history.
+
+Rows are checks (``subject::check-id``), columns are configurations
+(host, QEMU version, accelerator, requested platform), and each cell keeps the
+verdicts of every run that reached it, oldest first.  A previous dashboard
+can be given as an input too: its history is carried over, so a nightly job
+only needs the last dashboard plus the new results (an artifact of the CI
+engine), never a database.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.report import html, schema
+from harness.report.writers import _atomic_write
+from harness.report.model import FAILING, VERDICTS, utc_now
+
+DASHBOARD_ID = "igvm-harness/dashboard"
+DASHBOARD_VERSION = 1
+DEFAULT_HISTORY = 30
+
+
+def column_of(doc: dict[str, Any]) -> dict[str, Any]:
+    """The configuration a results document was obtained on."""
+    env = doc["environment"]
+    host = env["host"]["hostname"]
+    qemu = env["qemu"].get("version") or "unknown"
+    accel = env.get("accel") or "-"
+    platform = (doc.get("subject") or {}).get("platform") or "-"
+    return {
+        "id": f"{host} | QEMU {qemu} | {accel} | {platform}",
+        "hostname": host,
+        "qemu_version": qemu,
+        "accel": accel,
+        "platform": platform,
+        "kernel": env["host"].get("kernel"),
+        "harness_version": env.get("harness_version"),
+        "sev_api_version": (env.get("sev") or {}).get("api_version"),
+        "latest_run": doc["run"]["started"],
+    }
+
+
+def _subject_name(doc: dict[str, Any]) -> str:
+    return str((doc.get("subject") or {}).get("name") or doc["title"])
+
+
+class Dashboard:
+    """Accumulates results documents and earlier dashboards."""
+
+    def __init__(self, history_limit: int = DEFAULT_HISTORY) -> None:
+        if history_limit < 1:
+            raise HarnessError("--history must be at least 1")
+        self.history_limit = history_limit
+        self.columns: dict[str, dict[str, Any]] = {}
+        self.rows: dict[str, dict[str, Any]] = {}
+        self.history: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}
+        self.runs: dict[tuple[str, str], dict[str, Any]] = {}
+
+    # -- inputs -----------------------------------------------------------
+    def add(self, doc: dict[str, Any], source: str) -> None:
+        if doc["schema"] == DASHBOARD_ID:
+            self._add_dashboard(doc)
+        else:
+            self._add_results(doc, source)
+
+    def _add_column(self, col: dict[str, Any]) -> None:
+        old = self.columns.get(col["id"])
+        if old is None or col["latest_run"] >= old["latest_run"]:
+            self.columns[col["id"]] = col
+
+    def _add_results(self, doc: dict[str, Any], source: str) -> None:
+        col = column_of(doc)
+        self._add_column(col)
+        started = doc["run"]["started"]
+        subject = _subject_name(doc)
+        self.runs[(col["id"], started)] = {
+            "source": source, "started": started, "column": col["id"], "kind": doc["kind"],
+            "title": doc["title"], "verdict": doc["summary"]["verdict"],
+            "image_sha256": (doc["environment"].get("image") or {}).get("sha256"),
+        }
+        for check in doc["checks"]:
+            row_id = f"{subject}::{check['id']}"
+            self.rows.setdefault(row_id, {
+                "id": row_id, "subject": subject, "check": check["id"], "name": check["name"],
+                "platform": check.get("platform"), "directive": check.get("directive"),
+            })
+            entries = self.history.setdefault((row_id, col["id"]), {})
+            entries[started] = {"started": started, "verdict": check["verdict"],
+                                "message": check.get("message", ""), "source": source}
+
+    def _add_dashboard(self, doc: dict[str, Any]) -> None:
+        for col in doc["columns"]:
+            self._add_column(col)
+        for row in doc["rows"]:
+            self.rows.setdefault(row["id"], row)
+        for run in doc["runs"]:
+            self.runs.setdefault((run["column"], run["started"]), run)
+        for cell in doc["cells"]:
+            entries = self.history.setdefault((cell["row"], cell["column"]), {})
+            for entry in cell["history"]:
+                entries.setdefault(entry["started"], entry)
+
+    # -- output -----------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        cells = []
+        latest_counts = {v: 0 for v in VERDICTS}
+        for (row, column), entries in sorted(self.history.items()):
+            history = [entries[k] for k in sorted(entries)][-self.history_limit:]
+            latest = history[-1]["verdict"]
+            latest_counts[latest] += 1
+            changed = len(history) > 1 and history[-2]["verdict"] != latest
+            cells.append({"row": row, "column": column, "latest": latest,
+                          "changed": changed, "history": history})
+        columns = sorted(self.columns.values(), key=lambda c: c["id"])
+        rows = sorted(self.rows.values(), key=lambda r: (r["subject"], r["check"]))
+        runs = sorted(self.runs.values(), key=lambda r: (r["started"], r["column"]))
+        verdict = ("fail" if any(latest_counts[v] for v in FAILING)
+                   else "pass" if cells and latest_counts["pass"] + latest_counts["xfail"] == len(cells)
+                   else "partial" if cells else "empty")
+        return {
+            "schema": DASHBOARD_ID,
+            "schema_version": DASHBOARD_VERSION,
+            "generated": utc_now(),
+            "history_limit": self.history_limit,
+            "summary": {"cells": len(cells), **latest_counts, "verdict": verdict},
+            "columns": columns,
+            "rows": rows,
+            "cells": cells,
+            "runs": runs,
+        }
+
+
+def merge_files(paths: list[str | Path], history_limit: int = DEFAULT_HISTORY) -> dict[str, Any]:
+    """Load, validate and merge results/dashboard files into a dashboard document."""
+    if not paths:
+        raise HarnessError("report merge: give at least one results JSON file")
+    dash = Dashboard(history_limit)
+    for path in paths:
+        dash.add(schema.load(path), Path(path).name)
+    return schema.validate(dash.to_dict(), "merged dashboard")
+
+
+def write_dashboard(dashboard: dict[str, Any], outdir: str | Path) -> dict[str, Path]:
+    """Write ``dashboard.json`` and ``dashboard.html`` into ``outdir``."""
+    outdir = Path(outdir)
+    if outdir.exists() and not outdir.is_dir():
+        raise HarnessError(f"{outdir}: not a directory")
+    texts = {"json": json.dumps(dashboard, indent=2) + "\n",
+             "html": html.render_dashboard(dashboard)}
+    paths = {"json": outdir / "dashboard.json", "html": outdir / "dashboard.html"}
+    try:
+        for key, path in paths.items():
+            _atomic_write(path, texts[key])
+    except OSError as exc:
+        raise HarnessError(f"{outdir}: cannot write dashboard: {exc.strerror or exc}") from None
+    return paths

@@ -1,0 +1,94 @@
+"""The HTML report and dashboard render in a real browser (Debian's Chromium).
+
+The assertions are on what Chromium built from the page (its DOM after
+parsing, and a screenshot of the requested size), not on our template text.
+"""
+
+from __future__ import annotations
+
+import html.parser
+import struct
+
+import pytest
+
+from harness.report import merge, writers
+
+from . import browser
+from .conftest import make_report
+
+pytestmark = pytest.mark.skipif(browser.chromium() is None, reason="no chromium")
+
+
+class _Table(html.parser.HTMLParser):
+    """Rows of the table with the given id, as lists of cell texts."""
+
+    def __init__(self, table_id: str) -> None:
+        super().__init__()
+        self.table_id, self.depth, self.rows, self.cell = table_id, 0, [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and (self.depth or attrs.get("id") == self.table_id):
+            self.depth += 1
+        elif self.depth == 1 and tag == "tr":
+            self.rows.append([])
+        elif self.depth == 1 and tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self.depth:
+            self.depth -= 1
+        elif self.depth == 1 and tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(" ".join("".join(self.cell).split()))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def _table(dom: str, table_id: str) -> list[list[str]]:
+    parser = _Table(table_id)
+    parser.feed(dom)
+    return parser.rows
+
+
+def test_report_page_renders_in_chromium(rich_report, tmp_path):
+    page = writers.write_all(rich_report, tmp_path)["html"]
+    dom = browser.dump_dom(page)
+    assert "<title>Certification of vendor.igvm</title>" in dom
+    checks = _table(dom, "checks")
+    assert checks[0][:3] == ["check", "platform", "verdict"]
+    assert [row[2] for row in checks[1:]] == ["pass", "fail", "pass", "boundary", "skip"]
+    matrix = _table(dom, "matrix")
+    assert matrix[0] == ["directive", "sev", "sev-es"]
+    assert matrix[1][0] == "PAGE_DATA" and matrix[2][0] == "VP_CONTEXT"
+    env = {row[0]: row[1] for row in _table(dom, "environment")}
+    assert env["SEV firmware"].startswith("API 1.55 build 21")
+    assert "0" * 63 + "1" in env["image"]
+    # The console evidence is text in the DOM, not a script element.
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in dom
+
+
+def test_report_page_screenshot(rich_report, tmp_path):
+    page = writers.write_all(rich_report, tmp_path)["html"]
+    png = browser.screenshot(page, tmp_path / "report.png", (1200, 1400))
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])  # IHDR, PNG spec section 11.2.2
+    assert (width, height) == (1200, 1400)
+    assert len(data) > 20_000  # a blank page compresses to a few hundred bytes
+
+
+def test_dashboard_of_two_hosts_renders_in_chromium(tmp_path):
+    a = writers.write_all(make_report({"spec.validate": "pass", "sev-es.boot": "fail"},
+                                      hostname="lab-a"), tmp_path, "a")["json"]
+    b = writers.write_all(make_report({"spec.validate": "pass", "sev-es.boot": "boundary"},
+                                      hostname="lab-b", qemu="10.1.0"), tmp_path, "b")["json"]
+    page = merge.write_dashboard(merge.merge_files([a, b]), tmp_path / "dash")["html"]
+    dom = browser.dump_dom(page)
+    grid = _table(dom, "grid")
+    assert len(grid) == 3 and len(grid[0]) == 3
+    assert "lab-a" in grid[0][1] and "10.1.0" in grid[0][2]
+    boot = [row for row in grid if row[0].startswith("sev-es.boot")][0]
+    assert boot[1].startswith("fail") and boot[2].startswith("boundary")

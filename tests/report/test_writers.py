@@ -1,0 +1,76 @@
+"""JSON, JUnit XML and HTML output of one report."""
+
+from __future__ import annotations
+
+import html.parser
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.report import writers
+
+
+def test_write_all_writes_three_consistent_files(rich_report, tmp_path):
+    paths = writers.write_all(rich_report, tmp_path / "out")
+    assert sorted(p.suffix for p in paths.values()) == [".html", ".json", ".xml"]
+    doc = json.loads(paths["json"].read_text())
+    assert doc["summary"]["verdict"] == "fail"
+    assert [c["id"] for c in doc["checks"]] == [c.id for c in rich_report.checks]
+    # No temporary files are left next to the results.
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
+        p.name for p in paths.values())
+
+
+def test_junit_follows_the_junit_xml_conventions(rich_report, tmp_path):
+    # JUnit semantics (as read by Jenkins/GitLab): <failure> counts as failed,
+    # <skipped> as skipped, no child as passed; suite attributes carry totals.
+    root = ET.fromstring(writers.to_junit(rich_report))
+    suite = root.find("testsuite")
+    assert suite.get("tests") == "5" and suite.get("failures") == "1"
+    assert suite.get("skipped") == "2" and suite.get("errors") == "0"
+    cases = {c.get("name"): c for c in suite.iter("testcase")}
+    assert cases["qemu.lint"].find("failure") is not None
+    assert list(cases["spec.validate"]) == []
+    boundary = cases["sev-es.boot"].find("skipped")
+    assert boundary.get("message").startswith("reached hardware boundary:")
+    assert "<script>alert(1)</script>" in cases["sev-es.boot"].find("system-out").text
+    props = {p.get("name"): p.get("value") for p in suite.iter("property")}
+    assert props["qemu_version"] == "10.2.2" and props["sev_api_version"] == "1.55"
+    assert props["image_sha256"] == "0" * 63 + "1"
+
+
+class _Refs(html.parser.HTMLParser):
+    """Collects every attribute that would make a browser load something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "data", "srcset", "poster", "action"):
+                self.refs.append(f"{tag} {name}={value}")
+
+
+def test_html_is_self_contained_and_escapes_evidence(rich_report):
+    page = writers.html.render_report(rich_report)
+    refs = _Refs()
+    refs.feed(page)
+    assert refs.refs == []
+    assert "link" not in refs.tags and "script" not in refs.tags
+    assert "url(" not in page and "@import" not in page
+    # Hostile evidence text is shown, not executed.
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    for needle in ("sha256", "ab" * 32, "1.55", "10.2.2", "0" * 63 + "1", "VP_CONTEXT"):
+        assert needle in page
+
+
+def test_write_all_refuses_a_file_as_directory(rich_report, tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(HarnessError, match="not a directory"):
+        writers.write_all(rich_report, target)
