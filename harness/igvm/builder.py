@@ -8,7 +8,8 @@ file this module wrote):
 * file data is appended in header order and shared between headers with
   identical contents (as the reference ``FileDataSerializer`` does);
 * page data, VP-context data and parameter-area data are zero-padded to the
-  size the reference parser reads (a page, a page, ``number_of_bytes``);
+  size the reference parser reads (a page, a page, ``number_of_bytes``),
+  except VBS VP contexts (VSM platform), read by register count;
   page data of ``None``/empty is written as ``file_offset`` 0 (zero page);
 * the reference parser rejects a file whose file-data section is empty
   (``variable_header_offset + variable_header_size`` must be below
@@ -77,7 +78,7 @@ class _FileData:
         return off
 
 
-def _body(h: m.Header, fd: _FileData) -> tuple[int, bytes]:
+def _body(h: m.Header, fd: _FileData, vsm_masks: frozenset = frozenset()) -> tuple[int, bytes]:
     """Encode one header: (type, body without padding)."""
     if isinstance(h, m.RawHeader):
         return h.type, _as_bytes(h.body)
@@ -91,7 +92,14 @@ def _body(h: m.Header, fd: _FileData) -> tuple[int, bytes]:
         return t, layout.st.pack(h.gpa, h.compatibility_mask, off, int(h.flags),
                                  int(h.data_type), h.reserved)
     if isinstance(h, m.VpContext):
-        off = fd.add(_padded(h.data, PAGE_SIZE_4K, "VP context")) if h.data is not None else 0
+        if h.data is None:
+            off = 0
+        elif h.compatibility_mask in vsm_masks:
+            # VBS: VbsVpContextHeader + registers, read by count, not padded
+            off = fd.add(_as_bytes(h.data))
+        else:
+            # VMSA / native / CCA contexts are read as one full page
+            off = fd.add(_padded(h.data, PAGE_SIZE_4K, "VP context"))
         return t, layout.st.pack(h.gpa, h.compatibility_mask, off, h.vp_index, h.reserved)
     if isinstance(h, m.ParameterArea):
         if h.initial_data is None or len(h.initial_data) == 0:
@@ -133,9 +141,12 @@ def serialize(f: m.IgvmFile) -> bytes:
             blen = defs.HEADER_SIZES[h.TYPE]
         vh_size += 8 + defs.align_up(blen)
     fd = _FileData(fixed.size + vh_size)
+    vsm = frozenset(p.compatibility_mask for p in f.platforms
+                    if isinstance(p, m.SupportedPlatform)
+                    and p.platform_type == PlatformType.VSM_ISOLATION)
     parts = []
     for h in headers:
-        t, body = _body(h, fd)
+        t, body = _body(h, fd, vsm)
         parts.append(_variable_header(t, body))
     vh = b"".join(parts)
     if len(vh) != vh_size:  # pragma: no cover - internal consistency

@@ -367,6 +367,10 @@ class IgvmFile:
     platforms: list = field(default_factory=list)
     initializations: list = field(default_factory=list)
     directives: list = field(default_factory=list)
+    #: Set by the parser: the buffer page data views point into (kept alive
+    #: with the model) and each header's byte offset, in file order.
+    buffer: object = field(default=None, repr=False, compare=False)
+    offsets: list = field(default_factory=list, repr=False, compare=False)
 
     def headers(self) -> Iterator[Header]:
         """Every header in file order (platform, initialization, directive)."""

@@ -1,0 +1,670 @@
+"""Parse IGVM bytes into the model, checking the specification's rules.
+
+One scanner serves both :func:`parse` (raises on the first violation) and
+:mod:`harness.igvm.validate` (collects every violation).  Its checks follow
+the reference Rust parser, ``IgvmFile::new_from_binary`` in microsoft/igvm
+``igvm/src/lib.rs``: the fixed header, the checksum, the variable-header
+walk with section order, each header's ``new_from_binary_split`` and
+``validate``, then the whole-file ``validate_platform_headers``,
+``validate_initialization_headers`` and ``validate_directive_headers``.
+Rule ids are in :mod:`harness.igvm.rules`.
+
+Page data, VP-context data and parameter-area data are ``memoryview``
+slices of the input buffer: nothing is copied, so parsing a 256 MiB file
+costs the headers, not the pages.  Pass an ``mmap`` (as :func:`load`
+does) to avoid reading the file into memory at all.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import zlib
+
+from harness.errors import HarnessError
+from harness.igvm import defs
+from harness.igvm import model as m
+from harness.igvm.defs import (
+    Architecture, HeaderType, PlatformType, Section, PAGE_SIZE_4K, PAGE_SIZE_2M,
+    IGVM_MAGIC, OPTIONAL_BIT,
+)
+from harness.igvm.rules import STRICT_RULES, IgvmFormatError, Violation
+
+_U32 = struct.Struct("<I")
+_TLV = defs.VARIABLE_HEADER.st
+_PAGE_DATA = defs.PAGE_DATA.st
+NATIVE_CONTEXT_SIZE = 232  # sizeof(IgvmNativeVpContextX64)
+CCA_CONTEXT_SIZE = 80  # sizeof(IgvmVpContextAArch64Cca)
+
+_PLATFORM_TYPES = frozenset(int(p) for p in PlatformType)
+#: Types new_from_binary_split accepts (CoRIM needs the off-by-default feature).
+_HANDLED = frozenset(int(t) for t in defs.HEADER_LAYOUTS) - {
+    HeaderType.CORIM_DOCUMENT, HeaderType.CORIM_SIGNATURE}
+
+
+class _Stop(Exception):
+    """Ends the scan (first violation wanted, or nothing more can be read)."""
+
+
+def _popcount(x: int) -> int:
+    return bin(x).count("1")
+
+
+def _bits(mask: int):
+    while mask:
+        low = mask & -mask
+        yield low
+        mask ^= low
+
+
+class _Scanner:
+    def __init__(self, data, platform=None, strict: bool = False,
+                 stop_first: bool = False) -> None:
+        mv = data if isinstance(data, memoryview) else memoryview(data)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        self.buf = mv
+        self.n = len(mv)
+        self.platform = platform
+        self.strict = strict
+        self.stop_first = stop_first
+        self.violations: list[Violation] = []
+        self.file = m.IgvmFile(buffer=data)
+        self.mask_map: dict[int, int] = {}
+        self.fds = 0  # file data start
+        # per header: (header, index, offset, section) for whole-file checks
+        self.entries: list[tuple] = []
+
+    # ---------------------------------------------------------- reporting
+    def report(self, rule: str, message: str, idx: int | None = None,
+               off: int | None = None) -> None:
+        if not self.strict and rule in STRICT_RULES:
+            return
+        self.violations.append(Violation(rule, message, idx, off))
+        if self.stop_first:
+            raise _Stop
+
+    def fatal(self, rule: str, message: str, idx=None, off=None) -> None:
+        self.report(rule, message, idx, off)
+        raise _Stop
+
+    # ------------------------------------------------------------- driver
+    def run(self) -> None:
+        try:
+            self.fixed_header()
+            self.walk()
+        except _Stop:
+            return
+        try:
+            self.whole_file()
+        except _Stop:
+            return
+
+    # ------------------------------------------------------- fixed header
+    def fixed_header(self) -> None:
+        buf, n = self.buf, self.n
+        if n < defs.FIXED_HEADER_V1.size:
+            self.fatal("file-too-small", f"{n} bytes, the fixed header needs "
+                       f"{defs.FIXED_HEADER_V1.size}", None, 0)
+        magic, version, vho, vhs, total, checksum = defs.FIXED_HEADER_V1.st.unpack_from(buf, 0)
+        if magic != IGVM_MAGIC:
+            self.fatal("bad-magic", f"magic 0x{magic:08x}, expected 0x{IGVM_MAGIC:08x} ('IGVM')",
+                       None, 0)
+        f = self.file
+        if version == defs.FORMAT_VERSION_1:
+            fixed = defs.FIXED_HEADER_V1
+        elif version == defs.FORMAT_VERSION_2:
+            fixed = defs.FIXED_HEADER_V2
+            if n < fixed.size:
+                self.fatal("file-too-small", f"{n} bytes, the v2 fixed header needs {fixed.size}",
+                           None, 0)
+            arch, page_size = struct.unpack_from("<II", buf, 24)
+            if arch not in (Architecture.X64, Architecture.AARCH64):
+                self.fatal("bad-architecture", f"architecture {arch} is neither X64 (0) "
+                           "nor AARCH64 (1)", None, 24)
+            if page_size != PAGE_SIZE_4K:
+                self.fatal("unsupported-page-size", f"page_size 0x{page_size:x}, only 0x1000 "
+                           "is supported", None, 28)
+            f.architecture = Architecture(arch)
+            f.page_size = page_size
+        else:
+            self.fatal("unsupported-format-version", f"format_version {version}, expected 1 or 2",
+                       None, 4)
+        f.revision = version
+        self.fixed_size = fixed.size
+        if total != n:
+            self.report("total-size-mismatch", f"header says {total} bytes, file has {n}", None, 16)
+        if vho >= n:
+            self.fatal("variable-header-offset-out-of-range",
+                       f"variable_header_offset 0x{vho:x} is not below the file size 0x{n:x}",
+                       None, 8)
+        if vho + vhs >= n:
+            self.fatal("variable-header-size-out-of-range",
+                       f"variable headers end at 0x{vho + vhs:x}, not below the file size "
+                       f"0x{n:x} (no file data section)", None, 12)
+        if vho < fixed.size or vho % 8:
+            self.report("variable-header-offset-invalid",
+                        f"variable_header_offset 0x{vho:x} must be >= 0x{fixed.size:x} "
+                        "and 8-byte aligned", None, 8)
+        head = bytearray(buf[:fixed.size])
+        head[defs.CHECKSUM_OFFSET:defs.CHECKSUM_OFFSET + 4] = bytes(4)
+        computed = zlib.crc32(buf[vho:vho + vhs], zlib.crc32(head))
+        if computed != checksum:
+            self.report("checksum-mismatch",
+                        f"header says 0x{checksum:08x}, computed 0x{computed:08x}", None, 20)
+        self.vho, self.vhs = vho, vhs
+        self.fds = vho + vhs
+
+    # -------------------------------------------------------------- walk
+    def data_at(self, file_offset: int, size: int, idx: int, off: int, what: str):
+        """A view of ``size`` file-data bytes at ``file_offset`` (None if out of range)."""
+        if file_offset < self.fds or file_offset + size > self.n:
+            self.report("file-data-out-of-range",
+                        f"{what}: 0x{size:x} bytes at file offset 0x{file_offset:x} are outside "
+                        f"the file data section [0x{self.fds:x}, 0x{self.n:x})", idx, off)
+            return None
+        return self.buf[file_offset:file_offset + size]
+
+    def walk(self) -> None:
+        buf = self.buf
+        pos, end = self.vho, self.vho + self.vhs
+        stage = Section.PLATFORM
+        lists = (self.file.platforms, self.file.initializations, self.file.directives)
+        offsets = self.file.offsets
+        entries = self.entries
+        report = self.report
+        unpack_tlv = _TLV.unpack_from
+        unpack_pd = _PAGE_DATA.unpack_from
+        decoders = self.decoders()
+        strict = self.strict
+        fds, n = self.fds, self.n
+        PageData = m.PageData
+        idx = -1
+        while pos < end:
+            idx += 1
+            if end - pos < 8:
+                self.fatal("header-truncated", f"{end - pos} bytes left in the variable header "
+                           "section, a header needs 8", idx, pos)
+            t, length = unpack_tlv(buf, pos)
+            body = pos + 8
+            nxt = body + ((length + 7) & ~7)
+            if nxt > end:
+                self.fatal("header-truncated", f"header type 0x{t:x} length {length} runs past "
+                           f"the variable header section end 0x{end:x}", idx, pos)
+            # fast path: the common 4 KiB page data header
+            if t == 0x302 and length == 24 and stage == Section.DIRECTIVE:
+                gpa, mask, fo, flags, dtype, reserved = unpack_pd(buf, body)
+                if fo:
+                    if fo < fds or fo + 4096 > n:
+                        data = self.data_at(fo, 4096, idx, pos, "page data")
+                        if data is None:
+                            lists[2].append(m.RawHeader(t, bytes(buf[body:body + length])))
+                            offsets.append(pos)
+                            pos = nxt
+                            continue
+                    else:
+                        data = buf[fo:fo + 4096]
+                else:
+                    data = None
+                h = PageData(gpa, mask, flags, dtype, data, reserved)
+                if reserved or gpa & 0xFFF or dtype > 3 or (strict and flags & ~7):
+                    self.check_page_data(h, idx, pos)
+                lists[2].append(h)
+                offsets.append(pos)
+                entries.append((h, idx, pos))
+                pos = nxt
+                continue
+            sec = defs.section_of(t)
+            if sec is None:
+                report("unknown-header-type", f"type 0x{t:x} is in no section range"
+                       + (" (optional bit set; the reference parser rejects it)"
+                          if t & OPTIONAL_BIT else ""), idx, pos)
+                raw = m.RawHeader(t, bytes(buf[body:body + length]))
+                lists[max(stage, raw.section)].append(raw)
+                offsets.append(pos)
+                pos = nxt
+                continue
+            if sec < stage:
+                report("section-order", f"{_name(t)} ({sec.name.lower()}) after a "
+                       f"{stage.name.lower()} header", idx, pos)
+            else:
+                stage = sec
+            if strict and nxt > body + length and any(buf[body + length:nxt]):
+                report("header-padding-nonzero", f"padding after {_name(t)} is not zero", idx, pos)
+            layout = defs.HEADER_LAYOUTS.get(t)
+            raw = None
+            if t not in _HANDLED or (sec == Section.PLATFORM and t != HeaderType.SUPPORTED_PLATFORM):
+                report("unknown-header-type", f"type 0x{t:x} ({_name(t)}) is not handled by the "
+                       "reference parser", idx, pos)
+                raw = True
+            elif length != layout.size:
+                report("header-length-mismatch", f"{_name(t)} length {length}, the structure "
+                       f"has {layout.size} bytes", idx, pos)
+                raw = True
+            h = None
+            if raw is None:
+                h = decoders[t](t, layout.st.unpack_from(buf, body), idx, pos)
+            if h is None:
+                h = m.RawHeader(t, bytes(buf[body:body + length]), sec)
+            else:
+                entries.append((h, idx, pos))
+            lists[sec].append(h)
+            offsets.append(pos)
+            pos = nxt
+
+    # ---------------------------------------------------------- decoders
+    def decoders(self) -> dict:
+        d = {
+            HeaderType.SUPPORTED_PLATFORM: self.d_platform,
+            HeaderType.GUEST_POLICY: self.d_guest_policy,
+            HeaderType.RELOCATABLE_REGION: self.d_relocatable,
+            HeaderType.PAGE_TABLE_RELOCATION_REGION: self.d_page_table,
+            HeaderType.CCA_POLICY: self.d_cca_policy,
+            HeaderType.PARAMETER_AREA: self.d_parameter_area,
+            HeaderType.PAGE_DATA: self.d_page_data,
+            HeaderType.PARAMETER_INSERT: self.d_parameter_insert,
+            HeaderType.VP_CONTEXT: self.d_vp_context,
+            HeaderType.REQUIRED_MEMORY: self.d_required_memory,
+            HeaderType.SNP_ID_BLOCK: self.d_plain,
+            HeaderType.ERROR_RANGE: self.d_error_range,
+            HeaderType.VBS_MEASUREMENT: self.d_plain,
+        }
+        for t in defs.PARAMETER_TYPES:
+            d[t] = self.d_plain
+        return d
+
+    def d_plain(self, t, v, idx, off):
+        cls = m.HEADER_CLASSES[t]
+        return cls(**dict(zip(defs.HEADER_LAYOUTS[t].fields, v)))
+
+    def d_platform(self, t, v, idx, off):
+        mask, vtl, ptype, version, sgb = v
+        h = m.SupportedPlatform(compatibility_mask=mask, platform_type=ptype,
+                                platform_version=version, highest_vtl=vtl,
+                                shared_gpa_boundary=sgb)
+        if _popcount(mask) != 1:
+            self.report("platform-mask-not-single-bit",
+                        f"compatibility_mask 0x{mask:x} must have exactly one bit set", idx, off)
+        if vtl not in defs.VALID_HIGHEST_VTLS:
+            self.report("platform-vtl-invalid", f"highest_vtl {vtl} is neither 0 nor 2", idx, off)
+        if ptype not in _PLATFORM_TYPES:
+            self.report("platform-type-unknown", f"platform_type {ptype} is not defined", idx, off)
+        else:
+            if version != defs.PLATFORM_VERSION[ptype]:
+                self.report("platform-version-invalid", f"{PlatformType(ptype).name} "
+                            f"platform_version {version}, expected "
+                            f"{defs.PLATFORM_VERSION[ptype]}", idx, off)
+            if ptype in defs.PLATFORMS_NO_SHARED_GPA_BOUNDARY and sgb:
+                self.report("platform-shared-gpa-boundary", f"{PlatformType(ptype).name} "
+                            f"shared_gpa_boundary 0x{sgb:x} must be 0", idx, off)
+        self.mask_map[mask] = ptype
+        return h
+
+    def d_guest_policy(self, t, v, idx, off):
+        policy, mask, reserved = v
+        if reserved:
+            self.report("reserved-nonzero", f"GUEST_POLICY reserved 0x{reserved:x}", idx, off)
+        return m.GuestPolicy(policy, mask, reserved)
+
+    def d_relocatable(self, t, v, idx, off):
+        h = m.RelocatableRegion(*v)
+        if h.vtl not in defs.VALID_VTLS:
+            self.report("vtl-invalid", f"RELOCATABLE_REGION vtl {h.vtl}", idx, off)
+        if h.relocation_region_size % PAGE_SIZE_4K:
+            self.report("size-unaligned", f"RELOCATABLE_REGION size "
+                        f"0x{h.relocation_region_size:x} not 4 KiB aligned", idx, off)
+        a = h.relocation_alignment
+        if a == 0 or a % PAGE_SIZE_4K:
+            self.report("relocation-alignment-invalid", f"relocation_alignment 0x{a:x} is not a "
+                        "non-zero multiple of 4 KiB", idx, off)
+        else:
+            for name in ("relocation_region_gpa", "minimum_relocation_gpa",
+                         "maximum_relocation_gpa"):
+                value = getattr(h, name)
+                if value % a:
+                    self.report("relocation-address-unaligned", f"{name} 0x{value:x} not aligned "
+                                f"to relocation_alignment 0x{a:x}", idx, off)
+                    break
+        return h
+
+    def d_page_table(self, t, v, idx, off):
+        mask, vp_index, vtl, reserved, gpa, size, used = v
+        h = m.PageTableRelocation(mask, vp_index, vtl, gpa, size, used, reserved)
+        if reserved:
+            self.report("reserved-nonzero", f"PAGE_TABLE_RELOCATION reserved 0x{reserved:x}",
+                        idx, off)
+        if vtl not in defs.VALID_VTLS:
+            self.report("vtl-invalid", f"PAGE_TABLE_RELOCATION vtl {vtl}", idx, off)
+        if gpa % PAGE_SIZE_4K:
+            self.report("gpa-unaligned", f"PAGE_TABLE_RELOCATION gpa 0x{gpa:x}", idx, off)
+        for name, value in (("size", size), ("used_size", used)):
+            if value % PAGE_SIZE_4K:
+                self.report("size-unaligned", f"PAGE_TABLE_RELOCATION {name} 0x{value:x}",
+                            idx, off)
+        if used > size:
+            self.report("page-table-used-size-exceeds", f"used_size 0x{used:x} above size "
+                        f"0x{size:x}", idx, off)
+        return h
+
+    def d_cca_policy(self, t, v, idx, off):
+        mask, reserved, zeroes, ones, hash_alg, lfa, reserved2 = v
+        h = m.CcaPolicy(mask, zeroes, ones, hash_alg, lfa, reserved, reserved2)
+        if reserved or any(reserved2):
+            self.report("reserved-nonzero", "CCA_POLICY reserved fields not zero", idx, off)
+        if zeroes & ones:
+            self.report("cca-policy-ones-zeroes", f"bits 0x{zeroes & ones:x} required both zero "
+                        "and one", idx, off)
+        return h
+
+    def d_parameter_area(self, t, v, idx, off):
+        size, index, fo = v
+        data = None
+        if fo:
+            data = self.data_at(fo, size, idx, off, "parameter area")
+            if data is None:
+                return None
+        if size % PAGE_SIZE_4K:
+            self.report("size-unaligned", f"PARAMETER_AREA number_of_bytes 0x{size:x}", idx, off)
+        return m.ParameterArea(size, index, data)
+
+    def check_page_data(self, h, idx, off):
+        if h.reserved:
+            self.report("reserved-nonzero", f"PAGE_DATA reserved 0x{h.reserved:x}", idx, off)
+        if h.gpa % PAGE_SIZE_4K:
+            self.report("gpa-unaligned", f"PAGE_DATA gpa 0x{h.gpa:x}", idx, off)
+        if h.data_type > 3:
+            self.report("page-data-type-invalid", f"data_type {h.data_type}", idx, off)
+        if h.flags & defs.PAGE_DATA_FLAGS_RESERVED:
+            self.report("page-data-flags-reserved", f"flags 0x{h.flags:x}", idx, off)
+        if h.flags & defs.PageDataFlags.IS_2MB_PAGE and h.gpa % PAGE_SIZE_2M:
+            self.report("page-data-2mb-unaligned", f"2 MiB page at 0x{h.gpa:x}", idx, off)
+
+    def d_page_data(self, t, v, idx, off):
+        gpa, mask, fo, flags, dtype, reserved = v
+        data = None
+        if fo:
+            data = self.data_at(fo, PAGE_SIZE_4K, idx, off, "page data")
+            if data is None:
+                return None
+        h = m.PageData(gpa, mask, flags, dtype, data, reserved)
+        self.check_page_data(h, idx, off)
+        return h
+
+    def d_parameter_insert(self, t, v, idx, off):
+        h = m.ParameterInsert(*v)
+        if h.gpa % PAGE_SIZE_4K:
+            self.report("gpa-unaligned", f"PARAMETER_INSERT gpa 0x{h.gpa:x}", idx, off)
+        return h
+
+    def d_vp_context(self, t, v, idx, off):
+        gpa, mask, fo, vp_index, reserved = v
+        if reserved:
+            self.report("vp-context-reserved-nonzero", f"reserved 0x{reserved:x}", idx, off)
+        ptype = self.mask_map.get(mask)
+        if ptype == PlatformType.VSM_ISOLATION:
+            head = self.data_at(fo, 4, idx, off, "VBS VP context")
+            if head is None:
+                return None
+            (count,) = _U32.unpack_from(head)
+            regs = self.data_at(fo + 4, 32 * count, idx, off, "VBS VP context registers")
+            if regs is None:
+                return None
+            vtls = {regs[i * 32] for i in range(count)}
+            if count == 0:
+                self.report("vbs-vp-context-invalid", "no registers", idx, off)
+            elif len(vtls) > 1:
+                self.report("vbs-vp-context-invalid", f"registers for several VTLs {sorted(vtls)}",
+                            idx, off)
+            elif vp_index != 0:
+                self.report("vbs-vp-context-invalid", f"vp_index {vp_index}, only the BSP (0)",
+                            idx, off)
+            elif max(vtls) not in defs.VALID_VTLS:
+                self.report("vtl-invalid", f"VBS register vtl {max(vtls)}", idx, off)
+            data = self.buf[fo:fo + 4 + 32 * count]
+        elif ptype in (PlatformType.SEV_SNP, PlatformType.SEV_ES):
+            data = self.data_at(fo, PAGE_SIZE_4K, idx, off, "VMSA")
+            if data is None:
+                return None
+            if gpa % PAGE_SIZE_4K:
+                self.report("gpa-unaligned", f"VP_CONTEXT (VMSA) gpa 0x{gpa:x}", idx, off)
+        elif ptype in (PlatformType.NATIVE, PlatformType.SEV, PlatformType.CCA):
+            data = self.data_at(fo, PAGE_SIZE_4K, idx, off, "VP context")
+            if data is None:
+                return None
+            size = CCA_CONTEXT_SIZE if ptype == PlatformType.CCA else NATIVE_CONTEXT_SIZE
+            if any(data[size:]):
+                self.report("vp-context-nonzero-tail", f"bytes after the {size}-byte "
+                            f"{PlatformType(ptype).name} context are not zero", idx, off)
+        else:
+            what = (f"platform {PlatformType(ptype).name}" if ptype in _PLATFORM_TYPES
+                    else "no single declared platform")
+            self.report("vp-context-platform", f"compatibility_mask 0x{mask:x} names {what}",
+                        idx, off)
+            return None
+        return m.VpContext(gpa, mask, vp_index, data, reserved)
+
+    def d_required_memory(self, t, v, idx, off):
+        gpa, mask, size, flags, reserved = v
+        if reserved:
+            self.report("reserved-nonzero", f"REQUIRED_MEMORY reserved 0x{reserved:x}", idx, off)
+        if gpa % PAGE_SIZE_4K:
+            self.report("gpa-unaligned", f"REQUIRED_MEMORY gpa 0x{gpa:x}", idx, off)
+        if size % PAGE_SIZE_4K:
+            self.report("size-unaligned", f"REQUIRED_MEMORY number_of_bytes 0x{size:x}", idx, off)
+        if flags & defs.REQUIRED_MEMORY_FLAGS_RESERVED:
+            self.report("required-memory-flags-reserved", f"flags 0x{flags:x}", idx, off)
+        return m.RequiredMemory(gpa, mask, size, flags, reserved)
+
+    def d_error_range(self, t, v, idx, off):
+        h = m.ErrorRange(*v)
+        if h.gpa % PAGE_SIZE_4K:
+            self.report("gpa-unaligned", f"ERROR_RANGE gpa 0x{h.gpa:x}", idx, off)
+        return h
+
+    # ------------------------------------------------------- whole file
+    def whole_file(self) -> None:
+        f = self.file
+        report = self.report
+        arch = f.architecture
+        # validate_platform_headers
+        seen: dict[int, int] = {}
+        declared = 0
+        first_platform = None
+        for h, idx, off in self.entries:
+            if not isinstance(h, m.SupportedPlatform):
+                continue
+            if first_platform is None:
+                first_platform = idx
+            pt = h.platform_type
+            if pt in _PLATFORM_TYPES and pt not in defs.PLATFORMS_FOR_ARCH[arch]:
+                report("platform-arch-mismatch", f"{PlatformType(pt).name} is not supported on "
+                       f"{Architecture(arch).name}", idx, off)
+            if pt in seen:
+                report("platform-duplicate", f"second platform header of type {_pname(pt)}",
+                       idx, off)
+            seen[pt] = idx
+            if h.compatibility_mask & declared:
+                report("platform-mask-duplicate", f"mask 0x{h.compatibility_mask:x} reuses a "
+                       "declared bit", idx, off)
+            declared |= h.compatibility_mask
+        if not any(isinstance(p, m.SupportedPlatform) for p in f.platforms):
+            report("no-platform", "the file declares no supported platform", None,
+                   self.vho)
+        filter_mask = 0xFFFFFFFF
+        if self.platform is not None:
+            p = f.platform(self.platform)
+            if p is not None:
+                filter_mask = p.compatibility_mask
+
+        # validate_initialization_headers
+        page_table_masks = 0
+        vp_idents: list[tuple[int, int, int, int, int]] = []
+        regions: dict[int, list[tuple[int, int]]] = {}
+        pt_regions: list[tuple[int, int, int]] = []
+        strict = self.strict
+
+        def overlap(mask, start, size, idx, off):
+            for bit in _bits(mask):
+                lst = regions.setdefault(bit, [])
+                endr = start + size
+                for s, e in lst:
+                    if start < e and s < endr:
+                        report("relocation-regions-overlap", f"region [0x{start:x}, 0x{endr:x}) "
+                               f"overlaps [0x{s:x}, 0x{e:x}) for mask 0x{bit:x}", idx, off)
+                        return
+                lst.append((start, endr))
+
+        for h, idx, off in self.entries:
+            mask = getattr(h, "compatibility_mask", None)
+            if h.SECTION == Section.PLATFORM:
+                continue
+            if strict and mask is not None and (mask == 0 or mask & ~declared):
+                report("mask-undeclared", f"{_name(h.TYPE)} compatibility_mask 0x{mask:x}, "
+                       f"declared platforms 0x{declared:x}", idx, off)
+            if h.SECTION != Section.INITIALIZATION:
+                continue
+            if mask is not None and not mask & filter_mask:
+                continue
+            if isinstance(h, m.CcaPolicy):
+                if arch != Architecture.AARCH64:
+                    report("header-arch-mismatch", "CCA_POLICY in an X64 file", idx, off)
+                for bit in _bits(mask):
+                    if self.mask_map.get(bit) != PlatformType.CCA:
+                        report("cca-policy-mask", f"mask bit 0x{bit:x} is not a CCA platform",
+                               idx, off)
+                        break
+            elif isinstance(h, m.PageTableRelocation):
+                if mask & page_table_masks:
+                    report("page-table-relocation-duplicate", f"mask 0x{mask:x} already has one",
+                           idx, off)
+                page_table_masks |= mask
+                overlap(mask, h.gpa, h.size, idx, off)
+                vp_idents.append((mask, h.vp_index, h.vtl, idx, off))
+                pt_regions.append((mask, h.gpa, h.size))
+            elif isinstance(h, m.RelocatableRegion):
+                overlap(mask, h.relocation_region_gpa, h.relocation_region_size, idx, off)
+                vp_idents.append((mask, h.vp_index, h.vtl, idx, off))
+
+        # validate_directive_headers
+        ALLOCATED, INSERTED = 1, 2
+        areas: dict[int, int] = {}
+        for h, idx, off in self.entries:
+            if h.SECTION != Section.DIRECTIVE:
+                continue
+            t = h.TYPE
+            if t == HeaderType.PAGE_DATA:  # no whole-file rule concerns page data
+                continue
+            mask = getattr(h, "compatibility_mask", None)
+            if mask is not None and not mask & filter_mask:
+                continue
+            if t == HeaderType.PARAMETER_AREA:
+                if h.parameter_area_index in areas:
+                    report("parameter-area-index-reused", f"index {h.parameter_area_index}",
+                           idx, off)
+                else:
+                    areas[h.parameter_area_index] = ALLOCATED
+            elif t in defs.PARAMETER_TYPES:
+                state = areas.get(h.parameter_area_index)
+                if state is None:
+                    report("parameter-area-undeclared", f"{_name(t)} names area "
+                           f"{h.parameter_area_index}, not declared before", idx, off)
+                elif state == INSERTED:
+                    report("parameter-area-inserted", f"{_name(t)} names area "
+                           f"{h.parameter_area_index}, already inserted", idx, off)
+            elif t == HeaderType.PARAMETER_INSERT:
+                state = areas.get(h.parameter_area_index)
+                if state is None:
+                    report("parameter-area-undeclared", f"insert of area "
+                           f"{h.parameter_area_index}, not declared before", idx, off)
+                elif state == INSERTED:
+                    report("parameter-area-inserted", f"area {h.parameter_area_index} "
+                           "inserted twice", idx, off)
+                else:
+                    areas[h.parameter_area_index] = INSERTED
+                for pmask, gpa, size in pt_regions:
+                    if pmask & mask and gpa <= h.gpa < gpa + size:
+                        report("parameter-insert-in-page-table", f"insert at 0x{h.gpa:x} inside "
+                               f"the page table region at 0x{gpa:x}", idx, off)
+                        break
+            elif t == HeaderType.VP_CONTEXT:
+                ptype = self.mask_map.get(mask)
+                if ptype == PlatformType.VSM_ISOLATION and h.data is not None and len(h.data) > 4:
+                    vtl = h.data[4]
+                    vp_idents = [i for i in vp_idents
+                                 if not (i[0] & mask and i[1] == 0 and i[2] == vtl)]
+                elif ptype in (PlatformType.NATIVE, PlatformType.SEV) and arch != Architecture.X64:
+                    report("header-arch-mismatch", "x64 native VP context in an AARCH64 file",
+                           idx, off)
+                elif ptype == PlatformType.CCA and arch != Architecture.AARCH64:
+                    report("header-arch-mismatch", "CCA VP context in an X64 file", idx, off)
+        for mask, vp, vtl, idx, off in vp_idents:
+            report("no-matching-vp-context", f"no VBS VP context for VP {vp} VTL {vtl} "
+                   f"(mask 0x{mask:x})", idx, off)
+            break
+
+
+def _name(t: int) -> str:
+    try:
+        return HeaderType(t).name
+    except ValueError:
+        return f"0x{t:x}"
+
+
+def _pname(t: int) -> str:
+    try:
+        return PlatformType(t).name
+    except ValueError:
+        return str(t)
+
+
+def scan(data, platform=None, strict: bool = False, stop_first: bool = False):
+    """Run the scanner: ``(IgvmFile, [Violation])``.
+
+    The model is as complete as the bytes allowed (headers that could not be
+    decoded are ``RawHeader``); it is None when the fixed header is unusable.
+    """
+    s = _Scanner(data, platform=platform, strict=strict, stop_first=stop_first)
+    s.run()
+    usable = hasattr(s, "fixed_size")
+    return (s.file if usable else None), s.violations
+
+
+def parse(data, check: bool = True, source: str | None = None) -> m.IgvmFile:
+    """Bytes (or memoryview / mmap) -> :class:`IgvmFile`.
+
+    With ``check`` (the default) the file must pass every rule the reference
+    parser applies; the first violation raises :class:`IgvmFormatError`.
+    Without it only a readable fixed header is required, and headers that
+    cannot be decoded are kept as :class:`RawHeader` (for ``inspect``).
+    """
+    f, violations = scan(data, stop_first=check)
+    if check and violations:
+        raise IgvmFormatError.from_violation(violations[0], source)
+    if f is None:
+        v = violations[0]
+        raise IgvmFormatError.from_violation(v, source)
+    return f
+
+
+def read(path) -> mmap.mmap | bytes:
+    """Map (or, if empty, read) a file; I/O problems become HarnessError."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size == 0:
+                return b""
+            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    except IsADirectoryError:
+        raise HarnessError(f"{path}: is a directory") from None
+    except OSError as exc:
+        raise HarnessError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    except ValueError as exc:  # mmap of a special file
+        raise HarnessError(f"{path}: cannot map: {exc}") from None
+
+
+def load(path, check: bool = True) -> m.IgvmFile:
+    """Parse the file at ``path`` (memory-mapped: page data stays in the
+    page cache, the model holds views into it)."""
+    return parse(read(path), check=check, source=os.fspath(path))
