@@ -1,0 +1,460 @@
+"""Build the QEMU-under-test and keep it in the harness's cache.
+
+Cache layout (``$IGVM_HARNESS_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/igvm-harness``)::
+
+    qemu/downloads/<version>/       verified Debian source package files
+    qemu/builds/<name>/             one complete install: bin/qemu-system-x86_64,
+                                    build-info.json, build.log
+    qemu/builds/.tmp-<name>-<pid>/  a build in progress (never used as a result)
+    qemu/logs/<name>.log            the log of the last attempt for <name>
+    qemu/current.json               the entry ``qemu path`` / discovery use
+    libigvm/<identity>/             the bundled C library, installed (stamped)
+    tools/meson-venv/               meson (+ pycotap) from PyPI for QEMU's configure
+
+An entry becomes visible only by ``rename`` of a finished temporary
+directory, so a killed build can never be mistaken for a result; stale
+temporaries are removed on the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, TextIO
+
+from harness.errors import HarnessError
+from harness.qemu import deps, source
+
+BINARY = "qemu-system-x86_64"
+# Bump when the build recipe changes in a way that changes the result.
+RECIPE = 1
+MESON_PIN = "meson==1.9.0"      # QEMU 10.2's pythondeps.toml 'installed' version
+PYCOTAP_PIN = "pycotap==1.3.1"  # same file; configure's meson group asks for it
+IGVM_PKG = "igvm >= 0.3.0"      # meson.build: dependency('igvm', version: '>= 0.3.0')
+
+# configure options: the target and the three features under test, then
+# everything optional off (--without-default-features) so that the build
+# needs only glib and zlib and takes minutes.  --disable-download: only
+# Debian and PyPI are reachable; --disable-install-blobs: the +ds tarball
+# has no firmware (the harness runs QEMU with -nodefaults and IGVM, which
+# replaces the BIOS).
+CONFIGURE_OPTIONS: tuple[str, ...] = (
+    "--target-list=x86_64-softmmu",
+    "--enable-igvm",
+    "--enable-kvm",
+    "--enable-tcg",
+    "--without-default-features",
+    "--disable-docs",
+    "--disable-tools",
+    "--disable-guest-agent",
+    "--disable-download",
+    "--disable-install-blobs",
+    "--disable-werror",
+)
+
+
+def cache_root() -> Path:
+    env = os.environ.get("IGVM_HARNESS_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "igvm-harness"
+
+
+def libigvm_dir() -> Path:
+    """The bundled C library's source (harness/qemu/libigvm)."""
+    return Path(__file__).resolve().parent / "libigvm"
+
+
+# --------------------------------------------------------------------------
+# progress and logging
+
+class Progress:
+    """Phase lines and a one-line [N/M] updater on stderr; full output to a log."""
+
+    def __init__(self, stream: TextIO = sys.stderr, quiet: bool = False) -> None:
+        self.stream = stream
+        self.quiet = quiet
+        self.tty = stream.isatty()
+        self._last_pct = -1
+        self._open_line = False
+
+    def phase(self, text: str) -> None:
+        if self.quiet:
+            return
+        self._end_line()
+        print(f"igvm-harness: {text}", file=self.stream, flush=True)
+
+    def step(self, n: int, total: int, what: str) -> None:
+        if self.quiet or total <= 0:
+            return
+        if self.tty:
+            line = f"[{n}/{total}] {what}"[:100]
+            self.stream.write("\r" + line.ljust(100))
+            self.stream.flush()
+            self._open_line = True
+        else:
+            pct = n * 100 // total
+            if pct // 10 != self._last_pct // 10 or n == total:
+                self._last_pct = pct
+                print(f"igvm-harness:   [{n}/{total}] {pct}%", file=self.stream, flush=True)
+
+    def _end_line(self) -> None:
+        if self._open_line:
+            self.stream.write("\n")
+            self._open_line = False
+
+    def done(self) -> None:
+        self._end_line()
+
+
+NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]\s*(.*)")
+
+
+def run_logged(cmd: list[str], log: TextIO, cwd: Path | None = None,
+               env: dict[str, str] | None = None, progress: Progress | None = None) -> int:
+    """Run *cmd*, copy its output to *log*, feed ninja's [N/M] lines to *progress*."""
+    log.write(f"$ {' '.join(cmd)}\n")
+    log.flush()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            errors="replace", bufsize=1)
+    try:
+        assert proc.stdout
+        for line in proc.stdout:
+            log.write(line)
+            m = NINJA_STEP.match(line)
+            if m and progress:
+                progress.step(int(m.group(1)), int(m.group(2)), m.group(3).strip())
+        return proc.wait()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        log.flush()
+        if progress:
+            progress.done()
+
+
+def first_error(log_path: Path, patterns=(r"^ERROR: .*", r".*: error: .*", r"^FAILED: .*",
+                                          r"^error_exit.*", r".*[Ee]rror.*")) -> str:
+    """The first line of the log that names the cause, best pattern first."""
+    try:
+        lines = log_path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "no log"
+    for pat in patterns:
+        rx = re.compile(pat)
+        for line in lines:
+            if rx.match(line):
+                return line.strip()[:200]
+    return lines[-1].strip()[:200] if lines else "no output"
+
+
+# --------------------------------------------------------------------------
+# tools: meson from PyPI
+
+def ensure_meson(root: Path, log: TextIO, progress: Progress) -> Path:
+    """A venv with meson (and pycotap) whose python runs QEMU's configure.
+
+    QEMU's mkvenv nests its own venv inside it and sees these packages, so
+    configure never needs the wheels the +ds tarball strips.
+    """
+    venv = root / "tools" / "meson-venv"
+    stamp = venv / ".complete"
+    want = f"{MESON_PIN} {PYCOTAP_PIN}\n"
+    if stamp.is_file() and stamp.read_text() == want:
+        return venv / "bin" / "python3"
+    progress.phase(f"creating build venv with {MESON_PIN} from PyPI")
+    shutil.rmtree(venv, ignore_errors=True)
+    venv.parent.mkdir(parents=True, exist_ok=True)
+    if run_logged([sys.executable if not _in_venv() else _base_python(), "-m", "venv",
+                   str(venv)], log) != 0:
+        raise HarnessError(f"cannot create the build venv {venv} (is python3-venv installed?); "
+                           f"see {log.name}")
+    if run_logged([str(venv / "bin" / "pip"), "install", "--disable-pip-version-check", "-q",
+                   MESON_PIN, PYCOTAP_PIN], log) != 0:
+        raise HarnessError(f"pip install {MESON_PIN} failed (PyPI reachable?); see {log.name}")
+    stamp.write_text(want)
+    return venv / "bin" / "python3"
+
+
+def _in_venv() -> bool:
+    return sys.prefix != sys.base_prefix
+
+
+def _base_python() -> str:
+    for cand in (os.path.join(sys.base_prefix, "bin", "python3"), shutil.which("python3")):
+        if cand and os.path.exists(cand):
+            return cand
+    return sys.executable
+
+
+# --------------------------------------------------------------------------
+# the igvm C library
+
+@dataclass
+class Libigvm:
+    identity: str           # for the cache key
+    pkgconfig_dir: str | None  # None: the system's pkg-config finds it
+
+
+def system_libigvm() -> str | None:
+    """Version of a system libigvm that satisfies QEMU, or None."""
+    if not shutil.which("pkg-config"):
+        return None
+    env = {k: v for k, v in os.environ.items() if k != "PKG_CONFIG_PATH"}
+    ok = subprocess.run(["pkg-config", "--exists", IGVM_PKG], env=env, check=False,
+                        capture_output=True)
+    if ok.returncode != 0:
+        return None
+    return subprocess.run(["pkg-config", "--modversion", "igvm"], env=env, capture_output=True,
+                          text=True, check=False).stdout.strip() or "unknown"
+
+
+def tree_digest(path: Path) -> str:
+    """SHA-256 over the files of a source directory (names and contents)."""
+    h = hashlib.sha256()
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith((".o", ".a")):
+            h.update(str(p.relative_to(path)).encode() + b"\0")
+            h.update(p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def libigvm_identity(src: Path | None = None) -> Libigvm:
+    """Which igvm library the build will use, without building it."""
+    sysver = system_libigvm()
+    if sysver:
+        return Libigvm(f"system-{sysver}", None)
+    src = src or libigvm_dir()
+    if not (src / "Makefile").is_file():
+        raise HarnessError(f"no igvm library: pkg-config finds no '{IGVM_PKG}' and the bundled "
+                           f"library ({src}) is not there")
+    return Libigvm(f"bundled-{tree_digest(src)[:16]}", None)
+
+
+def ensure_libigvm(lib: Libigvm, root: Path, log: TextIO, progress: Progress,
+                   src: Path | None = None) -> Libigvm:
+    """Build+install the bundled library once per identity (stamped)."""
+    if lib.identity.startswith("system-"):
+        return lib
+    src = src or libigvm_dir()
+    prefix = root / "libigvm" / lib.identity
+    stamp = prefix / ".complete"
+    pc = prefix / "lib" / "pkgconfig"
+    if not stamp.is_file():
+        progress.phase(f"building the bundled igvm C library into {prefix}")
+        shutil.rmtree(prefix, ignore_errors=True)
+        builddir = root / "libigvm" / f".build-{lib.identity}-{os.getpid()}"
+        try:
+            rc = run_logged(["make", "-C", str(src), f"PREFIX={prefix}", f"BUILDDIR={builddir}",
+                             "install"], log)
+        finally:
+            shutil.rmtree(builddir, ignore_errors=True)
+        if rc != 0 or not (pc / "igvm.pc").is_file():
+            shutil.rmtree(prefix, ignore_errors=True)
+            raise HarnessError(f"building the bundled igvm library failed: "
+                               f"{first_error(Path(log.name))}; see {log.name}")
+        stamp.write_text(lib.identity + "\n")
+    return Libigvm(lib.identity, str(pc))
+
+
+# --------------------------------------------------------------------------
+# cache keys and entries
+
+def cache_key(version: str, source_identity: str, libigvm: str,
+              options: tuple[str, ...]) -> str:
+    blob = json.dumps({"recipe": RECIPE, "version": version, "source": source_identity,
+                       "libigvm": libigvm, "options": list(options)}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def entry_name(version: str, key: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9.+_-]", "_", version.split(":", 1)[-1])
+    return f"qemu-{safe}-{key}"
+
+
+@dataclass
+class BuildInfo:
+    name: str
+    version: str
+    source: str
+    libigvm: str
+    options: list[str]
+    binary: str
+    timings: dict[str, float] = field(default_factory=dict)
+    built_at: str = ""
+
+
+def is_complete(entry: Path) -> bool:
+    """A usable entry: renamed into place with its info and binary."""
+    return (not entry.name.startswith(".") and (entry / "build-info.json").is_file()
+            and os.access(entry / "bin" / BINARY, os.X_OK))
+
+
+def builds_dir(root: Path) -> Path:
+    return root / "qemu" / "builds"
+
+
+def find_entry(root: Path, name: str) -> Path | None:
+    e = builds_dir(root) / name
+    return e if is_complete(e) else None
+
+
+def set_current(root: Path, entry: Path) -> None:
+    cur = root / "qemu" / "current.json"
+    tmp = cur.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"entry": str(entry), "binary": str(entry / "bin" / BINARY)}))
+    os.replace(tmp, cur)
+
+
+def current_binary(root: Path | None = None) -> Path | None:
+    """The built QEMU-under-test: current.json's entry, else the newest complete one."""
+    root = root or cache_root()
+    cur = root / "qemu" / "current.json"
+    try:
+        entry = Path(json.loads(cur.read_text())["entry"])
+        if is_complete(entry):
+            return entry / "bin" / BINARY
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    d = builds_dir(root)
+    entries = [e for e in d.iterdir() if is_complete(e)] if d.is_dir() else []
+    if not entries:
+        return None
+    newest = max(entries, key=lambda e: (e / "build-info.json").stat().st_mtime)
+    return newest / "bin" / BINARY
+
+
+def clean_stale(root: Path) -> None:
+    """Remove temporaries left by builds whose process is gone."""
+    d = builds_dir(root)
+    if not d.is_dir():
+        return
+    for t in d.glob(".tmp-*"):
+        pid = t.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+            continue
+        shutil.rmtree(t, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# --------------------------------------------------------------------------
+# the build
+
+@dataclass
+class BuildResult:
+    binary: Path
+    entry: Path
+    cached: bool
+    info: BuildInfo
+
+
+def build(source_arg: str | None = None, jobs: int | None = None, install_deps: bool = False,
+          root: Path | None = None, progress: Progress | None = None,
+          options: tuple[str, ...] = CONFIGURE_OPTIONS) -> BuildResult:
+    """Obtain the source, build and install QEMU-under-test; reuse the cache."""
+    root = root or cache_root()
+    progress = progress or Progress()
+    jobs = jobs or os.cpu_count() or 1
+    if jobs < 1:
+        raise HarnessError("--jobs must be at least 1")
+    spec = source.parse_source(source_arg)
+    logs = root / "qemu" / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    clean_stale(root)
+    prep_log_path = logs / "prepare.log"
+    timings: dict[str, float] = {}
+    with open(prep_log_path, "w") as prep_log:
+        deps.ensure(install_deps, log=prep_log)
+        lib = libigvm_identity()
+        t = time.monotonic()
+        resolved = source.resolve(spec, root / "qemu" / "downloads", log=prep_log,
+                                  progress=progress.phase)
+        timings["source"] = round(time.monotonic() - t, 1)
+    key = cache_key(resolved.version, resolved.identity, lib.identity, options)
+    name = entry_name(resolved.version, key)
+    existing = find_entry(root, name)
+    if existing:
+        info = BuildInfo(**json.loads((existing / "build-info.json").read_text()))
+        set_current(root, existing)
+        return BuildResult(existing / "bin" / BINARY, existing, True, info)
+
+    log_path = logs / f"{name}.log"
+    tmp = builds_dir(root) / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    work = root / "qemu" / f".work-{name}-{os.getpid()}"
+    try:
+        with open(log_path, "w") as log:
+            python = ensure_meson(root, log, progress)
+            lib = ensure_libigvm(lib, root, log, progress)
+            progress.phase(f"preparing QEMU {resolved.version} source")
+            t = time.monotonic()
+            tree = source.materialize(resolved, work, log=log)
+            timings["extract"] = round(time.monotonic() - t, 1)
+            bdir = work / "build"
+            bdir.mkdir(parents=True, exist_ok=True)
+            env = dict(os.environ)
+            if lib.pkgconfig_dir:
+                env["PKG_CONFIG_PATH"] = os.pathsep.join(
+                    p for p in (lib.pkgconfig_dir, env.get("PKG_CONFIG_PATH")) if p)
+            prefix = tmp  # relocatable install: the tree is renamed into place
+            cmd = [str(tree / "configure"), f"--python={python}", f"--prefix={prefix}", *options]
+            progress.phase(f"configuring QEMU {resolved.version} (log: {log_path})")
+            t = time.monotonic()
+            if run_logged(cmd, log, cwd=bdir, env=env) != 0:
+                raise HarnessError(f"QEMU configure failed: {first_error(log_path)}; "
+                                   f"see {log_path}")
+            timings["configure"] = round(time.monotonic() - t, 1)
+            progress.phase(f"compiling with {jobs} job(s)")
+            t = time.monotonic()
+            if run_logged(["ninja", "-j", str(jobs)], log, cwd=bdir, env=env,
+                          progress=progress) != 0:
+                raise HarnessError(f"QEMU compile failed: {first_error(log_path)}; "
+                                   f"see {log_path}")
+            timings["compile"] = round(time.monotonic() - t, 1)
+            t = time.monotonic()
+            if run_logged(["ninja", "install"], log, cwd=bdir, env=env) != 0:
+                raise HarnessError(f"QEMU install failed: {first_error(log_path)}; "
+                                   f"see {log_path}")
+            timings["install"] = round(time.monotonic() - t, 1)
+            binary = tmp / "bin" / BINARY
+            if not os.access(binary, os.X_OK):
+                raise HarnessError(f"QEMU install produced no {BINARY}; see {log_path}")
+            info = BuildInfo(name, resolved.version, resolved.identity, lib.identity,
+                             list(options), str(builds_dir(root) / name / "bin" / BINARY),
+                             timings, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+            (tmp / "build-info.json").write_text(json.dumps(asdict(info), indent=2) + "\n")
+        shutil.copy2(log_path, tmp / "build.log")
+        final = builds_dir(root) / name
+        shutil.rmtree(final, ignore_errors=True)  # an incomplete leftover of the same name
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    set_current(root, final)
+    progress.phase(f"built {final / 'bin' / BINARY} "
+                   f"(configure {timings['configure']} s, compile {timings['compile']} s)")
+    return BuildResult(final / "bin" / BINARY, final, False, info)

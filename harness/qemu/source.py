@@ -1,0 +1,602 @@
+"""Obtain a QEMU source tree for the QEMU-under-test.
+
+Three kinds of source:
+
+* ``debian[:VERSION]``: Debian's ``qemu`` source package through apt.  The
+  ``deb-src`` entry is derived from the Debian archive the machine already
+  uses (never a hard-coded mirror), written to its own sources file, and
+  candidate versions with IGVM support (upstream >= 10.1; 10.0 has no
+  ``backends/igvm.c``) are tried newest first, falling back when a download
+  fails (mirrors can list versions they do not serve).  The downloaded files
+  are checked against the ``.dsc``'s ``Checksums-Sha256``.
+* a tarball (``.tar.xz``/``.tar.gz``/``.tar.bz2``): identified by its SHA-256.
+* a directory: a QEMU developer's tree, built out of tree and never modified.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from harness.errors import HarnessError
+from harness.qemu import deps
+
+SOURCE_PACKAGE = "qemu"
+MIN_IGVM_UPSTREAM = (10, 1)  # backends/igvm.c first released in QEMU 10.1
+# Suites whose deb-src entries we add: unstable carries the newest QEMU.
+SRC_SUITES: tuple[str, ...] = ("unstable",)
+HARNESS_SOURCES_FILE = Path("/etc/apt/sources.list.d/igvm-harness-src.sources")
+DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+# Patches from the source package's debian/patches that the +ds tarball
+# needs to configure at all (read from each patch's description):
+#  - skip-unpack-edk2-blobs: the +ds tarball has no pc-bios/edk2-*.fd.bz2, and
+#    x86_64-softmmu is an edk2 target, so meson would try to unpack them.
+#  - skip-install-dtb: pc-bios/dtb/*.dtb are stripped; without dtc meson
+#    installs them and fails.
+# Everything else in debian/patches is a Debian behaviour change or a fix
+# for targets we do not build; we leave QEMU as upstream ships it.
+# (disable-pycotap is not needed: we install pycotap with meson.)
+NEEDED_PATCHES: tuple[str, ...] = (
+    "skip-unpack-edk2-blobs.patch",
+    "skip-install-dtb.patch",
+)
+
+
+# --------------------------------------------------------------------------
+# Debian version comparison (Debian Policy 5.6.12), so that version choice
+# does not depend on python3-apt.
+
+def _order(c: str) -> int:
+    if c == "~":
+        return -1
+    if c.isalpha():
+        return ord(c)
+    return ord(c) + 256
+
+
+def _cmp_part(a: str, b: str) -> int:
+    ia = ib = 0
+    while ia < len(a) or ib < len(b):
+        first_diff = 0
+        while (ia < len(a) and not a[ia].isdigit()) or (ib < len(b) and not b[ib].isdigit()):
+            ca = _order(a[ia]) if ia < len(a) and not a[ia].isdigit() else 0
+            cb = _order(b[ib]) if ib < len(b) and not b[ib].isdigit() else 0
+            if ca != cb:
+                return ca - cb
+            ia += 1
+            ib += 1
+        while ia < len(a) and a[ia] == "0":
+            ia += 1
+        while ib < len(b) and b[ib] == "0":
+            ib += 1
+        while ia < len(a) and a[ia].isdigit() and ib < len(b) and b[ib].isdigit():
+            if not first_diff:
+                first_diff = ord(a[ia]) - ord(b[ib])
+            ia += 1
+            ib += 1
+        if ia < len(a) and a[ia].isdigit():
+            return 1
+        if ib < len(b) and b[ib].isdigit():
+            return -1
+        if first_diff:
+            return first_diff
+    return 0
+
+
+def _split(v: str) -> tuple[int, str, str]:
+    epoch, _, rest = v.partition(":") if ":" in v else ("0", "", v)
+    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
+    return int(epoch or 0), upstream, revision
+
+
+def compare_versions(a: str, b: str) -> int:
+    """<0, 0, >0 as Debian version *a* sorts before, equal to, after *b*."""
+    ea, ua, ra = _split(a)
+    eb, ub, rb = _split(b)
+    if ea != eb:
+        return ea - eb
+    return _cmp_part(ua, ub) or _cmp_part(ra, rb)
+
+
+def upstream_tuple(version: str) -> tuple[int, ...]:
+    """``1:10.2.2+ds-1`` -> ``(10, 2, 2)``."""
+    _, upstream, _ = _split(version)
+    m = re.match(r"(\d+(?:\.\d+)*)", upstream)
+    return tuple(int(x) for x in m.group(1).split(".")) if m else ()
+
+
+def has_igvm(version: str) -> bool:
+    return upstream_tuple(version)[:2] >= MIN_IGVM_UPSTREAM
+
+
+# --------------------------------------------------------------------------
+# apt sources
+
+@dataclass
+class AptEntry:
+    types: list[str]
+    uris: list[str]
+    suites: list[str]
+    components: list[str]
+    signed_by: str | None = None
+    enabled: bool = True
+    origin: str = ""
+
+
+def _parse_one_line(line: str, origin: str) -> AptEntry | None:
+    line = line.split("#", 1)[0].strip()
+    if not line:
+        return None
+    tokens = line.split()
+    typ = tokens.pop(0)
+    if typ not in ("deb", "deb-src"):
+        return None
+    signed_by = None
+    if tokens and tokens[0].startswith("["):
+        opts = []
+        while tokens:
+            t = tokens.pop(0)
+            opts.append(t)
+            if t.endswith("]"):
+                break
+        for opt in " ".join(opts).strip("[] ").split():
+            if opt.startswith("signed-by="):
+                signed_by = opt.split("=", 1)[1]
+    if len(tokens) < 2:
+        return None
+    return AptEntry([typ], [tokens[0]], [tokens[1]], tokens[2:], signed_by, True, origin)
+
+
+def parse_one_line_file(text: str, origin: str = "") -> list[AptEntry]:
+    """Entries of a one-line-style ``.list`` file."""
+    return [e for e in (_parse_one_line(l, origin) for l in text.splitlines()) if e]
+
+
+def parse_deb822(text: str, origin: str = "") -> list[AptEntry]:
+    """Entries of a deb822 ``.sources`` file (comments and continuations handled)."""
+    entries = []
+    for stanza in re.split(r"\n\s*\n", text):
+        fields: dict[str, str] = {}
+        key = None
+        for raw in stanza.splitlines():
+            if raw.startswith("#"):
+                continue
+            if raw[:1] in (" ", "\t") and key:
+                fields[key] += "\n" + raw.strip()
+                continue
+            if ":" in raw:
+                key, _, value = raw.partition(":")
+                key = key.strip().lower()
+                fields[key] = value.strip()
+        if "types" not in fields or "uris" not in fields:
+            continue
+        signed = fields.get("signed-by")
+        if signed and "\n" in signed:
+            signed = None  # an inline key block: fall back to the archive keyring
+        entries.append(AptEntry(
+            fields["types"].split(), fields["uris"].split(), fields.get("suites", "").split(),
+            fields.get("components", "").split(), signed,
+            fields.get("enabled", "yes").lower() != "no", origin))
+    return entries
+
+
+def read_apt_sources(root: Path = Path("/etc/apt")) -> list[AptEntry]:
+    """All entries of sources.list and sources.list.d (both formats)."""
+    entries: list[AptEntry] = []
+    main = root / "sources.list"
+    if main.is_file():
+        entries += parse_one_line_file(main.read_text(errors="replace"), str(main))
+    d = root / "sources.list.d"
+    for p in sorted(d.glob("*.list")) if d.is_dir() else ():
+        entries += parse_one_line_file(p.read_text(errors="replace"), str(p))
+    for p in sorted(d.glob("*.sources")) if d.is_dir() else ():
+        if p.name == HARNESS_SOURCES_FILE.name:
+            continue  # derive from the machine's own entries, not our output
+        entries += parse_deb822(p.read_text(errors="replace"), str(p))
+    return entries
+
+
+def _is_debian_archive(uri: str) -> bool:
+    """The main Debian archive (``.../debian``), not debian-security/ports/etc."""
+    path = uri.rstrip("/").split("://", 1)[-1]
+    return path.rsplit("/", 1)[-1] == "debian"
+
+
+def derive_deb_src(entries: Iterable[AptEntry], suites: tuple[str, ...] = SRC_SUITES) -> str:
+    """The deb822 text of our ``deb-src`` entry, from the machine's Debian archive.
+
+    Raises HarnessError when no enabled ``deb`` entry of the Debian archive
+    exists (then there is nothing to derive a source entry from).
+    """
+    for e in entries:
+        if not e.enabled or "deb" not in e.types:
+            continue
+        if any(s.endswith("-security") for s in e.suites):
+            continue
+        uris = [u for u in e.uris if _is_debian_archive(u)]
+        if not uris:
+            continue
+        return (
+            "# Written by igvm-harness (harness/qemu/source.py): QEMU's source package\n"
+            f"# for the QEMU-under-test.  Derived from {e.origin or 'the apt sources'}.\n"
+            "Types: deb-src\n"
+            f"URIs: {uris[0]}\n"
+            f"Suites: {' '.join(suites)}\n"
+            "Components: main\n"
+            f"Signed-By: {e.signed_by or DEFAULT_KEYRING}\n"
+        )
+    raise HarnessError("no deb-src entry possible: no Debian archive (…/debian) "
+                       "entry in /etc/apt/sources.list or sources.list.d")
+
+
+def ensure_deb_src(log=None, path: Path = HARNESS_SOURCES_FILE) -> bool:
+    """Write our sources file when it differs; return True when changed."""
+    text = derive_deb_src(read_apt_sources())
+    if path.is_file() and path.read_text() == text:
+        return False
+    tmp = f"/tmp/igvm-harness-src.{os.getpid()}.sources"
+    Path(tmp).write_text(text)
+    try:
+        res = subprocess.run(deps.privileged(["install", "-m", "0644", tmp, str(path)]),
+                             stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                             stdin=subprocess.DEVNULL, check=False)
+    finally:
+        os.unlink(tmp)
+    if res.returncode != 0:
+        raise HarnessError(f"cannot write {path} (run as root)")
+    return True
+
+
+def apt_update_ours(log=None, path: Path = HARNESS_SOURCES_FILE) -> None:
+    """``apt-get update`` for our sources file only (fast, idempotent)."""
+    cmd = deps.privileged([
+        "apt-get", "update",
+        "-o", f"Dir::Etc::sourcelist={path}",
+        "-o", "Dir::Etc::sourceparts=-",
+        "-o", "APT::Get::List-Cleanup=0",
+    ])
+    res = subprocess.run(cmd, env=deps.apt_env(), stdin=subprocess.DEVNULL,
+                         stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, check=False)
+    if res.returncode != 0:
+        raise HarnessError(f"apt-get update for {path} failed")
+
+
+def available_versions(package: str = SOURCE_PACKAGE) -> list[str]:
+    """Source versions apt knows, newest first (``apt-cache showsrc``)."""
+    res = subprocess.run(["apt-cache", "showsrc", package], capture_output=True, text=True,
+                         check=False)
+    versions = set()
+    current = None
+    for line in res.stdout.splitlines():
+        if line.startswith("Package: "):
+            current = line.split(":", 1)[1].strip()
+        elif line.startswith("Version: ") and current == package:
+            versions.add(line.split(":", 1)[1].strip())
+    return sort_newest_first(versions)
+
+
+def sort_newest_first(versions: Iterable[str]) -> list[str]:
+    import functools
+    return sorted(versions, key=functools.cmp_to_key(compare_versions), reverse=True)
+
+
+# --------------------------------------------------------------------------
+# download + verification
+
+class DownloadError(Exception):
+    """A candidate version could not be downloaded (try the next one)."""
+
+
+Downloader = Callable[[str, Path], None]
+
+
+def apt_source_download(version: str, dest: Path, log=None) -> None:
+    """Default downloader: ``apt-get source --download-only qemu=VERSION``."""
+    res = subprocess.run(
+        ["apt-get", "source", "--download-only", f"{SOURCE_PACKAGE}={version}"],
+        cwd=dest, stdin=subprocess.DEVNULL, stdout=log or subprocess.DEVNULL,
+        stderr=subprocess.STDOUT, check=False)
+    if res.returncode != 0:
+        raise DownloadError(f"apt-get source {SOURCE_PACKAGE}={version} failed")
+
+
+def dsc_name(version: str, package: str = SOURCE_PACKAGE) -> str:
+    return f"{package}_{version.split(':', 1)[-1]}.dsc"
+
+
+def dsc_checksums(text: str) -> dict[str, tuple[str, int]]:
+    """``{filename: (sha256, size)}`` from a .dsc's Checksums-Sha256 field."""
+    out: dict[str, tuple[str, int]] = {}
+    in_field = False
+    for line in text.splitlines():
+        if line.startswith("Checksums-Sha256:"):
+            in_field = True
+            continue
+        if in_field:
+            if line[:1] != " ":
+                break
+            parts = line.split()
+            if len(parts) == 3:
+                out[parts[2]] = (parts[0].lower(), int(parts[1]))
+    return out
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def verify_dsc(dsc: Path) -> dict[str, str]:
+    """Check every file the .dsc lists; return ``{name: sha256}``.
+
+    Raises HarnessError on a missing file, size or hash mismatch, or a .dsc
+    without a Checksums-Sha256 field.
+    """
+    sums = dsc_checksums(dsc.read_text(errors="replace"))
+    if not sums:
+        raise HarnessError(f"{dsc}: no Checksums-Sha256 field")
+    for name, (want, size) in sums.items():
+        p = dsc.parent / name
+        if not p.is_file():
+            raise HarnessError(f"{dsc}: listed file {name} was not downloaded")
+        if p.stat().st_size != size:
+            raise HarnessError(f"checksum mismatch: {p} has size {p.stat().st_size}, "
+                               f".dsc says {size}")
+        got = sha256_file(p)
+        if got != want:
+            raise HarnessError(f"checksum mismatch: {p} sha256 {got}, .dsc says {want}")
+    return {name: want for name, (want, _) in sums.items()}
+
+
+@dataclass
+class Fetched:
+    version: str
+    dsc: Path
+    files: dict[str, str] = field(default_factory=dict)  # name -> sha256
+    tried: list[tuple[str, str]] = field(default_factory=list)  # (version, error)
+
+
+def fetch_newest(candidates: list[str], download_root: Path, downloader: Downloader,
+                 progress: Callable[[str], None] = lambda s: None) -> Fetched:
+    """Download and verify the newest candidate that works.
+
+    Files already downloaded and verified (a previous run) are reused.
+    A download failure moves on to the next candidate; a checksum mismatch
+    stops: it means tampering or corruption, not an unavailable version.
+    """
+    tried: list[tuple[str, str]] = []
+    usable = [v for v in sort_newest_first(candidates) if has_igvm(v)]
+    if not usable:
+        listed = ", ".join(candidates) or "none"
+        raise HarnessError(f"no qemu source version with IGVM (>= 10.1) available "
+                           f"(apt lists: {listed})")
+    for v in usable:
+        dest = download_root / v.replace(":", "_")
+        dsc = dest / dsc_name(v)
+        if dsc.is_file():
+            try:
+                return Fetched(v, dsc, verify_dsc(dsc), tried)
+            except HarnessError:
+                pass  # a partial earlier download: fetch again
+        tmp = dest.with_name(dest.name + ".part")
+        _rmtree(tmp)
+        tmp.mkdir(parents=True)
+        progress(f"downloading qemu source {v}")
+        try:
+            downloader(v, tmp)
+        except DownloadError as exc:
+            tried.append((v, str(exc)))
+            _rmtree(tmp)
+            continue
+        tmp_dsc = tmp / dsc_name(v)
+        if not tmp_dsc.is_file():
+            tried.append((v, "no .dsc downloaded"))
+            _rmtree(tmp)
+            continue
+        try:
+            files = verify_dsc(tmp_dsc)
+        except HarnessError:
+            _rmtree(tmp)
+            raise
+        _rmtree(dest)
+        os.replace(tmp, dest)
+        return Fetched(v, dest / dsc_name(v), files, tried)
+    detail = "; ".join(f"{v}: {e}" for v, e in tried)
+    raise HarnessError(f"no qemu source version could be downloaded ({detail})")
+
+
+def _rmtree(p: Path) -> None:
+    import shutil
+    shutil.rmtree(p, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------
+# extraction and patches
+
+def _safe_extract(tarball: Path, dest: Path) -> None:
+    with tarfile.open(tarball) as tf:
+        try:
+            tf.extractall(dest, filter="data")
+        except TypeError:  # Python without extraction filters
+            tf.extractall(dest)
+
+
+def _single_top(dest: Path) -> Path:
+    tops = [p for p in dest.iterdir() if p.is_dir()]
+    if len(tops) != 1:
+        raise HarnessError(f"unexpected tarball layout in {dest}")
+    return tops[0]
+
+
+def extract_debian(fetched: Fetched, dest: Path, patches: tuple[str, ...] = NEEDED_PATCHES,
+                   log=None) -> Path:
+    """Unpack orig + debian tarballs into *dest*, apply *patches*; return the tree."""
+    names = list(fetched.files)
+    orig = [n for n in names if ".orig.tar." in n]
+    debian = [n for n in names if ".debian.tar." in n]
+    if len(orig) != 1 or len(debian) != 1:
+        raise HarnessError(f"{fetched.dsc}: expected one orig and one debian tarball, got {names}")
+    dest.mkdir(parents=True, exist_ok=True)
+    _safe_extract(fetched.dsc.parent / orig[0], dest)
+    tree = _single_top(dest)
+    _safe_extract(fetched.dsc.parent / debian[0], tree)
+    for name in patches:
+        apply_patch(tree, tree / "debian" / "patches" / name, log=log)
+    return tree
+
+
+def apply_patch(tree: Path, patch: Path, log=None) -> None:
+    if not patch.is_file():
+        raise HarnessError(f"Debian patch {patch.name} not found in {patch.parent}")
+    res = subprocess.run(["patch", "-p1", "--forward", "--batch", "-i", str(patch)], cwd=tree,
+                         stdin=subprocess.DEVNULL, stdout=log or subprocess.DEVNULL,
+                         stderr=subprocess.STDOUT, check=False)
+    if res.returncode != 0:
+        raise HarnessError(f"Debian patch {patch.name} does not apply to {tree}")
+
+
+def tree_version(tree: Path) -> str:
+    v = tree / "VERSION"
+    if not v.is_file():
+        raise HarnessError(f"{tree} is not a QEMU source tree (no VERSION file)")
+    return v.read_text().strip()
+
+
+def check_igvm_tree(tree: Path) -> None:
+    if not (tree / "backends" / "igvm.c").is_file():
+        raise HarnessError(f"QEMU source {tree} (version {tree_version(tree)}) has no IGVM "
+                           f"support (no backends/igvm.c; QEMU 10.1 or later needed)")
+
+
+def tree_identity(tree: Path) -> str:
+    """Identity of a developer's tree: git HEAD + diff hash, or a file-stat digest."""
+    h = hashlib.sha256()
+    try:
+        head = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        diff = subprocess.run(["git", "-C", str(tree), "diff", "HEAD"], capture_output=True,
+                              check=True).stdout
+        h.update(head.encode() + b"\0" + diff)
+        return f"git-{head[:12]}-{h.hexdigest()[:12]}"
+    except (subprocess.CalledProcessError, FileNotFoundError):
+        pass
+    for root, dirs, files in os.walk(tree):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "build")
+        for name in sorted(files):
+            p = os.path.join(root, name)
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            h.update(f"{os.path.relpath(p, tree)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return f"tree-{h.hexdigest()[:16]}"
+
+
+# --------------------------------------------------------------------------
+# the front door
+
+@dataclass
+class SourceSpec:
+    """What ``--source`` asked for."""
+    kind: str  # "debian" | "tarball" | "tree"
+    version: str | None = None
+    path: Path | None = None
+
+
+def parse_source(arg: str | None) -> SourceSpec:
+    if not arg or arg == "debian":
+        return SourceSpec("debian")
+    if arg.startswith("debian:"):
+        v = arg.split(":", 1)[1]
+        if not v:
+            raise HarnessError("--source debian:VERSION needs a version")
+        return SourceSpec("debian", version=v)
+    p = Path(arg).expanduser()
+    if p.is_dir():
+        return SourceSpec("tree", path=p.resolve())
+    if p.is_file() and re.search(r"\.tar(\.(xz|gz|bz2|zst))?$|\.tgz$", p.name):
+        return SourceSpec("tarball", path=p.resolve())
+    raise HarnessError(f"unknown --source {arg!r}: expected debian, debian:VERSION, "
+                       f"a QEMU source directory or a .tar.* tarball")
+
+
+@dataclass
+class Resolved:
+    """A source whose identity is known before any extraction."""
+    spec: SourceSpec
+    version: str          # QEMU version for the cache key / display
+    identity: str         # content identity for the cache key
+    fetched: Fetched | None = None
+
+
+def resolve_debian(spec: SourceSpec, download_root: Path, log=None,
+                   downloader: Downloader | None = None,
+                   progress: Callable[[str], None] = lambda s: None) -> Resolved:
+    """Make sure apt can see qemu sources, then download+verify the newest usable one."""
+    if downloader is None:
+        downloader = lambda v, d: apt_source_download(v, d, log=log)  # noqa: E731
+    changed = ensure_deb_src(log=log)
+    versions = [] if changed else available_versions()
+    if not any(has_igvm(v) for v in versions):
+        progress("apt-get update (deb-src qemu)")
+        apt_update_ours(log=log)
+        versions = available_versions()
+    if spec.version:
+        match = [v for v in versions if v == spec.version or v.split(":", 1)[-1] == spec.version]
+        if not match:
+            raise HarnessError(f"qemu source version {spec.version} not available "
+                               f"(apt lists: {', '.join(versions) or 'none'})")
+        versions = match
+        if not has_igvm(versions[0]):
+            raise HarnessError(f"qemu {versions[0]} has no IGVM support (QEMU 10.1 or later needed)")
+    fetched = fetch_newest(versions, download_root, downloader, progress)
+    return Resolved(spec, fetched.version, "debian-" + fetched.version, fetched)
+
+
+def resolve(spec: SourceSpec, download_root: Path, log=None,
+            progress: Callable[[str], None] = lambda s: None) -> Resolved:
+    if spec.kind == "debian":
+        return resolve_debian(spec, download_root, log=log, progress=progress)
+    if spec.kind == "tarball":
+        assert spec.path
+        digest = sha256_file(spec.path)
+        m = re.search(r"(\d+\.\d+\.\d+[^/]*?)(?:\.orig)?\.tar", spec.path.name)
+        return Resolved(spec, m.group(1) if m else "unknown", "tarball-" + digest[:16])
+    assert spec.path
+    check_igvm_tree(spec.path)
+    return Resolved(spec, tree_version(spec.path), tree_identity(spec.path))
+
+
+def materialize(res: Resolved, work: Path, log=None) -> Path:
+    """A configured-ready source tree for *res* (extracted under *work* if needed)."""
+    if res.spec.kind == "tree":
+        assert res.spec.path
+        return res.spec.path
+    if res.spec.kind == "debian":
+        assert res.fetched
+        tree = extract_debian(res.fetched, work / "src", log=log)
+    else:
+        assert res.spec.path
+        (work / "src").mkdir(parents=True, exist_ok=True)
+        _safe_extract(res.spec.path, work / "src")
+        tree = _single_top(work / "src")
+        res.version = tree_version(tree)
+    check_igvm_tree(tree)
+    return tree
+
+
+__all__ = [
+    "SourceSpec", "Resolved", "Fetched", "DownloadError", "parse_source", "resolve", "materialize",
+    "derive_deb_src", "parse_deb822", "parse_one_line_file", "read_apt_sources", "fetch_newest",
+    "verify_dsc", "dsc_checksums", "compare_versions", "has_igvm", "NEEDED_PATCHES",
+]

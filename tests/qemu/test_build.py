@@ -1,0 +1,159 @@
+"""The build cache: keys, atomic entries, failure paths.
+
+Building real QEMU takes minutes and is exercised by ./setup.sh and
+.ci/run; here a fake QEMU source tree (a ``configure`` shell script that
+writes a real ``build.ninja``) drives the real ninja through the same code.
+The meson venv, the igvm library and the dependency check are replaced by
+stubs (named ``stub_*``) since they are not what these tests check.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.qemu import build
+
+pytestmark = pytest.mark.skipif(shutil.which("ninja") is None, reason="no ninja (ninja-build)")
+
+CONFIGURE_OK = r"""#!/bin/sh
+prefix=
+for a in "$@"; do case "$a" in --prefix=*) prefix="${a#--prefix=}";; esac; done
+echo "configure args: $*"
+cat > build.ninja <<NINJA
+rule mk
+  command = echo built > \$out
+rule inst
+  command = mkdir -p $prefix/bin && printf '#!/bin/sh\necho QEMU emulator version 10.2.2\n' > $prefix/bin/qemu-system-x86_64 && chmod +x $prefix/bin/qemu-system-x86_64
+build a.o: mk
+build b.o: mk
+build all: phony a.o b.o
+build install: inst | all
+default all
+NINJA
+"""
+
+CONFIGURE_FAIL = """#!/bin/sh
+echo "checking things"
+echo "ERROR: Dependency \\"igvm\\" not found, tried pkgconfig"
+exit 1
+"""
+
+
+def _tree(tmp_path: Path, configure: str) -> Path:
+    tree = tmp_path / "qemu-src"
+    (tree / "backends").mkdir(parents=True)
+    (tree / "backends" / "igvm.c").write_text("/* fake */\n")
+    (tree / "VERSION").write_text("10.2.2\n")
+    c = tree / "configure"
+    c.write_text(configure)
+    c.chmod(c.stat().st_mode | stat.S_IXUSR)
+    return tree
+
+
+@pytest.fixture
+def stubbed(monkeypatch):
+    def stub_ensure_meson(root, log, progress):
+        return Path("/usr/bin/python3")
+
+    def stub_libigvm_identity(src=None):
+        return build.Libigvm("stub-lib", None)
+
+    monkeypatch.setattr(build, "ensure_meson", stub_ensure_meson)
+    def stub_ensure_libigvm(lib, root, log, progress, src=None):
+        return lib
+
+    monkeypatch.setattr(build, "libigvm_identity", stub_libigvm_identity)
+    monkeypatch.setattr(build, "ensure_libigvm", stub_ensure_libigvm)
+    monkeypatch.setattr(build.deps, "ensure", lambda install_missing, log=None: [])
+
+
+def test_cache_key_changes_with_each_input():
+    base = ("10.2.2", "debian-1:10.2.2+ds-1", "bundled-aaaa", build.CONFIGURE_OPTIONS)
+    k = build.cache_key(*base)
+    assert k == build.cache_key(*base)
+    assert build.cache_key("10.2.3", *base[1:]) != k
+    assert build.cache_key(base[0], "tarball-x", *base[2:]) != k
+    assert build.cache_key(*base[:2], "system-0.3.4", base[3]) != k
+    assert build.cache_key(*base[:3], base[3] + ("--enable-debug",)) != k
+    assert build.cache_key(*base[:3], base[3][:-1]) != k
+
+
+def test_half_written_entries_are_never_used(tmp_path):
+    d = build.builds_dir(tmp_path)
+    # a temporary of a dead build: complete-looking content, wrong name
+    tmp = d / ".tmp-qemu-10.2.2-abc-999999999"
+    (tmp / "bin").mkdir(parents=True)
+    (tmp / "bin" / build.BINARY).write_text("#!/bin/sh\n")
+    (tmp / "bin" / build.BINARY).chmod(0o755)
+    (tmp / "build-info.json").write_text("{}")
+    # a renamed entry without build-info.json (never finished)
+    bad = d / "qemu-10.2.2-def"
+    (bad / "bin").mkdir(parents=True)
+    (bad / "bin" / build.BINARY).write_text("#!/bin/sh\n")
+    (bad / "bin" / build.BINARY).chmod(0o755)
+    assert not build.is_complete(tmp)
+    assert not build.is_complete(bad)
+    assert build.find_entry(tmp_path, "qemu-10.2.2-def") is None
+    assert build.current_binary(tmp_path) is None
+    build.clean_stale(tmp_path)
+    assert not tmp.exists()
+
+
+def test_failed_configure_one_line_log_and_nothing_left(tmp_path, stubbed):
+    tree = _tree(tmp_path, CONFIGURE_FAIL)
+    root = tmp_path / "cache"
+    with pytest.raises(HarnessError) as exc:
+        build.build(str(tree), jobs=1, root=root, progress=build.Progress(io.StringIO()))
+    msg = str(exc.value)
+    assert "\n" not in msg
+    assert "configure failed" in msg and 'Dependency "igvm" not found' in msg
+    log = Path(msg.rsplit("see ", 1)[1])
+    assert log.is_file() and "checking things" in log.read_text()
+    assert [p.name for p in build.builds_dir(root).iterdir()] == []
+    assert not list((root / "qemu").glob(".work-*"))
+    assert build.current_binary(root) is None
+
+
+def test_build_installs_atomically_and_reuses_cache(tmp_path, stubbed):
+    tree = _tree(tmp_path, CONFIGURE_OK)
+    root = tmp_path / "cache"
+    err = io.StringIO()
+    first = build.build(str(tree), jobs=1, root=root, progress=build.Progress(err))
+    assert not first.cached
+    assert build.is_complete(first.entry)
+    assert first.binary == first.entry / "bin" / build.BINARY
+    assert os.access(first.binary, os.X_OK)
+    info = json.loads((first.entry / "build-info.json").read_text())
+    assert "--enable-igvm" in info["options"] and info["version"] == "10.2.2"
+    assert "configure args:" in (first.entry / "build.log").read_text()
+    assert "[2/2] 100%" in err.getvalue()  # ninja's [N/M] progress shown
+    assert [p.name for p in build.builds_dir(root).iterdir()] == [first.entry.name]
+    assert build.current_binary(root) == first.binary
+    second = build.build(str(tree), jobs=1, root=root, progress=build.Progress(io.StringIO()))
+    assert second.cached and second.entry == first.entry
+    # other options -> other entry
+    third = build.build(str(tree), jobs=1, root=root, progress=build.Progress(io.StringIO()),
+                        options=build.CONFIGURE_OPTIONS + ("--enable-debug",))
+    assert not third.cached and third.entry != first.entry
+
+
+def test_progress_non_tty_prints_tenths():
+    out = io.StringIO()
+    p = build.Progress(out)
+    for i in range(1, 101):
+        p.step(i, 100, "cc x.o")
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 11 and lines[-1].endswith("[100/100] 100%")
+
+
+def test_jobs_must_be_positive(tmp_path):
+    with pytest.raises(HarnessError, match="--jobs"):
+        build.build("debian", jobs=-1, root=tmp_path)

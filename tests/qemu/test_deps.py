@@ -1,0 +1,39 @@
+"""Build dependencies: the message names the packages."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.qemu import deps
+
+
+def test_missing_uses_the_check_given():
+    absent = {"flex", "libglib2.0-dev"}
+    got = deps.missing(installed=lambda p: p not in absent)
+    assert sorted(got) == sorted(absent)
+
+
+def test_message_names_every_package_and_the_remedy():
+    msg = deps.missing_message(["flex", "bison"])
+    assert "flex" in msg and "bison" in msg
+    assert "apt-get install flex bison" in msg and "--install-deps" in msg
+    assert "\n" not in msg
+
+
+def test_ensure_without_install_raises_naming_packages(monkeypatch):
+    monkeypatch.setattr(deps, "missing", lambda: ["zlib1g-dev"])
+    with pytest.raises(deps.HarnessError, match="zlib1g-dev"):
+        deps.ensure(install_missing=False)
+
+
+CONTROL = Path("/tmp/explore/deb/debian/control")
+
+
+@pytest.mark.skipif(not CONTROL.is_file(), reason=f"no Debian qemu packaging at {CONTROL}")
+def test_library_deps_are_debian_build_depends():
+    # Every -dev package and build tool we ask for is one Debian itself uses.
+    text = CONTROL.read_text()
+    for d in deps.BUILD_DEPS:
+        if d.package.endswith("-dev") or d.package in ("ninja-build", "flex", "bison",
+                                                       "pkgconf", "python3-venv"):
+            assert d.package in text, d.package

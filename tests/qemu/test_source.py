@@ -1,0 +1,229 @@
+"""Source acquisition: deb-src derivation, version choice, checksum checks.
+
+The downloader is a stub (``stub_downloader``) because the real one needs
+the network and minutes; the real path runs in ./setup.sh and .ci/run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.qemu import source
+
+DEB822 = """\
+# security first, to make sure it is skipped
+Types: deb
+URIs: http://security.example.org/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: http://ports.example.org/debian-ports
+Suites: unstable
+Components: main
+
+Types: deb
+URIs: http://mirror.example.net/debian
+Suites: bookworm
+Components: main
+Enabled: no
+
+Types: deb
+# a comment inside the stanza
+URIs: http://mirror.example.org/debian/
+Suites: bookworm bookworm-updates
+Components: main contrib
+Signed-By: /etc/apt/keyrings/example.gpg
+"""
+
+ONE_LINE = """\
+# comment
+deb http://security.example.org/debian-security bookworm-security main
+deb [arch=amd64 signed-by=/etc/apt/keyrings/mirror.gpg] https://mirror.example.com/debian bookworm main
+deb-src http://other.example.com/debian bookworm main
+"""
+
+
+def _derived(text: str) -> dict[str, str]:
+    return {k: v.strip() for k, _, v in (l.partition(":") for l in text.splitlines()
+                                         if l and not l.startswith("#"))}
+
+
+def test_deb822_derivation_uses_the_enabled_debian_archive():
+    entries = source.parse_deb822(DEB822, "test.sources")
+    d = _derived(source.derive_deb_src(entries))
+    assert d["Types"] == "deb-src"
+    assert d["URIs"] == "http://mirror.example.org/debian/"
+    assert d["Suites"] == "unstable"
+    assert d["Components"] == "main"
+    assert d["Signed-By"] == "/etc/apt/keyrings/example.gpg"
+
+
+def test_one_line_derivation_keeps_signed_by():
+    entries = source.parse_one_line_file(ONE_LINE, "test.list")
+    d = _derived(source.derive_deb_src(entries))
+    assert d["URIs"] == "https://mirror.example.com/debian"
+    assert d["Signed-By"] == "/etc/apt/keyrings/mirror.gpg"
+
+
+def test_read_apt_sources_reads_both_formats(tmp_path):
+    (tmp_path / "sources.list.d").mkdir()
+    (tmp_path / "sources.list").write_text(ONE_LINE)
+    (tmp_path / "sources.list.d" / "x.sources").write_text(DEB822)
+    uris = [u for e in source.read_apt_sources(tmp_path) for u in e.uris]
+    assert "https://mirror.example.com/debian" in uris
+    assert "http://mirror.example.org/debian/" in uris
+
+
+def test_no_debian_archive_is_one_clear_error():
+    only_security = source.parse_one_line_file(
+        "deb http://security.example.org/debian-security bookworm-security main\n")
+    with pytest.raises(HarnessError, match="no deb-src entry possible"):
+        source.derive_deb_src(only_security)
+
+
+PAIRS = [
+    ("1:10.2.2+ds-1", "1:11.1.3+ds-1"), ("1:10.2.2+ds-1", "1:10.2.2+ds-2"),
+    ("1:10.2.0~rc1+ds-1", "1:10.2.0+ds-1"), ("1:7.2+dfsg-7+deb12u18+b3", "1:10.0.2+ds-1"),
+    ("1:10.1.0+ds-5", "1:10.1.0+ds-5"), ("2:1.0-1", "1:99.0-1"), ("10.2.2-1", "1:1.0-1"),
+    ("1:10.2.2+ds-1", "1:10.2.2+ds-1+b1"), ("1:9.2.0+ds-1~bpo12+1", "1:9.2.0+ds-1"),
+]
+
+
+@pytest.mark.skipif(shutil.which("dpkg") is None, reason="no dpkg (oracle for Debian version order)")
+@pytest.mark.parametrize("a,b", PAIRS)
+def test_version_order_agrees_with_dpkg(a, b):
+    for x, y in ((a, b), (b, a)):
+        lt = subprocess.run(["dpkg", "--compare-versions", x, "lt", y]).returncode == 0
+        eq = subprocess.run(["dpkg", "--compare-versions", x, "eq", y]).returncode == 0
+        got = source.compare_versions(x, y)
+        assert (got < 0) == lt and (got == 0) == eq, (x, y, got)
+
+
+def test_igvm_needs_10_1():
+    # backends/igvm.c appeared in QEMU 10.1 (issue 3: 10.0.x has none).
+    assert not source.has_igvm("1:10.0.2+ds-1")
+    assert source.has_igvm("1:10.1.0+ds-1")
+    assert source.has_igvm("1:10.2.2+ds-1")
+    assert not source.has_igvm("1:7.2+dfsg-7")
+
+
+def _package_files(version: str, payload: bytes) -> dict[str, bytes]:
+    up = version.split(":", 1)[1].rsplit("-", 1)[0]
+    return {f"qemu_{up}.orig.tar.xz": payload, f"qemu_{version.split(':', 1)[1]}.debian.tar.xz":
+            b"debian-" + payload}
+
+
+def _dsc(files: dict[str, bytes], lie_about: str | None = None) -> str:
+    lines = ["Format: 3.0 (quilt)", "Source: qemu", "Checksums-Sha256:"]
+    for name, data in files.items():
+        digest = hashlib.sha256(data + (b"x" if name == lie_about else b"")).hexdigest()
+        lines.append(f" {digest} {len(data)} {name}")
+    lines.append("Files:")
+    return "\n".join(lines) + "\n"
+
+
+class StubDownloader:
+    """Stands in for ``apt-get source --download-only``: 404s for *missing*."""
+
+    def __init__(self, missing=(), corrupt=()):
+        self.missing, self.corrupt, self.calls = set(missing), set(corrupt), []
+
+    def __call__(self, version: str, dest: Path) -> None:
+        self.calls.append(version)
+        if version in self.missing:
+            raise source.DownloadError(f"404 Not Found for {version}")
+        files = _package_files(version, b"payload " + version.encode())
+        lie = next(iter(files)) if version in self.corrupt else None
+        for name, data in files.items():
+            (dest / name).write_bytes(data)
+        (dest / source.dsc_name(version)).write_text(_dsc(files, lie))
+
+
+def test_newest_first_with_fallback(tmp_path):
+    stub = StubDownloader(missing={"1:11.1.3+ds-1", "1:11.1.2+ds-3"})
+    listed = ["1:10.0.2+ds-1", "1:10.2.2+ds-1", "1:11.1.2+ds-3", "1:11.1.3+ds-1"]
+    got = source.fetch_newest(listed, tmp_path, stub)
+    assert got.version == "1:10.2.2+ds-1"
+    assert stub.calls == ["1:11.1.3+ds-1", "1:11.1.2+ds-3", "1:10.2.2+ds-1"]
+    assert [v for v, _ in got.tried] == ["1:11.1.3+ds-1", "1:11.1.2+ds-3"]
+    # verified files are kept and reused without downloading again
+    again = StubDownloader()
+    assert source.fetch_newest(["1:10.2.2+ds-1"], tmp_path, again).version == "1:10.2.2+ds-1"
+    assert again.calls == []
+
+
+def test_no_version_with_igvm_is_refused(tmp_path):
+    stub = StubDownloader()
+    with pytest.raises(HarnessError, match=r"no qemu source version with IGVM"):
+        source.fetch_newest(["1:7.2+dfsg-7", "1:10.0.2+ds-1"], tmp_path, stub)
+    assert stub.calls == []
+
+
+def test_all_downloads_failing_names_each_version(tmp_path):
+    stub = StubDownloader(missing={"1:11.1.3+ds-1", "1:10.2.2+ds-1"})
+    with pytest.raises(HarnessError) as exc:
+        source.fetch_newest(["1:11.1.3+ds-1", "1:10.2.2+ds-1"], tmp_path, stub)
+    assert "1:11.1.3+ds-1" in str(exc.value) and "1:10.2.2+ds-1" in str(exc.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_checksum_mismatch_is_refused_and_nothing_kept(tmp_path):
+    stub = StubDownloader(corrupt={"1:10.2.2+ds-1"})
+    with pytest.raises(HarnessError, match="checksum mismatch"):
+        source.fetch_newest(["1:10.2.2+ds-1"], tmp_path, stub)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_size_mismatch_is_refused(tmp_path):
+    files = {"a.orig.tar.xz": b"12345"}
+    (tmp_path / "a.orig.tar.xz").write_bytes(b"1234")
+    (tmp_path / "q.dsc").write_text(_dsc(files))
+    with pytest.raises(HarnessError, match="size"):
+        source.verify_dsc(tmp_path / "q.dsc")
+
+
+REAL_DSC = Path("/tmp/explore/qemu_10.2.2+ds-1.dsc")
+
+
+@pytest.mark.skipif(not REAL_DSC.is_file(), reason=f"no real Debian .dsc at {REAL_DSC}")
+def test_real_dsc_checksums_field():
+    # Values as printed in Debian's qemu_10.2.2+ds-1.dsc, Checksums-Sha256.
+    sums = source.dsc_checksums(REAL_DSC.read_text())
+    assert sums["qemu_10.2.2+ds.orig.tar.xz"] == (
+        "be05230fe47a6937cd29f28f562932c8125f9c93c2a82c625198f7a4aa601dfb", 38669728)
+    assert sums["qemu_10.2.2+ds-1.debian.tar.xz"][1] == 127324
+
+
+def test_parse_source_forms(tmp_path):
+    assert source.parse_source(None).kind == "debian"
+    assert source.parse_source("debian:1:10.2.2+ds-1").version == "1:10.2.2+ds-1"
+    assert source.parse_source(str(tmp_path)).kind == "tree"
+    tb = tmp_path / "qemu-10.2.2.tar.xz"
+    tb.write_bytes(b"")
+    assert source.parse_source(str(tb)).kind == "tarball"
+    with pytest.raises(HarnessError, match="unknown --source"):
+        source.parse_source("fedora")
+    with pytest.raises(HarnessError, match="unknown --source"):
+        source.parse_source(str(tmp_path / "absent"))
+
+
+def test_tree_without_igvm_is_refused(tmp_path):
+    (tmp_path / "VERSION").write_text("10.0.2\n")
+    with pytest.raises(HarnessError, match="no IGVM support"):
+        source.resolve(source.parse_source(str(tmp_path)), tmp_path / "dl")
+
+
+def test_needed_patches_exist_in_debian_packaging():
+    deb = Path("/tmp/explore/deb/debian/patches/series")
+    if not deb.is_file():
+        pytest.skip(f"no Debian qemu packaging at {deb.parent}")
+    series = deb.read_text().split()
+    assert all(p in series for p in source.NEEDED_PATCHES)
