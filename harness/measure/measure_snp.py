@@ -1,0 +1,102 @@
+"""SEV-SNP launch digest: the SHA-384 PAGE_INFO chain.
+
+SEV-SNP Firmware ABI spec, SNP_LAUNCH_UPDATE ("PAGE_INFO structure"): for every
+4 KiB page the firmware computes ``LD' = SHA-384(PAGE_INFO)`` where PAGE_INFO is
+
+    0x00 DIGEST_CUR[48] | 0x30 CONTENTS[48] | 0x60 LENGTH u16 = 0x70 |
+    0x62 PAGE_TYPE u8 | 0x63 IMI_PAGE u8 | 0x64 VMPL3/2/1 perms u8 x3 | 0x67 rsvd |
+    0x68 GPA u64
+
+CONTENTS is SHA-384 of the page for NORMAL and VMSA pages and zero for the
+others.  For VMSA pages the firmware ignores GUEST_TSC_SCALE (0x2F0) and
+GUEST_TSC_OFFSET (0x2F8): they are zeroed before hashing (the same rule is
+implemented by independent SNP measurement tools).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from enum import IntEnum
+
+from harness.errors import HarnessError
+
+PAGE_4K = 0x1000
+LD_SIZE = 48
+PAGE_INFO_LEN = 0x70
+#: KVM puts every VMSA in the RMP at GPA (u64)-1 truncated to 52 bits, page aligned.
+VMSA_GPA = 0xFFFFFFFFF000
+#: VMSA byte range the firmware zeroes before hashing (GUEST_TSC_SCALE, GUEST_TSC_OFFSET).
+VMSA_TSC_FIELDS = (0x2F0, 0x300)
+_ZERO_LD = bytes(LD_SIZE)
+
+
+class SnpPageType(IntEnum):
+    """PAGE_TYPE values of SNP_LAUNCH_UPDATE (SNP Firmware ABI, and KVM's KVM_SEV_SNP_PAGE_TYPE_*)."""
+
+    NORMAL = 1
+    VMSA = 2
+    ZERO = 3
+    UNMEASURED = 4
+    SECRETS = 5
+    CPUID = 6
+
+
+class SnpLaunchDigest:
+    """The running launch digest of one SNP guest context."""
+
+    def __init__(self, seed: bytes = _ZERO_LD) -> None:
+        if len(seed) != LD_SIZE:
+            raise HarnessError(f"SNP launch digest seed must be {LD_SIZE} bytes")
+        self._ld = bytes(seed)
+        self.pages = 0  # number of PAGE_INFO updates, for reports
+
+    @property
+    def ld(self) -> bytes:
+        return self._ld
+
+    def hexdigest(self) -> str:
+        return self._ld.hex()
+
+    def update(self, page_type: SnpPageType, gpa: int, contents: bytes = _ZERO_LD) -> None:
+        """One PAGE_INFO step (VMPL permissions and IMI are 0 for a KVM launch)."""
+        info = (self._ld + contents
+                + struct.pack("<HBBBBBBQ", PAGE_INFO_LEN, int(page_type), 0, 0, 0, 0, 0, gpa))
+        self._ld = hashlib.sha384(info).digest()
+        self.pages += 1
+
+    def normal_pages(self, gpa: int, data: bytes | bytearray | memoryview) -> None:
+        """Measure ``data`` (a whole number of pages) as NORMAL pages from ``gpa``."""
+        view = memoryview(data)
+        if len(view) % PAGE_4K:
+            raise HarnessError(f"SNP update of {len(view)} bytes is not a whole number of 4 KiB pages")
+        sha = hashlib.sha384
+        for off in range(0, len(view), PAGE_4K):
+            self.update(SnpPageType.NORMAL, gpa + off, sha(view[off:off + PAGE_4K]).digest())
+
+    def normal_zero_pages(self, gpa: int, length: int) -> None:
+        """NORMAL pages whose contents are zero (how QEMU measures IGVM zero pages)."""
+        digest = hashlib.sha384(bytes(PAGE_4K)).digest()
+        for off in range(0, _pages(length) * PAGE_4K, PAGE_4K):
+            self.update(SnpPageType.NORMAL, gpa + off, digest)
+
+    def typed_pages(self, page_type: SnpPageType, gpa: int, length: int) -> None:
+        """ZERO / UNMEASURED / SECRETS / CPUID pages: CONTENTS is zero."""
+        if page_type in (SnpPageType.NORMAL, SnpPageType.VMSA):
+            raise HarnessError(f"{page_type.name} pages carry contents; use normal_pages/vmsa_page")
+        for off in range(0, _pages(length) * PAGE_4K, PAGE_4K):
+            self.update(page_type, gpa + off)
+
+    def vmsa_page(self, vmsa: bytes, gpa: int = VMSA_GPA) -> None:
+        if len(vmsa) != PAGE_4K:
+            raise HarnessError(f"VMSA page must be 4096 bytes, got {len(vmsa)}")
+        page = bytearray(vmsa)
+        lo, hi = VMSA_TSC_FIELDS
+        page[lo:hi] = bytes(hi - lo)
+        self.update(SnpPageType.VMSA, gpa, hashlib.sha384(page).digest())
+
+
+def _pages(length: int) -> int:
+    if length % PAGE_4K:
+        raise HarnessError(f"SNP update of {length} bytes is not a whole number of 4 KiB pages")
+    return length // PAGE_4K
