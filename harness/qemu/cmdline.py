@@ -1,0 +1,131 @@
+"""QEMU command lines for booting IGVM files.
+
+Two IGVM syntaxes exist:
+
+* ``cfg`` -- the merged one (QEMU >= 9.2): ``-object igvm-cfg,id=igvm0,file=F``
+  and ``-machine ...,igvm-cfg=igvm0`` (backends/igvm-cfg.c, the machine's
+  ``igvm-cfg`` link property in hw/i386/pc.c);
+* ``sev-guest`` -- the early proposal: an ``igvm-file`` property on the
+  ``sev-guest`` object.  No released QEMU has it (10.2.2's target/i386/sev.c
+  does not); it is generated so that the conformance matrix can show what a
+  QEMU does with it (``qemu probe`` reports whether a build accepts it).
+
+Everything runs with ``-nodefaults``: when IGVM supplies the firmware, the
+pc/q35 machines map no BIOS ROM (hw/i386/pc_sysfw.c, pc_system_firmware_init
+skips x86_bios_rom_init when ``igvm`` is set), and -nodefaults drops the
+default NIC and VGA whose option ROMs a QEMU built without firmware blobs
+lacks.  No other ROM is loaded for a plain q35/pc IGVM boot.
+"""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass, field
+
+IGVM_SYNTAXES = ("cfg", "sev-guest")
+CONFIDENTIAL_TYPES = ("sev-guest", "sev-snp-guest")
+
+
+@dataclass
+class ConfidentialGuest:
+    """A ``sev-guest`` / ``sev-snp-guest`` object (qapi/qom.json:
+    SevGuestProperties, SevSnpGuestProperties)."""
+
+    type: str = "sev-guest"
+    id: str = "cgs0"
+    policy: int | None = None
+    cbitpos: int | None = None
+    reduced_phys_bits: int | None = None
+    properties: dict = field(default_factory=dict)
+
+    def object_arg(self, igvm_file: str | None = None) -> str:
+        if self.type not in CONFIDENTIAL_TYPES:
+            raise ValueError(f"confidential guest type must be one of {CONFIDENTIAL_TYPES}")
+        props = [self.type, f"id={self.id}"]
+        if self.policy is not None:
+            props.append(f"policy=0x{self.policy:x}")
+        if self.cbitpos is not None:
+            props.append(f"cbitpos={self.cbitpos}")
+        if self.reduced_phys_bits is not None:
+            props.append(f"reduced-phys-bits={self.reduced_phys_bits}")
+        for key, val in self.properties.items():
+            props.append(f"{key}={_qemu_value(val)}")
+        if igvm_file is not None:
+            props.append(f"igvm-file={_escape(igvm_file)}")
+        return ",".join(props)
+
+
+def _qemu_value(val) -> str:
+    if isinstance(val, bool):
+        return "on" if val else "off"
+    return _escape(str(val))
+
+
+def _escape(text: str) -> str:
+    """QemuOpts values: a comma is written as two commas."""
+    return text.replace(",", ",,")
+
+
+@dataclass
+class QemuCommand:
+    """Everything needed to start one QEMU; :meth:`argv` renders it."""
+
+    binary: str
+    machine: str = "q35"
+    accel: str = "tcg"
+    memory: str = "128M"
+    smp: int | str = 1
+    cpu: str | None = None
+    igvm: str | None = None
+    igvm_syntax: str = "cfg"
+    confidential: ConfidentialGuest | None = None
+    bios: str | None = None            # only for non-IGVM boots (e.g. a raw reset-vector ROM)
+    qmp_path: str | None = None        # unix socket the harness listens on; QEMU connects
+    console_fd: int | None = None      # connected stream socket for COM1
+    debug_exit: bool = True
+    debug_exit_iobase: int = 0x501     # hw/misc/debugexit.c default
+    paused: bool = True                # -S: the runner issues "cont" after pre-launch queries
+    no_reboot: bool = True             # a guest reset (triple fault) ends QEMU
+    extra: list[str] = field(default_factory=list)
+
+    def machine_arg(self) -> str:
+        props = [self.machine]
+        if self.igvm is not None and self.igvm_syntax == "cfg":
+            props.append("igvm-cfg=igvm0")
+        if self.confidential is not None:
+            props.append(f"confidential-guest-support={self.confidential.id}")
+        return ",".join(props)
+
+    def argv(self) -> list[str]:
+        if self.igvm_syntax not in IGVM_SYNTAXES:
+            raise ValueError(f"igvm_syntax must be one of {IGVM_SYNTAXES}")
+        if self.igvm is not None and self.igvm_syntax == "sev-guest" and self.confidential is None:
+            raise ValueError("the sev-guest IGVM syntax needs a confidential guest object")
+        a = [self.binary, "-nodefaults", "-no-user-config", "-display", "none",
+             "-machine", self.machine_arg(), "-accel", self.accel,
+             "-m", str(self.memory), "-smp", str(self.smp)]
+        if self.cpu:
+            a += ["-cpu", self.cpu]
+        if self.confidential is not None:
+            igvm_here = self.igvm if self.igvm_syntax == "sev-guest" else None
+            a += ["-object", self.confidential.object_arg(igvm_here)]
+        if self.igvm is not None and self.igvm_syntax == "cfg":
+            a += ["-object", f"igvm-cfg,id=igvm0,file={_escape(self.igvm)}"]
+        if self.bios is not None:
+            a += ["-bios", self.bios]
+        if self.qmp_path is not None:
+            a += ["-chardev", f"socket,id=qmp0,path={_escape(self.qmp_path)}",
+                  "-mon", "chardev=qmp0,mode=control"]
+        if self.console_fd is not None:
+            a += ["-chardev", f"socket,id=con0,fd={self.console_fd}",
+                  "-device", "isa-serial,chardev=con0,iobase=0x3f8,irq=4"]
+        if self.debug_exit:
+            a += ["-device", f"isa-debug-exit,iobase=0x{self.debug_exit_iobase:x}"]
+        if self.paused:
+            a.append("-S")
+        if self.no_reboot:
+            a.append("-no-reboot")
+        return a + list(self.extra)
+
+    def shell(self) -> str:
+        return shlex.join(self.argv())

@@ -1,0 +1,127 @@
+"""What happened to one QEMU run, and the rules that decide it.
+
+* BOOTED   -- guest code ran (it wrote to the console); carries its report;
+* ABORTED  -- QEMU exited before the guest ran: exit status + QEMU's error line;
+* CRASHED  -- QEMU died of a signal (or dumped core);
+* HUNG     -- the deadline passed: the harness killed QEMU; console tail kept;
+* BOUNDARY -- QEMU stopped at a hardware boundary it cannot cross here
+              (e.g. TCG asked for a confidential guest): the conformance
+              matrix counts this as "reached the boundary", not a failure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from harness.guests.protocol import GuestReport
+
+
+class Status(str, Enum):
+    BOOTED = "BOOTED"
+    ABORTED = "ABORTED"
+    CRASHED = "CRASHED"
+    HUNG = "HUNG"
+    BOUNDARY = "BOUNDARY"
+
+
+#: stderr patterns meaning "stopped at a hardware boundary", with sources.
+BOUNDARY_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"accelerator does not support confidential guest",
+     "system/vl.c: TCG has no confidential-guest support"),
+    (r"SEV: Failed to open /dev/sev|Failed to open /dev/sev",
+     "target/i386/sev.c sev_common_kvm_init: no SEV firmware device"),
+    (r"SEV is not enabled in KVM", "target/i386/sev.c: kvm_amd has sev=0"),
+    (r"KVM not enabled", "target/i386/sev.c: SEV needs KVM"),
+    (r"host kernel does not support (the )?requested", "target/i386/sev.c: VM type missing"),
+    (r"cbitpos check failed", "target/i386/sev.c: host C-bit differs"),
+)
+
+
+def qemu_error_line(stderr: str) -> str | None:
+    """QEMU's own error: the first non-warning ``<prog>: ...`` line."""
+    fallback = None
+    for line in stderr.splitlines():
+        text = line.strip()
+        if not text:
+            continue
+        if "warning:" in text:
+            fallback = fallback or text
+            continue
+        return text
+    return fallback
+
+
+def boundary_line(stderr: str) -> str | None:
+    for line in stderr.splitlines():
+        for pattern, _source in BOUNDARY_PATTERNS:
+            if re.search(pattern, line):
+                return line.strip()
+    return None
+
+
+@dataclass
+class Outcome:
+    status: Status
+    exit_code: int | None = None      # QEMU's exit status; None when killed by a signal
+    signal: int | None = None
+    error: str | None = None
+    console: str = ""
+    report: GuestReport = field(default_factory=GuestReport)
+    run_dir: Path | None = None
+    duration: float = 0.0
+    argv: list[str] = field(default_factory=list)
+    prelaunch: dict = field(default_factory=dict)
+
+    @property
+    def guest_status(self) -> int | None:
+        """The status the guest wrote to isa-debug-exit: QEMU exits with
+        (value << 1) | 1 (hw/misc/debugexit.c)."""
+        if self.exit_code is None or self.exit_code % 2 == 0 or not self.report.done:
+            return None
+        return self.exit_code >> 1
+
+    def tail(self, lines: int = 20) -> str:
+        return "\n".join(self.console.splitlines()[-lines:])
+
+    def summary(self) -> str:
+        bits = [self.status.value]
+        if self.exit_code is not None:
+            bits.append(f"exit={self.exit_code}")
+        if self.signal is not None:
+            bits.append(f"signal={signal.Signals(self.signal).name}")
+        if self.error:
+            bits.append(self.error)
+        if self.run_dir:
+            bits.append(f"logs: {self.run_dir}")
+        return " | ".join(bits)
+
+    def to_json(self) -> dict:
+        return {"status": self.status.value, "exit_code": self.exit_code,
+                "signal": self.signal, "error": self.error, "duration": self.duration,
+                "argv": self.argv, "guest_status": self.guest_status,
+                "records": [r.line for r in self.report], "prelaunch": self.prelaunch}
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=1, default=str))
+
+
+def classify(*, returncode: int | None, timed_out: bool, console: str, stderr: str,
+             timeout: float | None = None) -> tuple[Status, str | None]:
+    """The status of a finished (or killed) run, with its reason line."""
+    if timed_out:
+        return Status.HUNG, f"no exit within {timeout:g} s; QEMU killed" if timeout else "hung"
+    if returncode is not None and returncode < 0:
+        name = signal.Signals(-returncode).name
+        return Status.CRASHED, f"QEMU killed by {name}"
+    line = boundary_line(stderr)
+    if line:
+        return Status.BOUNDARY, line
+    if console.strip():
+        return Status.BOOTED, None
+    err = qemu_error_line(stderr)
+    return Status.ABORTED, err or f"QEMU exited with status {returncode} before the guest wrote anything"

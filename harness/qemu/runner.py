@@ -1,0 +1,352 @@
+"""Run one QEMU: process, QMP (qemu.qmp), serial console (pexpect).
+
+Every run gets a log directory (``cmdline.txt``, ``stderr.log``,
+``console.log``, ``qmp.log``, ``outcome.json``) and a private short socket
+directory (unix socket paths are limited to 108 bytes).  QEMU always starts
+paused (``-S``); the harness listens on the QMP socket, QEMU connects, the
+caller may issue pre-launch queries, then ``cont``.
+
+Cleanup is not optional: the process runs in its own process group and is
+killed as a group on timeout, exception or Ctrl-C; it also gets
+``PR_SET_PDEATHSIG`` so that a SIGKILLed harness (e.g. a killed xdist worker)
+takes it along; an ``atexit`` hook kills whatever is still registered; the
+socket directory is removed in every case.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import os
+import select
+import shutil
+import signal
+import socket
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+import pexpect
+import pexpect.fdpexpect
+from qemu.qmp.legacy import QEMUMonitorProtocol
+
+from harness.errors import HarnessError
+from harness.guests.protocol import GuestReport
+from harness.qemu.cmdline import QemuCommand
+from harness.qemu.outcome import Outcome, Status, classify
+
+DEFAULT_TIMEOUT = 30.0
+SOCKET_PATH_MAX = 107
+
+# ------------------------------------------------------- process registry
+_LIVE: dict[int, "QemuRun"] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def _kill_all_live() -> None:
+    with _LIVE_LOCK:
+        runs = list(_LIVE.values())
+    for run in runs:
+        run.kill()
+        run.cleanup()
+
+
+atexit.register(_kill_all_live)
+
+
+def live_runs() -> list["QemuRun"]:
+    with _LIVE_LOCK:
+        return list(_LIVE.values())
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except Exception:  # pragma: no cover - best effort
+        pass
+
+
+def socket_dir() -> Path:
+    """A fresh private directory with a short path for unix sockets."""
+    for base in (os.environ.get("IGVM_HARNESS_SOCKDIR"), os.environ.get("XDG_RUNTIME_DIR"),
+                 "/tmp"):
+        if base and os.path.isdir(base) and len(base) < 60:
+            return Path(tempfile.mkdtemp(prefix="igvmt-", dir=base))
+    return Path(tempfile.mkdtemp(prefix="igvmt-"))
+
+
+class QmpTranscript:
+    """Writes every QMP exchange to ``qmp.log``."""
+
+    def __init__(self, path: Path) -> None:
+        self._fh = open(path, "a", encoding="utf-8")
+        self._t0 = time.monotonic()
+
+    def note(self, direction: str, payload) -> None:
+        self._fh.write(f"{time.monotonic() - self._t0:8.3f} {direction} {payload}\n")
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class QemuRun:
+    """One live QEMU process.  Use :func:`run` unless you need to talk to
+    the process while it runs."""
+
+    def __init__(self, cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self.cmd = cmd
+        self.run_dir = Path(run_dir)
+        self.timeout = timeout
+        self.proc: "subprocess.Popen | None" = None
+        self.qmp: QEMUMonitorProtocol | None = None
+        self.console: pexpect.fdpexpect.fdspawn | None = None
+        self.sock_dir: Path | None = None
+        self._listener: socket.socket | None = None
+        self._console_sock: socket.socket | None = None
+        self._console_log = None
+        self._transcript: QmpTranscript | None = None
+        self._t0 = 0.0
+        self._deadline = 0.0
+        self.timed_out = False
+        self.prelaunch: dict = {}
+
+    # ------------------------------------------------------------ start
+    def start(self) -> "QemuRun":
+        import subprocess
+
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.sock_dir = socket_dir()
+        qmp_path = str(self.sock_dir / "qmp.sock")
+        if len(qmp_path) > SOCKET_PATH_MAX:
+            raise HarnessError(f"socket path too long for AF_UNIX: {qmp_path}")
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(qmp_path)
+        self._listener.listen(1)
+        ours, theirs = socket.socketpair()
+        self._console_sock = ours
+        self.cmd.qmp_path = qmp_path
+        self.cmd.console_fd = theirs.fileno()
+        self.cmd.paused = True
+        argv = self.cmd.argv()
+        (self.run_dir / "cmdline.txt").write_text(self.cmd.shell() + "\n")
+        self._transcript = QmpTranscript(self.run_dir / "qmp.log")
+        self._console_log = open(self.run_dir / "console.log", "wb")
+        stderr = open(self.run_dir / "stderr.log", "wb")
+        self._t0 = time.monotonic()
+        self._deadline = self._t0 + self.timeout
+        try:
+            self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr,
+                                         stderr=stderr, pass_fds=(theirs.fileno(),),
+                                         start_new_session=True, preexec_fn=_child_setup)
+        except OSError as exc:
+            theirs.close()
+            self.cleanup()
+            raise HarnessError(f"cannot start QEMU {argv[0]}: {exc.strerror}") from None
+        finally:
+            stderr.close()
+        theirs.close()
+        with _LIVE_LOCK:
+            _LIVE[self.proc.pid] = self
+        self.console = pexpect.fdpexpect.fdspawn(ours.fileno(), timeout=self.timeout)
+        self.console.logfile_read = self._console_log
+        self._connect_qmp()
+        return self
+
+    def _remaining(self) -> float:
+        return max(0.0, self._deadline - time.monotonic())
+
+    def _connect_qmp(self) -> None:
+        """Accept QEMU's QMP connection and wait for its greeting, watching
+        the process: QEMU may exit during machine set-up (bad IGVM file)."""
+        assert self._listener and self.proc
+        conn = None
+        while conn is None:
+            if self.proc.poll() is not None:
+                return
+            if self._remaining() <= 0:
+                self.timed_out = True
+                return
+            ready, _, _ = select.select([self._listener], [], [], min(0.05, self._remaining()))
+            if ready:
+                conn, _ = self._listener.accept()
+        # Greeting bytes pending, or EOF because QEMU is going away.
+        while True:
+            ready, _, _ = select.select([conn], [], [], min(0.05, self._remaining()))
+            if ready:
+                break
+            if self.proc.poll() is not None or self._remaining() <= 0:
+                self.timed_out = self._remaining() <= 0 and self.proc.poll() is None
+                conn.close()
+                return
+        try:
+            qmp = QEMUMonitorProtocol(conn)
+            greeting = qmp.connect(negotiate=True)
+            qmp.settimeout(max(1.0, self._remaining()))
+        except Exception as exc:  # QEMU exited while negotiating
+            self._transcript.note("!!", f"QMP negotiation failed: {exc!r}")
+            try:
+                conn.close()
+            except OSError:
+                pass
+            return
+        self._transcript.note("<-", greeting)
+        self.qmp = qmp
+
+    # ---------------------------------------------------------- control
+    def command(self, name: str, **args):
+        """A QMP command (logged to qmp.log); returns its ``return`` value."""
+        if self.qmp is None:
+            raise HarnessError("QMP is not connected (QEMU exited early?)")
+        self._transcript.note("->", {"execute": name, "arguments": args} if args else
+                              {"execute": name})
+        try:
+            result = self.qmp.cmd(name, **args)
+        except Exception as exc:
+            self._transcript.note("<-", f"error: {exc}")
+            raise
+        self._transcript.note("<-", result)
+        return result
+
+    def cont(self) -> None:
+        if self.qmp is not None:
+            try:
+                self.command("cont")
+            except Exception:
+                pass  # QEMU may exit right away; the outcome tells
+
+    def expect(self, pattern, timeout: float | None = None) -> int:
+        """Wait for console output matching ``pattern`` (pexpect semantics)."""
+        assert self.console
+        return self.console.expect(pattern, timeout=min(timeout or self._remaining(),
+                                                        self._remaining()))
+
+    # ----------------------------------------------------------- finish
+    def wait(self) -> Outcome:
+        """Read the console until QEMU exits or the deadline passes."""
+        assert self.proc and self.console
+        if not self.timed_out:
+            try:
+                self.console.expect(pexpect.EOF, timeout=self._remaining())
+            except pexpect.TIMEOUT:
+                self.timed_out = self.proc.poll() is None
+        if not self.timed_out:
+            try:
+                self.proc.wait(timeout=max(0.5, self._remaining()))
+            except Exception:
+                self.timed_out = True
+        if self.timed_out:
+            self.kill()
+        returncode = self.proc.wait()
+        return self._finish(returncode)
+
+    def _console_text(self) -> str:
+        data = b""
+        if self.console is not None:
+            data = (self.console.before or b"")
+            if isinstance(self.console.after, bytes):
+                data += self.console.after
+        try:
+            data = (self.run_dir / "console.log").read_bytes()
+        except OSError:
+            pass
+        return data.decode("utf-8", "replace")
+
+    def _finish(self, returncode: int) -> Outcome:
+        if self._console_log:
+            self._console_log.flush()
+        console = self._console_text()
+        try:
+            stderr = (self.run_dir / "stderr.log").read_text("utf-8", "replace")
+        except OSError:
+            stderr = ""
+        status, error = classify(returncode=returncode, timed_out=self.timed_out,
+                                 console=console, stderr=stderr, timeout=self.timeout)
+        out = Outcome(status=status, exit_code=returncode if returncode >= 0 else None,
+                      signal=-returncode if returncode < 0 else None, error=error,
+                      console=console, report=GuestReport.parse(console),
+                      run_dir=self.run_dir, duration=time.monotonic() - self._t0,
+                      argv=self.cmd.argv(), prelaunch=self.prelaunch)
+        if status is Status.HUNG:
+            out.error = f"{error}; console tail:\n{out.tail(10)}"
+        self.cleanup()
+        out.write(self.run_dir / "outcome.json")
+        return out
+
+    def kill(self) -> None:
+        """SIGKILL the process group and reap it (idempotent)."""
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            except PermissionError:  # pragma: no cover
+                proc.kill()
+        try:
+            proc.wait(timeout=10)
+        except Exception:  # pragma: no cover
+            pass
+
+    def cleanup(self) -> None:
+        """Close sockets and files, remove the socket directory (idempotent)."""
+        if self.proc is not None:
+            with _LIVE_LOCK:
+                _LIVE.pop(self.proc.pid, None)
+        if self.qmp is not None:
+            try:
+                self.qmp.close()
+            except Exception:
+                pass
+            self.qmp = None
+        for sock in (self._listener, self._console_sock):
+            if sock is not None:
+                try:
+                    sock.close()
+                except OSError:
+                    pass
+        self._listener = self._console_sock = None
+        if self._console_log is not None:
+            self._console_log.close()
+            self._console_log = None
+        if self._transcript is not None:
+            self._transcript.close()
+            self._transcript = None
+        if self.sock_dir is not None:
+            shutil.rmtree(self.sock_dir, ignore_errors=True)
+            self.sock_dir = None
+
+    def __enter__(self) -> "QemuRun":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.kill()
+        self.cleanup()
+
+
+Prelaunch = Callable[[QemuRun], None]
+
+
+def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
+        prelaunch: Prelaunch | None = None) -> Outcome:
+    """Start QEMU paused, run ``prelaunch(run)`` (QMP queries), continue,
+    and return the classified :class:`Outcome`.  The process is reaped and
+    the sockets removed whatever happens (timeout, exception, Ctrl-C)."""
+    qr = QemuRun(cmd, run_dir, timeout)
+    try:
+        qr.start()
+        if qr.qmp is not None and prelaunch is not None:
+            prelaunch(qr)
+        qr.cont()
+        return qr.wait()
+    finally:
+        qr.kill()
+        qr.cleanup()
