@@ -82,7 +82,7 @@ def host_info() -> dict[str, Any]:
 def _to_jsonable(value: Any) -> Any:
     """Best effort conversion of a probe result (dataclass, object with
     ``to_dict``/``as_dict``, mapping) into JSON data."""
-    for name in ("to_dict", "as_dict", "to_json_dict"):
+    for name in ("to_json", "to_dict", "as_dict", "to_json_dict"):
         method = getattr(value, name, None)
         if callable(method):
             return _to_jsonable(method())

@@ -1,0 +1,213 @@
+"""The certification profile: the checks a vendor's IGVM image goes through.
+
+For one image: specification validation and QEMU lint; then, for every
+platform the file declares (or the one asked for): the directives it uses
+against what QEMU supports on that platform and version, the VMSA
+restrictions, the predicted launch measurement, and a boot as far as this
+host allows.  Each is a separate check with a verdict and its evidence; the
+profile returns a :class:`harness.report.model.Report`.
+
+The list of checks is data (:func:`plan`) so that the CLI, the pytest suite
+(``suites/certify``) and the Avocado wrapper run exactly the same checks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from harness.certify import adapters, checks
+from harness.certify.adapters import Unavailable
+from harness.errors import HarnessError
+from harness.igvm.defs import PlatformType
+from harness.report import fingerprint
+from harness.report.model import Check, Evidence, MatrixCell, Report, utc_now
+
+#: IGVM platform types QEMU implements, by the names the harness uses.
+QEMU_PLATFORMS = {
+    PlatformType.NATIVE: "native",
+    PlatformType.SEV: "sev",
+    PlatformType.SEV_ES: "sev-es",
+    PlatformType.SEV_SNP: "sev-snp",
+}
+PLATFORM_CHOICES = ("auto", *QEMU_PLATFORMS.values())
+
+
+@dataclass
+class Target:
+    """Everything the checks need to know about the image and the host."""
+
+    image: Path
+    data: bytes
+    model: Any
+    declared: list[str]
+    other_platforms: list[str]
+    platforms: list[str]
+    requested: str
+    qemu: str | None
+    qemu_notes: list[str]
+    probe: Any
+    accel: str
+    vcpus: int
+    boot: bool
+    boot_timeout: float
+    workdir: Path
+
+    def mask(self, platform: str) -> int:
+        for ptype, name in QEMU_PLATFORMS.items():
+            if name == platform:
+                return self.model.mask_for(ptype)
+        return 0
+
+
+@dataclass
+class Outcome:
+    """What a check function returns."""
+
+    verdict: str
+    message: str
+    evidence: Evidence = field(default_factory=Evidence)
+    cells: list[MatrixCell] = field(default_factory=list)
+
+
+@dataclass
+class Planned:
+    id: str
+    name: str
+    group: str
+    platform: str | None
+    func: Callable[["Target", str | None], Outcome]
+
+
+def _declared(model: Any) -> tuple[list[str], list[str]]:
+    qemu, other = [], []
+    for ptype in model.platform_types():
+        name = QEMU_PLATFORMS.get(ptype)
+        if name:
+            qemu.append(name)
+        else:
+            other.append(getattr(ptype, "name", str(ptype)).lower())
+    return qemu, other
+
+
+def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = None,
+            accel: str = "auto", vcpus: int = 1, boot: bool = True,
+            boot_timeout: float = 10.0, workdir: str | Path | None = None) -> Target:
+    """Read the image and find the QEMU under test; bad input is a HarnessError."""
+    image = Path(image)
+    if platform not in PLATFORM_CHOICES:
+        raise HarnessError(f"unknown platform {platform!r} (choose from "
+                           f"{', '.join(PLATFORM_CHOICES)})")
+    if vcpus < 1:
+        raise HarnessError("--vcpus must be at least 1")
+    try:
+        data = image.read_bytes()
+    except FileNotFoundError:
+        raise HarnessError(f"{image}: no such file") from None
+    except IsADirectoryError:
+        raise HarnessError(f"{image}: is a directory") from None
+    except OSError as exc:
+        raise HarnessError(f"{image}: cannot read: {exc.strerror or exc}") from None
+    try:
+        model = adapters.parse(data)
+    except Unavailable as exc:
+        raise HarnessError(str(exc)) from None
+    except HarnessError as exc:
+        raise HarnessError(f"{image}: not an IGVM file: {exc}", 1) from None
+    declared, other = _declared(model)
+    platforms = declared if platform == "auto" else [platform]
+    found, notes = adapters.find_qemu(qemu)
+    caps = None
+    if found:
+        try:
+            caps = adapters.probe(found)
+        except (Unavailable, HarnessError) as exc:
+            notes.append(str(exc))
+    return Target(image=image, data=data, model=model, declared=declared,
+                  other_platforms=other, platforms=platforms, requested=platform,
+                  qemu=found, qemu_notes=notes, probe=caps, accel=accel, vcpus=vcpus,
+                  boot=boot, boot_timeout=boot_timeout,
+                  workdir=Path(workdir) if workdir else Path("reports") / "work")
+
+
+def plan(target: Target) -> list[Planned]:
+    """The checks for this image, in the order they run."""
+    out = [
+        Planned("spec.validate", "IGVM specification validation", "spec", None,
+                checks.spec_validate),
+        Planned("qemu.lint", "QEMU lint (valid IGVM that QEMU will refuse)", "lint", None,
+                checks.qemu_lint),
+    ]
+    if target.requested != "auto":
+        out.append(Planned("platform.declared", f"Image declares platform {target.requested}",
+                           "platform", target.requested, checks.platform_declared))
+    for name in target.other_platforms:
+        out.append(Planned(f"platform.{name}", f"Platform {name} (not implemented by QEMU)",
+                           "platform", name, checks.platform_not_in_qemu))
+    for p in target.platforms:
+        if p not in target.declared:
+            continue
+        out += [
+            Planned(f"{p}.directives", f"Directives supported on {p}", "directives", p,
+                    checks.directives),
+            Planned(f"{p}.vmsa", f"VMSA / VP context restrictions on {p}", "vmsa", p,
+                    checks.vmsa),
+            Planned(f"{p}.measurement", f"Predicted launch measurement on {p}",
+                    "measurement", p, checks.measurement),
+            Planned(f"{p}.boot", f"Boot on {p}", "boot", p, checks.boot),
+        ]
+    return out
+
+
+def run_check(target: Target, planned: Planned) -> tuple[Check, list[MatrixCell]]:
+    """Run one check; a missing capability is a skip naming it, a harness
+    error is an ``error`` verdict (the check could not be decided)."""
+    started = time.monotonic()
+    try:
+        outcome = planned.func(target, planned.platform)
+    except Unavailable as exc:
+        outcome = Outcome("skip", str(exc))
+    except HarnessError as exc:
+        outcome = Outcome("error", str(exc))
+    check = Check(id=planned.id, name=planned.name, verdict=outcome.verdict,
+                  message=outcome.message, group=planned.group, platform=planned.platform,
+                  duration_s=round(time.monotonic() - started, 3), evidence=outcome.evidence)
+    for cell in outcome.cells:
+        cell.check = planned.id
+    return check, outcome.cells
+
+
+ProgressFn = Callable[[int, int, Planned, "Check | None"], None]
+
+
+def certify(target: Target, progress: ProgressFn | None = None,
+            command: list[str] | None = None) -> Report:
+    """Run the whole profile and return the report."""
+    started, t0 = utc_now(), time.monotonic()
+    steps = plan(target)
+    report = Report(
+        kind="certification",
+        title=f"Certification of {target.image.name}",
+        environment=fingerprint.fingerprint(target.qemu, accel=target.accel,
+                                            image=target.image, probe=target.probe),
+        subject={"name": target.image.name, "platform": target.requested,
+                 "declared_platforms": target.declared + target.other_platforms,
+                 "certified_platforms": [p for p in target.platforms if p in target.declared],
+                 "vcpus": target.vcpus},
+        run={"started": started, **({"command": command} if command else {})},
+    )
+    if target.qemu_notes and not report.environment["qemu"].get("note"):
+        report.environment["qemu"]["note"] = "; ".join(target.qemu_notes)
+    for index, planned in enumerate(steps, 1):
+        if progress:
+            progress(index, len(steps), planned, None)
+        check, cells = run_check(target, planned)
+        report.checks.append(check)
+        report.matrix.extend(cells)
+        if progress:
+            progress(index, len(steps), planned, check)
+    report.run["finished"] = utc_now()
+    report.run["duration_s"] = round(time.monotonic() - t0, 3)
+    return report

@@ -1,0 +1,189 @@
+"""CLI: ``certify``, ``report merge|validate|render`` and ``matrix run``.
+
+Long runs print progress on stderr (one line per check or matrix cell) and
+end with a concise summary on stdout; the reports land in ``--output``
+(default ``reports/``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import HarnessError
+from harness.report import merge, schema, writers
+from harness.report.model import VERDICTS, Report
+
+DEFAULT_OUTPUT = Path("reports")
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _counts_line(summary: dict) -> str:
+    parts = [f"{summary[v]} {v}" for v in VERDICTS if summary.get(v)]
+    return ", ".join(parts) or "no checks"
+
+
+# ------------------------------------------------------------------ certify
+def _certify(args: argparse.Namespace) -> int:
+    from harness.certify import profile
+
+    target = profile.prepare(args.file, args.platform, qemu=args.qemu, accel=args.accel,
+                             vcpus=args.vcpus, boot=not args.no_boot,
+                             boot_timeout=args.boot_timeout,
+                             workdir=Path(args.output) / "work")
+    sha = None
+    if not args.quiet:
+        from harness.report.fingerprint import sha256_file
+
+        sha = sha256_file(target.image)
+        _stderr(f"certify {target.image} (sha256 {sha[:16]}...) platforms: "
+                f"{', '.join(p for p in target.platforms) or 'none'}; "
+                f"QEMU: {target.qemu or 'none found'}")
+    width = 0
+
+    def progress(index: int, total: int, planned, check) -> None:
+        nonlocal width
+        if args.quiet:
+            return
+        width = max(width, len(planned.id))
+        if check is None:
+            return
+        _stderr(f"[{index:>2}/{total}] {planned.id:<28} {check.verdict:<8} "
+                f"{check.message[:100]}")
+
+    report = profile.certify(target, progress, command=["igvm-harness", "certify",
+                                                        *sys.argv[2:]])
+    paths = writers.write_all(report, args.output)
+    _print_summary(report, paths)
+    return 1 if report.verdict() == "fail" else 0
+
+
+def _print_summary(report: Report, paths: dict[str, Path]) -> None:
+    summary = report.summary()
+    print(f"{report.title}: {summary['verdict'].upper()} "
+          f"({_counts_line(summary)}; {report.run.get('duration_s', 0):.1f} s)")
+    for check in report.checks:
+        if check.verdict in ("fail", "error", "xpass"):
+            print(f"  {check.verdict.upper()} {check.id}: {check.message}")
+    print(f"  report: {paths['html']}")
+    print(f"  json:   {paths['json']}   junit: {paths['junit']}")
+
+
+# ------------------------------------------------------------------- report
+def _merge(args: argparse.Namespace) -> int:
+    dashboard = merge.merge_files(args.files, history_limit=args.history)
+    paths = merge.write_dashboard(dashboard, args.output)
+    s = dashboard["summary"]
+    counts = ", ".join(f"{s[v]} {v}" for v in VERDICTS if s.get(v))
+    print(f"dashboard: {len(dashboard['columns'])} configurations x {len(dashboard['rows'])} "
+          f"checks from {len(dashboard['runs'])} runs: {s['verdict'].upper()} ({counts})")
+    changed = [c for c in dashboard["cells"] if c["changed"]]
+    for cell in changed[:20]:
+        print(f"  changed: {cell['row']} on {cell['column']}: "
+              f"{cell['history'][-2]['verdict']} -> {cell['latest']}")
+    if len(changed) > 20:
+        print(f"  ... and {len(changed) - 20} more changed cells")
+    print(f"  dashboard: {paths['html']}   json: {paths['json']}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    for path in args.files:
+        doc = schema.load(path)
+        print(f"{path}: valid {doc['schema']} v{doc['schema_version']}")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    doc = schema.load(args.file)
+    if doc["schema"] == merge.DASHBOARD_ID:
+        paths = merge.write_dashboard(doc, args.output)
+    else:
+        paths = writers.write_all(Report.from_dict(doc), args.output, Path(args.file).stem)
+    print(f"rendered {paths['html']}")
+    return 0
+
+
+# ------------------------------------------------------------------- matrix
+def _matrix_run(args: argparse.Namespace) -> int:
+    from harness.report import matrix_run
+
+    started = time.monotonic()
+    spec = matrix_run.load_spec(args.matrix)
+    outdir = Path(args.output) if args.output else matrix_run.default_output(spec)
+    cells = matrix_run.expand(spec)
+    if args.dry_run:
+        for i, cell in enumerate(cells, 1):
+            print(f"[{i}/{len(cells)}] {cell.label}")
+        return 0
+    results = matrix_run.run(spec, cells, outdir, progress=_stderr)
+    dashboard = merge.merge_files([p for r in results for p in r.json_files] or [],
+                                  history_limit=args.history) if any(
+        r.json_files for r in results) else None
+    print(f"matrix {spec.name}: {len(cells)} cells in {time.monotonic() - started:.0f} s")
+    for r in results:
+        print(f"  {r.cell.label:<48} {r.summary}")
+    if dashboard is not None:
+        paths = merge.write_dashboard(dashboard, outdir)
+        print(f"  dashboard: {paths['html']}")
+    return 1 if any(r.failed for r in results) else 0
+
+
+# ----------------------------------------------------------------- register
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from harness.certify.profile import PLATFORM_CHOICES
+
+    p = subparsers.add_parser(
+        "certify", help="run the certification profile on a vendor IGVM image",
+        description="Specification validation, QEMU lint and, per declared platform, "
+                    "directive support, VMSA restrictions, predicted launch measurement and "
+                    "a boot as far as this host allows; writes JSON, JUnit XML and HTML.")
+    p.add_argument("file", metavar="FILE", help="the IGVM image")
+    p.add_argument("--platform", choices=PLATFORM_CHOICES, default="auto",
+                   help="platform to certify (default: every platform the file declares)")
+    p.add_argument("--output", metavar="DIR", default=str(DEFAULT_OUTPUT),
+                   help="report directory (default: reports/)")
+    p.add_argument("--qemu", metavar="PATH", default=None, help="QEMU binary under test")
+    p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
+    p.add_argument("--vcpus", type=int, default=1, help="vCPUs for measurement and boot")
+    p.add_argument("--no-boot", action="store_true", help="skip the boot checks")
+    p.add_argument("--boot-timeout", type=float, default=10.0, metavar="S",
+                   help="seconds a boot may run (default 10)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
+    p.set_defaults(func=_certify)
+
+    r = subparsers.add_parser("report", help="merge, validate or re-render result files")
+    rsub = r.add_subparsers(dest="report_command", metavar="ACTION")
+    m = rsub.add_parser("merge", help="merge many hosts' results into one dashboard",
+                        description="Inputs: results JSON files and/or an earlier "
+                                    "dashboard.json (its history is carried over).")
+    m.add_argument("files", nargs="+", metavar="FILE")
+    m.add_argument("--output", metavar="DIR", default=str(DEFAULT_OUTPUT / "dashboard"),
+                   help="output directory (default: reports/dashboard)")
+    m.add_argument("--history", type=int, default=merge.DEFAULT_HISTORY,
+                   help=f"runs kept per cell (default {merge.DEFAULT_HISTORY})")
+    m.set_defaults(func=_merge)
+    v = rsub.add_parser("validate", help="check files against their versioned JSON schema")
+    v.add_argument("files", nargs="+", metavar="FILE")
+    v.set_defaults(func=_validate)
+    h = rsub.add_parser("render", help="re-render the HTML (and JUnit) of a JSON file")
+    h.add_argument("file", metavar="FILE")
+    h.add_argument("--output", metavar="DIR", default=str(DEFAULT_OUTPUT))
+    h.set_defaults(func=_render)
+
+    if "matrix" not in subparsers.choices:
+        x = subparsers.add_parser("matrix", help="run a matrix of QEMU builds x platforms x "
+                                                 "accelerators locally")
+        xsub = x.add_subparsers(dest="matrix_command", metavar="ACTION")
+        run = xsub.add_parser("run", help="run every cell of MATRIX.toml, then merge")
+        run.add_argument("matrix", metavar="MATRIX.toml")
+        run.add_argument("--output", metavar="DIR", default=None,
+                         help="output directory (default: reports/matrix-NAME-TIME)")
+        run.add_argument("--history", type=int, default=merge.DEFAULT_HISTORY)
+        run.add_argument("--dry-run", action="store_true", help="list the cells only")
+        run.set_defaults(func=_matrix_run)
