@@ -123,8 +123,11 @@ def _variable_header(t: int, body: bytes) -> bytes:
     return defs.VARIABLE_HEADER.st.pack(t, len(body)) + body + bytes(pad)
 
 
-def serialize(f: m.IgvmFile) -> bytes:
-    """Encode a model as an IGVM file (see the module docstring for layout)."""
+def serialize(f: m.IgvmFile, variable_header_offset: int | None = None) -> bytes:
+    """Encode a model as an IGVM file (see the module docstring for layout).
+
+    ``variable_header_offset`` places the variable headers further into the
+    file (zero bytes in between); negative fixtures use it."""
     if f.revision == FORMAT_VERSION_1:
         fixed = defs.FIXED_HEADER_V1
     elif f.revision == FORMAT_VERSION_2:
@@ -140,7 +143,10 @@ def serialize(f: m.IgvmFile) -> bytes:
         else:
             blen = defs.HEADER_SIZES[h.TYPE]
         vh_size += 8 + defs.align_up(blen)
-    fd = _FileData(fixed.size + vh_size)
+    vho = fixed.size if variable_header_offset is None else variable_header_offset
+    if vho < fixed.size:
+        raise BuildError(f"variable_header_offset {vho} overlaps the fixed header")
+    fd = _FileData(vho + vh_size)
     vsm = frozenset(p.compatibility_mask for p in f.platforms
                     if isinstance(p, m.SupportedPlatform)
                     and p.platform_type == PlatformType.VSM_ISOLATION)
@@ -154,18 +160,18 @@ def serialize(f: m.IgvmFile) -> bytes:
     if fd.size == 0:
         fd.chunks.append(bytes(8))
         fd.size = 8
-    total = fixed.size + vh_size + fd.size
+    total = vho + vh_size + fd.size
     if total > 0xFFFFFFFF:
         raise BuildError(f"file of {total} bytes exceeds the 4 GiB IGVM limit")
     values = dict(magic=defs.IGVM_MAGIC, format_version=f.revision,
-                  variable_header_offset=fixed.size, variable_header_size=vh_size,
+                  variable_header_offset=vho, variable_header_size=vh_size,
                   total_file_size=total, checksum=0,
                   architecture=int(f.architecture), page_size=f.page_size)
     head = fixed.pack(**values)
     crc = zlib.crc32(vh, zlib.crc32(head))
     values["checksum"] = crc
     head = fixed.pack(**values)
-    return b"".join([head, vh, *fd.chunks])
+    return b"".join([head, bytes(vho - fixed.size), vh, *fd.chunks])
 
 
 class IgvmBuilder:

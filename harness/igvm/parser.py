@@ -208,7 +208,7 @@ class _Scanner:
                 else:
                     data = None
                 h = PageData(gpa, mask, flags, dtype, data, reserved)
-                if reserved or gpa & 0xFFF or dtype > 3 or (strict and flags & ~7):
+                if reserved or gpa & 0xFFF or dtype > 3 or strict:
                     self.check_page_data(h, idx, pos)
                 lists[2].append(h)
                 offsets.append(pos)
@@ -540,11 +540,13 @@ class _Scanner:
                            idx, off)
                 page_table_masks |= mask
                 overlap(mask, h.gpa, h.size, idx, off)
-                vp_idents.append((mask, h.vp_index, h.vtl, idx, off))
+                if h.vtl in defs.VALID_VTLS:  # else already rejected as vtl-invalid
+                    vp_idents.append((mask, h.vp_index, h.vtl, idx, off))
                 pt_regions.append((mask, h.gpa, h.size))
             elif isinstance(h, m.RelocatableRegion):
                 overlap(mask, h.relocation_region_gpa, h.relocation_region_size, idx, off)
-                vp_idents.append((mask, h.vp_index, h.vtl, idx, off))
+                if h.vtl in defs.VALID_VTLS:
+                    vp_idents.append((mask, h.vp_index, h.vtl, idx, off))
 
         # validate_directive_headers
         ALLOCATED, INSERTED = 1, 2
