@@ -222,10 +222,18 @@ def system_libigvm() -> str | None:
 
 
 def tree_digest(path: Path) -> str:
-    """SHA-256 over the files of a source directory (names and contents)."""
+    """SHA-256 over the source files of a directory (names and contents).
+
+    Build products (``build/``, the Makefile's default BUILDDIR, objects,
+    dot-files, ``__pycache__``) are left out so building in place does not
+    change the identity.
+    """
     h = hashlib.sha256()
     for p in sorted(path.rglob("*")):
-        if p.is_file() and "__pycache__" not in p.parts and not p.name.endswith((".o", ".a")):
+        rel = p.relative_to(path).parts
+        if (p.is_file() and rel[0] != "build" and "__pycache__" not in rel
+                and not any(r.startswith(".") for r in rel)
+                and not p.name.endswith((".o", ".a"))):
             h.update(str(p.relative_to(path)).encode() + b"\0")
             h.update(p.read_bytes() + b"\0")
     return h.hexdigest()

@@ -157,3 +157,15 @@ def test_progress_non_tty_prints_tenths():
 def test_jobs_must_be_positive(tmp_path):
     with pytest.raises(HarnessError, match="--jobs"):
         build.build("debian", jobs=-1, root=tmp_path)
+
+
+def test_library_identity_ignores_build_products(tmp_path):
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.c").write_text("int a;\n")
+    first = build.tree_digest(tmp_path)
+    (tmp_path / "build" / "obj").mkdir(parents=True)
+    (tmp_path / "build" / "obj" / "a.o").write_bytes(b"\x7fELF")
+    (tmp_path / ".hidden").write_text("x")
+    assert build.tree_digest(tmp_path) == first
+    (tmp_path / "src" / "a.c").write_text("int a = 1;\n")
+    assert build.tree_digest(tmp_path) != first

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Set up igvm-harness on a Debian machine (root, or a user with sudo).
+# Idempotent: rerunning only does what is missing.
+#   1. system packages (apt-get)
+#   2. .venv with the harness installed editable (+ dev extras)
+#   3. the QEMU-under-test with IGVM, built from Debian's qemu source package
+#      into ${XDG_CACHE_HOME:-~/.cache}/igvm-harness (skipped when $QEMU already
+#      names a QEMU with igvm-cfg; cached otherwise)
+set -euo pipefail
+cd "$(dirname "$(readlink -f "$0")")"
+
+say() { printf 'setup: %s\n' "$*" >&2; }
+
+if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo -n)
+else
+    say "need root or sudo to install system packages"; exit 2
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+# Packages for the harness itself; QEMU's build dependencies are data in
+# harness/qemu/deps.py and are installed by `qemu build --install-deps` below.
+SYSTEM_PACKAGES=(
+    python3 python3-venv
+    build-essential binutils make git ca-certificates
+    pkgconf xz-utils patch
+)
+
+missing=()
+for p in "${SYSTEM_PACKAGES[@]}"; do
+    dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
+done
+say "apt-get update"
+"${SUDO[@]}" apt-get update -q >/dev/null
+if [ "${#missing[@]}" -gt 0 ]; then
+    say "installing ${missing[*]}"
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+else
+    say "system packages present"
+fi
+
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
+    say "creating .venv"
+    python3 -m venv .venv
+fi
+say "installing igvm-harness into .venv (pip install -e '.[dev]')"
+.venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+
+# QEMU-under-test: keep a QEMU the user chose if it has IGVM, else build (cached).
+if [ -n "${QEMU:-}" ] && .venv/bin/python - <<'PY'
+import os, sys
+from harness.qemu.probe import probe
+sys.exit(0 if probe(os.environ["QEMU"]).has("igvm-cfg") else 1)
+PY
+then
+    say "using \$QEMU=$QEMU (has igvm-cfg); not building QEMU"
+else
+    say "building the QEMU-under-test (cached after the first run)"
+    .venv/bin/igvm-harness qemu build --install-deps
+fi
+say "done: run the tests with .venv/bin/python -m pytest"
