@@ -1,0 +1,92 @@
+"""``igvm-harness measure``: print the launch digest QEMU+KVM will produce for an IGVM file."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from harness.errors import HarnessError
+from harness.measure.kvm_vmsa import (DEFAULT_CPU_MODEL, DEFAULT_KERNEL, KERNEL_PROFILES, QEMU_CPU_MODELS,
+                                      HostProfile, VmType, cpu_signature)
+from harness.measure.pages import PLATFORM_NAMES
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _positive(text: str) -> int:
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def host_from_args(args: argparse.Namespace) -> HostProfile:
+    if args.cpu_signature is not None:
+        sig = args.cpu_signature
+    else:
+        model = args.vcpu_type
+        if model not in QEMU_CPU_MODELS:
+            raise HarnessError(f"unknown vCPU type {model!r}; known: {', '.join(QEMU_CPU_MODELS)} "
+                               "(or give --cpu-signature)")
+        sig = cpu_signature(*QEMU_CPU_MODELS[model])
+    return HostProfile(kernel=args.kernel_profile, vm_type=VmType(args.vm_type), cpu_sig=sig,
+                       host_cr4_mce=not args.no_host_cr4_mce)
+
+
+def _measure(args: argparse.Namespace) -> int:
+    from harness.igvm.parser import load
+    from harness.measure.launch import predict
+
+    f = load(args.file)
+    pred = predict(f, args.platform, args.vcpus, host_from_args(args), args.policy)
+    out = pred.as_dict()
+    if args.json:
+        json.dump(out, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    print(f"{out['platform']} launch digest ({out['algorithm']}): {out['digest']}")
+    print(f"  vcpus={out['vcpus']} policy={out['policy']} vm-type={out['vm_type']} "
+          f"sev_features={out['sev_features']} kernel={out['kernel_profile']} "
+          f"cpu-signature={out['cpu_signature']}")
+    if out["vmsa_sources"]:
+        print("  vmsas: " + ", ".join(f"cpu{i}={s}" for i, s in enumerate(out["vmsa_sources"])))
+    if out["id_block_ld"]:
+        state = "matches" if out["id_block_matches"] else "DOES NOT MATCH"
+        print(f"  id block ld {out['id_block_ld']} {state} the prediction")
+    for note in out["notes"]:
+        print(f"  note: {note}")
+    return 0
+
+
+def add_host_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--vm-type", choices=[VmType.LEGACY.value, VmType.INIT2.value], default="legacy",
+                   help="SEV/SEV-ES VM creation: legacy (KVM_SEV_ES_INIT, QEMU 10.2's default) or init2 "
+                        "(KVM_SEV_INIT2, legacy-vm-type=off); SNP always uses init2")
+    p.add_argument("--kernel-profile", choices=sorted(KERNEL_PROFILES), default=DEFAULT_KERNEL,
+                   help="host kernel behaviour for sev_features of legacy VMs (default: %(default)s)")
+    p.add_argument("--vcpu-type", default=DEFAULT_CPU_MODEL,
+                   help="QEMU -cpu model, for the CPU signature in RDX (default: %(default)s)")
+    p.add_argument("--cpu-signature", type=_int, default=None,
+                   help="CPUID.1:EAX to use instead of --vcpu-type")
+    p.add_argument("--no-host-cr4-mce", action="store_true",
+                   help="the host runs without CR4.MCE (KVM ORs the host's MCE bit into CR4)")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("measure", help="predict the SEV / SEV-ES / SEV-SNP launch digest of an IGVM file",
+                              description="Predict the launch digest QEMU 10.2 + KVM make the AMD firmware "
+                                          "compute for FILE.")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("--platform", required=True, choices=sorted(PLATFORM_NAMES))
+    p.add_argument("--vcpus", type=_positive, default=1)
+    p.add_argument("--policy", type=_int, default=None,
+                   help="guest policy (default: QEMU's, 0x1 SEV / 0x5 SEV-ES; SNP: the file's GUEST_POLICY)")
+    add_host_arguments(p)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_measure)
