@@ -349,7 +349,7 @@ def clean_stale(root: Path) -> None:
     d = builds_dir(root)
     if not d.is_dir():
         return
-    for t in d.glob(".tmp-*"):
+    for t in [*d.glob(".tmp-*"), *(root / "qemu").glob(".work-*")]:
         pid = t.name.rsplit("-", 1)[-1]
         if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
             continue
@@ -368,6 +368,30 @@ def _alive(pid: int) -> bool:
 
 # --------------------------------------------------------------------------
 # the build
+
+def _offline_fallback(root: Path, spec: source.SourceSpec, lib: Libigvm,
+                      options: tuple[str, ...]) -> "BuildResult | None":
+    """When apt cannot answer (offline), the newest cached Debian build that
+    matches everything else (library, options) still serves ``--source debian``."""
+    if spec.kind != "debian" or spec.version:
+        return None
+    d = builds_dir(root)
+    best = None
+    for e in (d.iterdir() if d.is_dir() else ()):
+        if not is_complete(e):
+            continue
+        try:
+            info = BuildInfo(**json.loads((e / "build-info.json").read_text()))
+        except (ValueError, TypeError):
+            continue
+        if (info.source.startswith("debian-") and info.libigvm == lib.identity
+                and info.options == list(options)):
+            if best is None or source.compare_versions(info.version, best[1].version) > 0:
+                best = (e, info)
+    if best is None:
+        return None
+    return BuildResult(best[0] / "bin" / BINARY, best[0], True, best[1])
+
 
 @dataclass
 class BuildResult:
@@ -396,8 +420,16 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
         deps.ensure(install_deps, log=prep_log)
         lib = libigvm_identity()
         t = time.monotonic()
-        resolved = source.resolve(spec, root / "qemu" / "downloads", log=prep_log,
-                                  progress=progress.phase)
+        try:
+            resolved = source.resolve(spec, root / "qemu" / "downloads", log=prep_log,
+                                      progress=progress.phase)
+        except HarnessError as exc:
+            fallback = _offline_fallback(root, spec, lib, options)
+            if fallback is None:
+                raise
+            progress.phase(f"warning: {exc}; using the cached build {fallback.entry}")
+            set_current(root, fallback.entry)
+            return fallback
         timings["source"] = round(time.monotonic() - t, 1)
     key = cache_key(resolved.version, resolved.identity, lib.identity, options)
     name = entry_name(resolved.version, key)

@@ -169,3 +169,28 @@ def test_library_identity_ignores_build_products(tmp_path):
     assert build.tree_digest(tmp_path) == first
     (tmp_path / "src" / "a.c").write_text("int a = 1;\n")
     assert build.tree_digest(tmp_path) != first
+
+
+def test_offline_debian_falls_back_to_matching_cached_build(tmp_path, stubbed, monkeypatch):
+    root = tmp_path / "cache"
+
+    def stub_resolve(spec, download_root, log=None, progress=None):
+        raise HarnessError("apt-get update for ... failed")
+
+    monkeypatch.setattr(build.source, "resolve", stub_resolve)
+    # nothing cached: the apt error is the error
+    with pytest.raises(HarnessError, match="apt-get update"):
+        build.build("debian", root=root, progress=build.Progress(io.StringIO()))
+    for version, opts in (("1:10.2.2+ds-1", build.CONFIGURE_OPTIONS),
+                          ("1:10.2.3+ds-1", build.CONFIGURE_OPTIONS + ("--enable-debug",))):
+        e = build.builds_dir(root) / f"qemu-{version[2:]}-x"
+        (e / "bin").mkdir(parents=True)
+        (e / "bin" / build.BINARY).write_text("#!/bin/sh\n")
+        (e / "bin" / build.BINARY).chmod(0o755)
+        info = build.BuildInfo(e.name, version, "debian-" + version, "stub-lib", list(opts),
+                               str(e / "bin" / build.BINARY))
+        (e / "build-info.json").write_text(json.dumps(build.asdict(info)))
+    res = build.build("debian", root=root, progress=build.Progress(io.StringIO()))
+    assert res.cached and res.info.version == "1:10.2.2+ds-1"  # options must match
+    with pytest.raises(HarnessError):  # an explicit version never falls back
+        build.build("debian:1:10.2.2+ds-1", root=root, progress=build.Progress(io.StringIO()))
