@@ -1,22 +1,42 @@
 """pytest plugin: command-line options, markers and fixtures of the harness.
 
 Loaded through the ``pytest11`` entry point (see pyproject.toml).  The
-fixtures stay thin: every decision is taken by the layers below.
+fixtures stay thin: every decision is taken by the layers below
+(``harness.qemu.discover`` / ``probe`` choose and describe the QEMU under
+test, ``harness.qemu.runner`` runs it, ``harness.guests`` builds payloads).
+
+Skips always name what is missing, in the probe's words.  Each boot keeps a
+log directory under the test's ``tmp_path`` (unique per pytest-xdist worker);
+on failure its command line, stderr, console and QMP transcript are attached
+to the report (``report.sections``) and the directory is recorded in
+``item.user_properties`` (JUnit XML shows it).
 """
 
 from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
 
 import pytest
 
 PLATFORMS = ("auto", "native", "sev", "sev-es", "sev-snp")
 ACCELS = ("auto", "kvm", "tcg")
+DEFAULT_BOOT_TIMEOUT = 30.0
 
 MARKERS = {
     "platforms(*names)": "run only when --platform is one of names (auto runs all the host can)",
-    "requires(*capabilities)": "skip unless the QEMU/host probe reports every capability named",
+    "requires(*capabilities)": "skip unless the QEMU/host probe reports every capability named"
+                               " (igvm-cfg, kvm, tcg, sev-guest, sev-snp-guest, sev, sev-es,"
+                               " sev-snp, early-igvm-syntax, machine-igvm-cfg:<machine>)",
     "qemu": "needs a QEMU-under-test with IGVM support",
     "slow": "takes more than a few seconds",
 }
+
+_RUNS_KEY = pytest.StashKey[list]()
+NO_QEMU_HINT = "run ./setup.sh or `igvm-harness qemu build`, or pass --qemu"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,11 +46,260 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--qemu", metavar="PATH", default=None,
                     help="QEMU binary under test (default: $QEMU, the harness's build, then PATH)")
     group.addoption("--accel", choices=ACCELS, default="auto",
-                    help="accelerator for boots (default: auto: kvm where usable, else tcg)")
+                    help="accelerator for boots (default: auto: tcg, and kvm where usable)")
     group.addoption("--igvm", metavar="FILE", default=None,
                     help="a vendor IGVM image to certify")
+    group.addoption("--boot-timeout", type=float, default=DEFAULT_BOOT_TIMEOUT, metavar="S",
+                    help=f"deadline of one QEMU run in seconds (default {DEFAULT_BOOT_TIMEOUT:g})")
+
+
+def _sigterm_to_interrupt(signum, frame):  # pragma: no cover - exercised by tests/runner
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for marker, text in MARKERS.items():
         config.addinivalue_line("markers", f"{marker}: {text}")
+    # SIGTERM (CI cancel, xdist shutdown) should unwind like Ctrl-C so that
+    # every runner's finally-block reaps its QEMU.  Only when nobody else
+    # installed a handler.
+    try:
+        if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+            signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
+    except ValueError:  # not the main thread
+        pass
+    config.stash[_STATE_KEY] = _State(config)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    from harness.qemu.runner import _kill_all_live
+    _kill_all_live()
+
+
+# ------------------------------------------------------- QEMU under test
+@dataclass
+class _State:
+    config: pytest.Config
+    resolved: bool = False
+    qemu: str | None = None
+    how: str = ""
+    caps: object = None
+    why_none: str = ""
+    guests: dict = field(default_factory=dict)
+    guests_error: str | None = None
+
+    def resolve(self) -> None:
+        if self.resolved:
+            return
+        self.resolved = True
+        from harness.errors import HarnessError
+        from harness.qemu import discover, probe
+        try:
+            found, notes = discover.find(self.config.getoption("--qemu"))
+        except HarnessError as exc:
+            self.why_none = str(exc)
+            return
+        if found is None:
+            self.why_none = ("no QEMU with igvm-cfg found (" + "; ".join(notes) + "): "
+                             + NO_QEMU_HINT)
+            return
+        try:
+            self.caps = probe.probe(found.path)
+        except HarnessError as exc:
+            self.why_none = f"cannot probe QEMU {found.path}: {exc}"
+            return
+        self.qemu, self.how = found.path, found.how
+
+    def missing(self, cap: str) -> str | None:
+        self.resolve()
+        if self.caps is None:
+            return self.why_none
+        return self.caps.missing(cap)
+
+    def platform_missing(self, platform: str) -> str | None:
+        """Why ``platform`` does not run in this session, or None."""
+        chosen = self.config.getoption("--platform")
+        if chosen != "auto":
+            return None if platform == chosen else f"platform {platform} not selected (--platform={chosen})"
+        if platform == "native":
+            return None
+        return self.missing(platform)
+
+
+_STATE_KEY = pytest.StashKey[_State]()
+
+
+def _state(config: pytest.Config) -> _State:
+    return config.stash[_STATE_KEY]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    st = _state(item.config)
+    for mark in item.iter_markers("platforms"):
+        reasons = [st.platform_missing(p) for p in mark.args]
+        if all(r is not None for r in reasons):
+            pytest.skip("; ".join(dict.fromkeys(reasons)))
+    for mark in item.iter_markers("requires"):
+        for cap in mark.args:
+            why = st.missing(cap)
+            if why:
+                pytest.skip(why)
+    if item.get_closest_marker("qemu"):
+        why = st.missing("igvm-cfg")
+        if why:
+            pytest.skip(why)
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """A test that takes ``accel`` runs once per accelerator: tcg and kvm
+    under --accel=auto (kvm skips with the probe's reason where unusable)."""
+    if "accel" in metafunc.fixturenames and not _already_parametrized(metafunc, "accel"):
+        chosen = metafunc.config.getoption("--accel")
+        accels = ["tcg", "kvm"] if chosen == "auto" else [chosen]
+        metafunc.parametrize("accel", accels, indirect=True)
+
+
+def _already_parametrized(metafunc: pytest.Metafunc, name: str) -> bool:
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if name in names:
+            return True
+    return False
+
+
+@pytest.fixture(scope="session")
+def qemu_binary(pytestconfig: pytest.Config) -> str:
+    """Path of the QEMU under test (skips, naming why, when there is none)."""
+    st = _state(pytestconfig)
+    why = st.missing("igvm-cfg")
+    if st.qemu is None or why:
+        pytest.skip(why or st.why_none)
+    return st.qemu
+
+
+@pytest.fixture(scope="session")
+def qemu_caps(pytestconfig: pytest.Config, qemu_binary: str):
+    """:class:`harness.qemu.probe.Capabilities` of the QEMU under test."""
+    return _state(pytestconfig).caps
+
+
+@pytest.fixture
+def accel(request: pytest.FixtureRequest, qemu_caps) -> str:
+    name = getattr(request, "param", None) or request.config.getoption("--accel")
+    if name == "auto":
+        name = "kvm" if qemu_caps.has("kvm") else "tcg"
+    why = qemu_caps.missing(name)
+    if why:
+        pytest.skip(why)
+    return name
+
+
+@pytest.fixture
+def igvm_builder():
+    """A fresh :class:`harness.igvm.builder.IgvmBuilder`."""
+    from harness.igvm.builder import IgvmBuilder
+    return IgvmBuilder()
+
+
+@pytest.fixture(scope="session")
+def guest_images(pytestconfig: pytest.Config) -> dict:
+    """The assembled guest payloads (``reset16``, ``payload64``), built once
+    per session from fixtures/guests/ (cached by content hash)."""
+    from harness.errors import HarnessError
+    from harness.guests.build import build_all
+    st = _state(pytestconfig)
+    if not st.guests and st.guests_error is None:
+        try:
+            st.guests = build_all()
+        except HarnessError as exc:
+            st.guests_error = str(exc)
+    if st.guests_error:
+        pytest.skip(f"guest payloads unavailable: {st.guests_error}")
+    return st.guests
+
+
+@pytest.fixture
+def vendor_igvm(pytestconfig: pytest.Config) -> Path:
+    path = pytestconfig.getoption("--igvm")
+    if not path:
+        pytest.skip("no vendor image given (--igvm FILE)")
+    p = Path(path)
+    if not p.is_file():
+        pytest.fail(f"--igvm {path}: no such file", pytrace=False)
+    return p
+
+
+@pytest.fixture
+def run_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The test's log directory root; each boot gets ``run_dir/boot-N``."""
+    d = tmp_path / "qemu-runs"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+@pytest.fixture
+def boot(request: pytest.FixtureRequest, qemu_binary: str, run_dir: Path) -> Callable:
+    """``boot(image, **options) -> Outcome``: run an IGVM file (bytes or a
+    path) under the QEMU under test.  Options: accel, machine, memory, smp,
+    cpu, timeout, prelaunch (callable taking the live QemuRun before
+    ``cont``), igvm_syntax, confidential, extra (argv list)."""
+    from harness.qemu.cmdline import QemuCommand
+    from harness.qemu.runner import run
+
+    runs = request.node.stash.setdefault(_RUNS_KEY, [])
+    default_timeout = request.config.getoption("--boot-timeout")
+    default_accel = request.getfixturevalue("accel") if "accel" in request.fixturenames else "tcg"
+
+    def _boot(image, *, accel: str | None = None, machine: str = "q35", memory="128M",
+              smp=1, cpu: str | None = None, timeout: float | None = None,
+              prelaunch=None, igvm_syntax: str = "cfg", confidential=None,
+              extra: list[str] | tuple = ()):
+        d = run_dir / f"boot-{len(runs) + 1}"
+        d.mkdir(parents=True)
+        if isinstance(image, (bytes, bytearray, memoryview)):
+            path = d / "image.igvm"
+            path.write_bytes(bytes(image))
+        else:
+            path = Path(image)
+        cmd = QemuCommand(qemu_binary, machine=machine, accel=accel or default_accel,
+                          memory=memory, smp=smp, cpu=cpu, igvm=str(path),
+                          igvm_syntax=igvm_syntax, confidential=confidential, extra=list(extra))
+        runs.append(d)
+        out = run(cmd, d, timeout=timeout or default_timeout, prelaunch=prelaunch)
+        return out
+
+    return _boot
+
+
+# ------------------------------------------------- failure log attachment
+_TAIL = 60
+
+
+def _tail(path: Path, lines: int = _TAIL) -> str:
+    try:
+        text = path.read_text("utf-8", "replace")
+    except OSError:
+        return "(missing)"
+    rows = text.splitlines()
+    cut = len(rows) - lines
+    return ("...\n" if cut > 0 else "") + "\n".join(rows[-lines:])
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    outcome = yield
+    report = outcome.get_result()
+    runs = item.stash.get(_RUNS_KEY, [])
+    if not runs or report.when != "call":
+        return
+    for d in runs:
+        if ("qemu_run", str(d)) not in item.user_properties:
+            item.user_properties.append(("qemu_run", str(d)))
+    if report.failed:
+        for d in runs:
+            parts = []
+            for name in ("cmdline.txt", "stderr.log", "console.log", "qmp.log", "outcome.json"):
+                parts.append(f"--- {name}\n{_tail(d / name)}")
+            report.sections.append((f"igvm-harness QEMU run {d.name} ({d})", "\n".join(parts)))

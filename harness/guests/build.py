@@ -23,7 +23,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 #: Bumped when the build recipe itself changes meaning.
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 
 SOURCE_DIR = Path(__file__).resolve().parents[2] / "fixtures" / "guests"
 
@@ -108,6 +108,7 @@ def _linker_script(spec: GuestSpec) -> str:
     return ("SECTIONS {\n"
             f"  . = 0x{spec.link_address:x};\n"
             "  .image : { *(.text*) *(.rodata*) *(.data*) *(.bss*) *(COMMON) }\n"
+            "  _image_end = .;\n"
             "  /DISCARD/ : { *(.note*) *(.eh_frame*) *(.comment*) }\n"
             "}\n")
 

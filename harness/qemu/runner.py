@@ -72,13 +72,67 @@ def _child_setup() -> None:  # runs in the child between fork and exec
         pass
 
 
+SOCKET_PREFIX = "igvmt-"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_socket_dirs(base: Path) -> int:
+    """Remove socket directories left by harness processes that died
+    without cleaning up (SIGKILLed workers).  Names carry the owner pid."""
+    removed = 0
+    try:
+        entries = list(os.scandir(base))
+    except OSError:
+        return 0
+    for entry in entries:
+        if not entry.name.startswith(SOCKET_PREFIX):
+            continue
+        pid_text = entry.name[len(SOCKET_PREFIX):].split("-", 1)[0]
+        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed += 1
+    return removed
+
+
+_swept: set[str] = set()
+
+
+SOCKET_BASE_MAX = 70  # + "/igvmt-<pid>-<8>/qmp.sock" stays below 108 bytes
+
+
+def socket_base() -> Path:
+    """Where socket directories go: $IGVM_HARNESS_SOCKDIR, else
+    $XDG_RUNTIME_DIR, else /tmp (whichever is short enough)."""
+    explicit = os.environ.get("IGVM_HARNESS_SOCKDIR")
+    if explicit:
+        if len(explicit) > SOCKET_BASE_MAX or not os.path.isdir(explicit):
+            raise HarnessError(f"IGVM_HARNESS_SOCKDIR={explicit}: not a directory with a path"
+                               f" of at most {SOCKET_BASE_MAX} characters (unix socket limit)")
+        return Path(explicit)
+    for base in (os.environ.get("XDG_RUNTIME_DIR"), "/tmp"):
+        if base and os.path.isdir(base) and len(base) <= SOCKET_BASE_MAX:
+            return Path(base)
+    return Path(tempfile.gettempdir())
+
+
 def socket_dir() -> Path:
-    """A fresh private directory with a short path for unix sockets."""
-    for base in (os.environ.get("IGVM_HARNESS_SOCKDIR"), os.environ.get("XDG_RUNTIME_DIR"),
-                 "/tmp"):
-        if base and os.path.isdir(base) and len(base) < 60:
-            return Path(tempfile.mkdtemp(prefix="igvmt-", dir=base))
-    return Path(tempfile.mkdtemp(prefix="igvmt-"))
+    """A fresh private directory with a short path for unix sockets
+    (``<base>/igvmt-<pid>-XXXX``); stale ones of dead owners are swept
+    once per process and base."""
+    base = socket_base()
+    if str(base) not in _swept:
+        _swept.add(str(base))
+        sweep_stale_socket_dirs(base)
+    return Path(tempfile.mkdtemp(prefix=f"{SOCKET_PREFIX}{os.getpid()}-", dir=base))
 
 
 class QmpTranscript:

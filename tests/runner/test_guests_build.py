@@ -1,0 +1,50 @@
+"""Guest payloads: built with binutils, cached by content, rebuilt on change."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from harness.guests import build as gb
+
+
+@pytest.fixture
+def sources(tmp_path):
+    src = tmp_path / "src"
+    shutil.copytree(gb.SOURCE_DIR, src)
+    return src
+
+
+def test_reset16_has_jump_at_reset_vector(tmp_path, sources):
+    img = gb.build_guest("reset16", cache=tmp_path / "c", source_dir=sources)
+    data = img.data
+    assert len(data) == 4096
+    # offset 0xFF0 of the page at 0xFFFFF000 is physical 0xFFFFFFF0; a near
+    # jmp rel16 (opcode E9) back into the page must sit there.
+    assert data[0xFF0] == 0xE9
+
+
+def test_payload64_entry_and_cache(tmp_path, sources):
+    cache = tmp_path / "c"
+    a = gb.build_guest("payload64", cache=cache, source_dir=sources)
+    assert a.load_address == 0x100000 and a.entry == a.symbols["_start"] == 0x100000
+    assert a.symbols["_image_end"] - a.load_address == a.size
+    b = gb.build_guest("payload64", cache=cache, source_dir=sources)
+    assert b.path == a.path                              # cache hit
+    (sources / "payload64.s").write_text((sources / "payload64.s").read_text() + "\n# x\n")
+    c = gb.build_guest("payload64", cache=cache, source_dir=sources)
+    assert c.path != a.path                              # content changed -> rebuilt
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no leftovers
+
+
+def test_assembly_error_is_one_line(tmp_path, sources):
+    (sources / "reset16.s").write_text("bogus_instruction %eax\n")
+    with pytest.raises(gb.GuestBuildError, match="assembling reset16.s failed"):
+        gb.build_guest("reset16", cache=tmp_path / "c", source_dir=sources)
+    assert not list((tmp_path / "c").iterdir())
+
+
+def test_unknown_guest(tmp_path):
+    with pytest.raises(gb.GuestBuildError, match="unknown guest"):
+        gb.build_guest("nope", cache=tmp_path)

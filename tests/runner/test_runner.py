@@ -1,0 +1,131 @@
+"""The runner against a real QEMU process: outcomes, logs, reaping.
+
+Reset-state facts come from the Intel SDM vol. 3, table 9-1 (CS selector
+F000H, CR0 = 60000010H after RESET); the exit-status rule from QEMU's
+hw/misc/debugexit.c (exit((val << 1) | 1)).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from harness.errors import HarnessError
+from harness.guests.protocol import ConfigPage
+from harness.qemu.cmdline import QemuCommand
+from harness.qemu.outcome import Status
+from harness.qemu.runner import QemuRun, live_runs, run, socket_base
+
+
+def _own_socket_dirs() -> list[str]:
+    prefix = f"igvmt-{os.getpid()}-"
+    return [e for e in os.listdir(socket_base()) if e.startswith(prefix)]
+
+
+def _cmd(qemu, rom, accel="tcg", extra=(), **kw):
+    return QemuCommand(qemu, accel=accel, bios=str(rom), extra=list(extra), **kw)
+
+
+@pytest.fixture(params=["tcg", "kvm"])
+def rom_accel(request, any_qemu):
+    if request.param == "kvm" and not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        pytest.skip("no usable /dev/kvm")
+    return request.param
+
+
+def test_boot_reports_reset_state_and_keeps_logs(any_qemu, reset_rom, tmp_path, rom_accel):
+    out = run(_cmd(any_qemu, reset_rom, rom_accel), tmp_path / "r", timeout=20)
+    assert out.status is Status.BOOTED, out.summary()
+    boot = out.report.one("boot")
+    assert boot["mode"] == 16
+    assert boot["cs"] == 0xF000
+    assert boot["cr0"] == 0x60000010
+    assert out.report.done and out.report.status == 0
+    assert out.exit_code == (0 << 1) | 1
+    assert out.guest_status == 0
+    for name in ("cmdline.txt", "stderr.log", "console.log", "qmp.log", "outcome.json"):
+        assert (tmp_path / "r" / name).is_file(), name
+    assert "IGVMT done" in (tmp_path / "r" / "console.log").read_text()
+    assert "cont" in (tmp_path / "r" / "qmp.log").read_text()
+    assert _own_socket_dirs() == []
+    assert live_runs() == []
+
+
+@pytest.mark.parametrize("status", [1, 0x2A, 0x7F])
+def test_exit_status_follows_debugexit(any_qemu, reset_rom, tmp_path, config_blob, status):
+    out = run(_cmd(any_qemu, reset_rom, extra=config_blob(ConfigPage(exit_status=status))),
+              tmp_path / "r", timeout=20)
+    assert out.report.status == status
+    assert out.exit_code == (status << 1) | 1
+    assert out.guest_status == status
+
+
+def test_prelaunch_queries_see_paused_vm_and_smp(any_qemu, reset_rom, tmp_path):
+    seen = {}
+
+    def pre(qr):
+        seen["status"] = qr.command("query-status")
+        seen["cpus"] = qr.command("query-cpus-fast")
+
+    out = run(_cmd(any_qemu, reset_rom, smp=3), tmp_path / "r", timeout=20, prelaunch=pre)
+    assert out.status is Status.BOOTED
+    assert seen["status"]["status"] == "prelaunch"
+    assert len(seen["cpus"]) == 3
+    assert "query-cpus-fast" in (tmp_path / "r" / "qmp.log").read_text()
+
+
+def test_bad_option_is_aborted_with_qemu_error_line(any_qemu, reset_rom, tmp_path):
+    out = run(_cmd(any_qemu, reset_rom, extra=["-device", "no-such-device-igvmt"]),
+              tmp_path / "r", timeout=20)
+    assert out.status is Status.ABORTED
+    assert out.exit_code == 1
+    assert "no-such-device-igvmt" in out.error
+    assert _own_socket_dirs() == []
+
+
+def test_hung_guest_is_killed_with_console_tail(any_qemu, reset_rom, tmp_path, config_blob):
+    # exit port 0x80 is not isa-debug-exit: the guest reports, then halts forever
+    out = run(_cmd(any_qemu, reset_rom, extra=config_blob(ConfigPage(exit_port=0x80))),
+              tmp_path / "r", timeout=2)
+    assert out.status is Status.HUNG
+    assert "IGVMT done" in out.error          # the console tail
+    assert out.signal == signal.SIGKILL      # killed by the runner, not by QEMU
+    assert live_runs() == []
+    assert _own_socket_dirs() == []
+
+
+def test_sigkill_of_qemu_is_crashed(any_qemu, reset_rom, tmp_path, config_blob):
+    qr = QemuRun(_cmd(any_qemu, reset_rom, extra=config_blob(ConfigPage(exit_port=0x80))),
+                 tmp_path / "r", timeout=20)
+    with qr:
+        qr.cont()
+        qr.expect("IGVMT done")
+        os.kill(qr.proc.pid, signal.SIGKILL)
+        out = qr.wait()
+    assert out.status is Status.CRASHED
+    assert out.signal == signal.SIGKILL
+    assert "SIGKILL" in out.error
+    assert live_runs() == []
+
+
+def test_exception_in_prelaunch_reaps_qemu(any_qemu, reset_rom, tmp_path):
+    pids = []
+
+    def pre(qr):
+        pids.append(qr.proc.pid)
+        raise RuntimeError("test asked for it")
+
+    with pytest.raises(RuntimeError):
+        run(_cmd(any_qemu, reset_rom), tmp_path / "r", timeout=20, prelaunch=pre)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pids[0], 0)
+    assert live_runs() == []
+    assert _own_socket_dirs() == []
+
+
+def test_missing_binary_is_one_line_error(tmp_path):
+    with pytest.raises(HarnessError, match="cannot start QEMU"):
+        run(QemuCommand(str(tmp_path / "no-qemu")), tmp_path / "r", timeout=5)
+    assert _own_socket_dirs() == []

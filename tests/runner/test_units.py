@@ -1,0 +1,112 @@
+"""Pure parts of the runner layer: command lines, classification, the
+guest protocol and its agreement with fixtures/guests/platform.inc."""
+
+from __future__ import annotations
+
+import re
+import struct
+
+import pytest
+
+from harness.guests import protocol as p
+from harness.guests.build import SOURCE_DIR
+from harness.qemu.cmdline import ConfidentialGuest, QemuCommand
+from harness.qemu.outcome import Status, classify, qemu_error_line
+
+
+def _arg_after(argv, flag, contains):
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag and contains in argv[i + 1]]
+
+
+def test_cmdline_cfg_syntax_links_machine_and_object():
+    # docs/system/igvm.rst: -object igvm-cfg,id=..,file=.. and -machine ..,igvm-cfg=<id>
+    argv = QemuCommand("qemu", igvm="/x/a,b.igvm", memory="1G", smp=4).argv()
+    assert argv[:2] == ["qemu", "-nodefaults"]
+    assert _arg_after(argv, "-machine", "q35") == ["q35,igvm-cfg=igvm0"]
+    assert _arg_after(argv, "-object", "igvm-cfg") == ["igvm-cfg,id=igvm0,file=/x/a,,b.igvm"]
+    assert argv[argv.index("-m") + 1] == "1G" and argv[argv.index("-smp") + 1] == "4"
+    assert "-S" in argv and "-no-reboot" in argv
+    assert _arg_after(argv, "-device", "isa-debug-exit") == ["isa-debug-exit,iobase=0x501"]
+
+
+def test_cmdline_confidential_object_and_early_syntax():
+    cgs = ConfidentialGuest("sev-snp-guest", id="sev0", policy=0x30000, cbitpos=51,
+                            reduced_phys_bits=1)
+    argv = QemuCommand("qemu", accel="kvm", igvm="f.igvm", confidential=cgs).argv()
+    assert _arg_after(argv, "-machine", "q35") == [
+        "q35,igvm-cfg=igvm0,confidential-guest-support=sev0"]
+    assert _arg_after(argv, "-object", "sev-snp") == [
+        "sev-snp-guest,id=sev0,policy=0x30000,cbitpos=51,reduced-phys-bits=1"]
+    early = QemuCommand("qemu", igvm="f.igvm", igvm_syntax="sev-guest",
+                        confidential=ConfidentialGuest(id="sev0")).argv()
+    assert _arg_after(early, "-object", "sev-guest") == ["sev-guest,id=sev0,igvm-file=f.igvm"]
+    assert not _arg_after(early, "-object", "igvm-cfg")
+    with pytest.raises(ValueError):
+        QemuCommand("qemu", igvm="f", igvm_syntax="sev-guest").argv()
+
+
+@pytest.mark.parametrize("kw,status", [
+    (dict(returncode=-9, timed_out=True, console="x", stderr=""), Status.HUNG),
+    (dict(returncode=-6, timed_out=False, console="IGVMT boot", stderr=""), Status.CRASHED),
+    (dict(returncode=1, timed_out=False, console="",
+          stderr="qemu-system-x86_64: accelerator does not support confidential guest sev0\n"),
+     Status.BOUNDARY),
+    (dict(returncode=1, timed_out=False, console="",
+          stderr="qemu-system-x86_64: Unable to parse IGVM file f: -1\n"), Status.ABORTED),
+    (dict(returncode=1, timed_out=False, console="IGVMT done status=0x0\n", stderr=""),
+     Status.BOOTED),
+])
+def test_classify(kw, status):
+    assert classify(**kw)[0] is status
+
+
+def test_error_line_skips_warnings():
+    err = ("qemu-system-x86_64: warning: host doesn't support requested feature\n"
+           "qemu-system-x86_64: -object igvm-cfg: Unable to parse IGVM file x: -2\n")
+    assert "Unable to parse" in qemu_error_line(err)
+
+
+def test_parse_line_and_report():
+    rec = p.parse_line("junk IGVMT mmap i=0x1 gpa=0x100000 pages=12 type=0x0 name=abc\r")
+    assert rec.kind == "mmap" and rec["i"] == 1 and rec["gpa"] == 0x100000
+    assert rec["pages"] == 12 and rec["name"] == "abc"
+    assert p.parse_line("SeaBIOS (version x)") is None
+    rep = p.GuestReport.parse("IGVMT boot mode=64\nIGVMT e820 i=0x1 addr=0x10\n"
+                              "IGVMT e820 i=0x0 addr=0x0\nIGVMT done status=0x3\n")
+    assert rep.booted and rep.done and rep.status == 3
+    assert [r["addr"] for r in rep.table("e820")] == [0, 0x10]
+
+
+def test_qword_digest_by_hand():
+    # q = [1, 2]: sum 3; h = rol(rol(0,5)^1, 5) ^ 2 = 32 ^ 2 = 34; two non-zero
+    assert p.qword_digest(struct.pack("<QQ", 1, 2)) == (3, 34, 2)
+    assert p.qword_digest(bytes(64)) == (0, 0, 0)
+    top = 1 << 63   # rol by 5 wraps bit 63 to bit 4
+    assert p.qword_digest(struct.pack("<QQ", top, 0))[1] == 1 << 4
+
+
+def _inc_constants() -> dict[str, int]:
+    text = (SOURCE_DIR / "platform.inc").read_text()
+    return {m.group(1): int(m.group(2), 0)
+            for m in re.finditer(r"^\s*\.set\s+(\w+),\s*(0x[0-9a-fA-F]+|\d+)", text, re.M)}
+
+
+def test_protocol_mirrors_platform_inc():
+    inc = _inc_constants()
+    assert inc["CONFIG_GPA"] == p.CONFIG_GPA
+    assert inc["CFG_TASKS"] == p.TASKS_OFFSET and inc["TASK_SIZE"] == p.TASK_SIZE
+    assert inc["MAX_TASKS"] == p.MAX_TASKS
+    assert inc["DEFAULT_SERIAL"] == p.DEFAULT_SERIAL and inc["DEFAULT_EXIT"] == p.DEFAULT_EXIT_PORT
+    assert inc["IO_PORT"] == p.IoMode.PORT and inc["IO_GHCB_MSR"] == p.IoMode.GHCB_MSR
+    for op in p.TaskOp:
+        assert inc[f"OP_{op.name}"] == op.value, op
+    page = p.ConfigPage(io_mode=p.IoMode.GHCB_MSR, exit_status=7, serial_port=0x2F8,
+                        exit_port=0x600, tasks=[p.Task(p.TaskOp.SUM, 0x1000, 0x2000, 3)])
+    raw = page.pack()
+    assert len(raw) == 4096 and raw[:8] == b"IGVMTCFG"
+    u32 = lambda off: struct.unpack_from("<I", raw, off)[0]  # noqa: E731
+    u16 = lambda off: struct.unpack_from("<H", raw, off)[0]  # noqa: E731
+    assert u32(inc["CFG_IO_MODE"]) == 1 and u32(inc["CFG_EXIT_STATUS"]) == 7
+    assert u16(inc["CFG_SERIAL_PORT"]) == 0x2F8 and u16(inc["CFG_EXIT_PORT"]) == 0x600
+    assert u32(inc["CFG_NTASKS"]) == 1
+    assert struct.unpack_from("<IIQQQ", raw, inc["CFG_TASKS"]) == (5, 0, 0x1000, 0x2000, 3)
