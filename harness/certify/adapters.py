@@ -93,24 +93,19 @@ def expectations() -> Any:
 
 # ---------------------------------------------------------------- measurement
 def predict(data: bytes, model: Any, platform: str, vcpus: int) -> dict[str, Any]:
-    """Predicted launch digest from ``harness.measure`` as
-    ``{"algorithm", "digest", "inputs"}``."""
-    mod = need("harness.measure", "measurement", "predict")
-    result = mod.predict(data, platform=platform, vcpus=vcpus)
-    if isinstance(result, dict):
-        out = dict(result)
-    else:
-        out = {"algorithm": getattr(result, "algorithm", ""),
-               "digest": getattr(result, "digest", None),
-               "inputs": getattr(result, "inputs", {}) or {}}
-        if callable(getattr(result, "as_dict", None)):
-            out = {**out, **result.as_dict()}
-    digest = out.get("digest")
-    if isinstance(digest, (bytes, bytearray)):
-        out["digest"] = bytes(digest).hex()
-    out.setdefault("inputs", {})
-    out["inputs"] = {str(k): _scalar(v) for k, v in dict(out["inputs"]).items()}
-    return out
+    """Predicted launch digest (``harness.measure.launch.predict`` with QEMU's
+    default policy and the measurement layer's default host profile) as
+    ``{"algorithm", "digest", "inputs"}``; a refusal is its HarnessError."""
+    mod = need("harness.measure.launch", "measurement", "predict")
+    result = mod.predict(model, platform, vcpus)
+    out = _plain(result)
+    inputs = {k: v for k, v in out.items()
+              if k not in ("digest", "algorithm", "platform", "vmsa_sources", "notes")
+              and v is not None}
+    if out.get("notes"):
+        inputs["notes"] = "; ".join(map(str, out["notes"]))
+    return {"algorithm": out.get("algorithm", ""), "digest": out.get("digest"),
+            "inputs": inputs}
 
 
 # ----------------------------------------------------------------------- QEMU

@@ -1,21 +1,87 @@
 """The boot check: run the image under the QEMU under test as far as the host allows.
 
-native: under KVM or TCG; SEV platforms: to the end on SEV hardware, else
-under TCG up to the hardware boundary QEMU reaches without it (a verdict of
-its own, never a pass).  Process handling (QMP, console, reaping) is the
-runner's (``harness.qemu.runner``); this module only chooses the command line
-and reads the outcome.
+native: under KVM or TCG; SEV platforms: to the end on SEV hardware (KVM and
+the kvm_amd level enabled), else under TCG up to the hardware boundary QEMU
+reaches without it -- a verdict of its own, never a pass.  Process handling
+(QMP, console, reaping, log directory) is the runner's
+(``harness.qemu.runner``); the confidential-guest object and the boundary
+come from the expectations data (``harness/expect/data/platforms.toml``).
+This module only chooses the command line and reads the outcome.
+
+A vendor image is not one of our guests: it does not speak the harness's
+line protocol.  "Booted" therefore means: QEMU accepted the file, started
+the guest, and guest code wrote to COM1 (or the guest ended QEMU itself)
+before the deadline; a firmware that keeps running is stopped there.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from harness.certify import adapters
 from harness.certify.adapters import Unavailable
+from harness.report.model import Evidence, Log
 
 if TYPE_CHECKING:
     from harness.certify.profile import Outcome, Target
+
+#: kvm_amd parameter that must be enabled for each platform to run on hardware.
+KVM_AMD_LEVEL = {"sev": "sev", "sev-es": "sev_es", "sev-snp": "sev_snp"}
+CONSOLE_LIMIT = 64 * 1024
+LOG_LIMIT = 32 * 1024
+BOOT_MEMORY = "512M"
+
+
+def _usable(caps: Any, accel: str) -> bool:
+    acc = (getattr(caps, "accels", None) or {}).get(accel)
+    return bool(acc and getattr(acc, "usable", False))
+
+
+def choose_accel(target: "Target", platform: str) -> tuple[str, bool, str]:
+    """(accelerator, runs on hardware, why) for this platform on this host."""
+    caps = target.probe
+    kvm = _usable(caps, "kvm")
+    if platform == "native":
+        if target.accel != "auto":
+            return target.accel, False, f"--accel {target.accel}"
+        return ("kvm", False, "KVM usable") if kvm else ("tcg", False, "KVM not usable")
+    host = getattr(caps, "host", None)
+    level = KVM_AMD_LEVEL[platform]
+    enabled = bool(host and host.enabled(level))
+    if enabled and kvm and target.accel in ("auto", "kvm"):
+        return "kvm", True, f"/dev/sev and kvm_amd {level}=Y"
+    why = (f"no /dev/sev or kvm_amd {level} disabled" if not enabled
+           else "KVM not usable" if not kvm else f"--accel {target.accel}")
+    return "tcg", False, why + ": running to the hardware boundary under TCG"
+
+
+def _confidential(platform: str, caps: Any, table: Any) -> Any:
+    from harness.qemu.cmdline import ConfidentialGuest
+
+    plat = table.platforms.get(platform)
+    if plat is None or not plat.object_type:
+        raise Unavailable(f"boot unavailable: no confidential-guest object recorded for "
+                          f"{platform} in the expectations data")
+    props = dict(plat.properties)
+    policy = props.pop("policy", None)
+    cg = ConfidentialGuest(type=plat.object_type,
+                           policy=int(str(policy), 0) if policy is not None else None,
+                           properties=props)
+    sevcaps = getattr(caps, "sev_capabilities", None) or {}
+    if "cbitpos" in sevcaps:  # on SEV hardware QEMU checks these against the host
+        cg.cbitpos = int(sevcaps["cbitpos"])
+        cg.reduced_phys_bits = int(sevcaps.get("reduced-phys-bits", 1))
+    return cg
+
+
+def _read(path: Path, limit: int) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    text = data[-limit:].decode("utf-8", "replace")
+    return (f"[... {len(data) - limit} bytes cut ...]\n" if len(data) > limit else "") + text
 
 
 def boot(target: "Target", platform: str) -> "Outcome":
@@ -26,5 +92,52 @@ def boot(target: "Target", platform: str) -> "Outcome":
     if target.qemu is None:
         raise Unavailable("boot unavailable: no QEMU with IGVM found ("
                           + "; ".join(target.qemu_notes) + ")")
-    adapters.need("harness.qemu.runner", "boot")
-    raise Unavailable("boot unavailable: runner integration pending")
+    if target.probe is not None and target.probe.missing("igvm-cfg"):
+        raise Unavailable(f"boot unavailable: {target.probe.missing('igvm-cfg')}")
+    runner = adapters.need("harness.qemu.runner", "boot", "run")
+    cmdline = adapters.need("harness.qemu.cmdline", "boot", "QemuCommand")
+    accel, hardware, why = choose_accel(target, platform)
+    if target.probe is not None and target.probe.missing(accel):
+        raise Unavailable(f"boot unavailable: {target.probe.missing(accel)}")
+    confidential, boundary = None, None
+    if platform != "native":
+        table = adapters.expectations()
+        confidential = _confidential(platform, target.probe, table)
+        boundary = table.platforms[platform].boundary
+    cmd = cmdline.QemuCommand(binary=target.qemu, accel=accel, memory=BOOT_MEMORY,
+                              smp=target.vcpus, igvm=str(target.image.resolve()),
+                              confidential=confidential)
+    run_dir = target.workdir / f"{target.image.stem}-boot-{platform}"
+    outcome = runner.run(cmd, run_dir, timeout=target.boot_timeout)
+    status = getattr(outcome.status, "value", str(outcome.status))
+    console = outcome.console[-CONSOLE_LIMIT:] if outcome.console else None
+    ev = Evidence(
+        command=list(outcome.argv),
+        console=console,
+        logs=[Log("QEMU stderr", _read(run_dir / "stderr.log", LOG_LIMIT)),
+              Log("QMP transcript", _read(run_dir / "qmp.log", LOG_LIMIT))],
+        details={"outcome": outcome.to_json(), "accel": accel, "on_hardware": hardware,
+                 "why": why, "log_dir": str(run_dir)},
+    )
+    ev.logs = [log for log in ev.logs if log.text]
+    wrote = len(outcome.console or "")
+    if status == "BOUNDARY":
+        how_far = boundary.description.split("\n")[0] if boundary else ""
+        if hardware:
+            return Outcome("fail", f"QEMU stopped on SEV hardware: {outcome.error}", ev)
+        return Outcome("boundary", f"{outcome.error} ({why}; observable stages: "
+                       f"{', '.join(boundary.observable) if boundary else '?'}) {how_far}".strip(),
+                       ev)
+    if status == "ABORTED":
+        return Outcome("fail", f"QEMU refused the image: {outcome.error}", ev)
+    if status == "CRASHED":
+        return Outcome("fail", f"QEMU crashed: {outcome.error}", ev)
+    if status == "HUNG":
+        if wrote:
+            return Outcome("pass", f"guest ran under {accel} and wrote {wrote} bytes to COM1; "
+                                   f"stopped at the {target.boot_timeout:g} s deadline", ev)
+        return Outcome("fail", f"the guest wrote nothing to COM1 within "
+                               f"{target.boot_timeout:g} s under {accel} (QEMU kept running; "
+                               "raise --boot-timeout if the firmware is slow)", ev)
+    return Outcome("pass", f"guest ran under {accel}, wrote {wrote} bytes to COM1 and ended "
+                           f"QEMU with exit status {outcome.exit_code}", ev)

@@ -122,9 +122,8 @@ def _matrix_run(args: argparse.Namespace) -> int:
             print(f"[{i}/{len(cells)}] {cell.label}")
         return 0
     results = matrix_run.run(spec, cells, outdir, progress=_stderr)
-    dashboard = merge.merge_files([p for r in results for p in r.json_files] or [],
-                                  history_limit=args.history) if any(
-        r.json_files for r in results) else None
+    jsons = [p for r in results for p in r.json_files]
+    dashboard = merge.merge_files(jsons, history_limit=args.history) if jsons else None
     print(f"matrix {spec.name}: {len(cells)} cells in {time.monotonic() - started:.0f} s")
     for r in results:
         print(f"  {r.cell.label:<48} {r.summary}")

@@ -45,7 +45,10 @@ def report_stem(report: Report) -> str:
     subject = re.sub(r"[^A-Za-z0-9._-]+", "_", str(subject)).strip("_")[:60] or "run"
     stamp = re.sub(r"[^0-9T]", "", report.run.get("started", ""))[:15]
     prefix = {"certification": "certify", "suite": "suite", "matrix-cell": "cell"}[report.kind]
-    return f"{prefix}-{subject}-{stamp}Z" if stamp else f"{prefix}-{subject}"
+    parts = [prefix] + ([subject] if subject != prefix else [])
+    if report.subject.get("platform") and report.kind != "certification":
+        parts.append(str(report.subject["platform"]))
+    return "-".join(parts + ([f"{stamp}Z"] if stamp else []))
 
 
 def to_json(report: Report) -> str:
