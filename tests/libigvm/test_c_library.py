@@ -8,6 +8,8 @@ program that uses each symbol QEMU 10.2's backends/igvm.c takes from
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -58,6 +60,15 @@ def test_install_layout_and_pkg_config(tmp_path: Path) -> None:
     assert (major, minor) >= (0, 3)
     assert fields["Libs"] == "-L${libdir} -ligvm"
     assert fields["Cflags"] == "-I${includedir}"
+    if shutil.which("pkg-config"):
+        env = dict(os.environ, PKG_CONFIG_PATH=str(prefix / "lib/pkgconfig"))
+        for args, want in ((["--exists", "igvm >= 0.3.0"], ""),
+                           (["--cflags", "igvm"], f"-I{prefix}/include"),
+                           (["--libs", "--static", "igvm"], f"-L{prefix}/lib -ligvm")):
+            out = subprocess.run(["pkg-config", *args], env=env, capture_output=True,
+                                 text=True, timeout=30)
+            assert out.returncode == 0, (args, out.stderr)
+            assert out.stdout.strip() == want
 
 
 def test_relative_prefix_is_refused(tmp_path: Path) -> None:
