@@ -26,6 +26,7 @@ SYSTEM_PACKAGES=(
     python3 python3-venv
     build-essential binutils make git ca-certificates
     pkgconf xz-utils patch
+    chromium    # tests/report/test_browser.py renders the HTML reports headless
 )
 
 missing=()
