@@ -134,7 +134,7 @@ class _Scanner:
         f.revision = version
         self.fixed_size = fixed.size
         if total != n:
-            self.report("total-size-mismatch", f"header says {total} bytes, file has {n}", None, 16)
+            self.fatal("total-size-mismatch", f"header says {total} bytes, file has {n}", None, 16)
         if vho >= n:
             self.fatal("variable-header-offset-out-of-range",
                        f"variable_header_offset 0x{vho:x} is not below the file size 0x{n:x}",
@@ -155,6 +155,7 @@ class _Scanner:
                         f"header says 0x{checksum:08x}, computed 0x{computed:08x}", None, 20)
         self.vho, self.vhs = vho, vhs
         self.fds = vho + vhs
+        self.header_ok = True
 
     # -------------------------------------------------------------- walk
     def data_at(self, file_offset: int, size: int, idx: int, off: int, what: str):
@@ -624,11 +625,12 @@ def scan(data, platform=None, strict: bool = False, stop_first: bool = False):
     """Run the scanner: ``(IgvmFile, [Violation])``.
 
     The model is as complete as the bytes allowed (headers that could not be
-    decoded are ``RawHeader``); it is None when the fixed header is unusable.
+    decoded are ``RawHeader``); it is None when the fixed header is unusable
+    (any fixed-header rule but the checksum and the strict offset rule).
     """
     s = _Scanner(data, platform=platform, strict=strict, stop_first=stop_first)
     s.run()
-    usable = hasattr(s, "fixed_size")
+    usable = getattr(s, "header_ok", False)
     return (s.file if usable else None), s.violations
 
 

@@ -1,0 +1,181 @@
+"""Describe an IGVM model for people and for JSON: platforms, headers,
+coalesced page ranges and decoded VP contexts."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.igvm import model as m
+from harness.igvm.defs import (
+    Architecture, HeaderType, PageDataFlags, PageDataType, PlatformType, PAGE_SIZE_4K,
+)
+from harness.igvm.vmsa import NativeVpContextX64, SevEsVmsa
+
+
+@dataclass
+class PageRange:
+    """Consecutive page-data headers with equal mask, flags, type and
+    zero-ness (QEMU groups pages the same way: backends/igvm.c
+    qigvm_process_mem_page)."""
+
+    gpa: int
+    pages: int
+    page_size: int
+    compatibility_mask: int
+    flags: int
+    data_type: int
+    zero: bool
+    first_index: int
+
+    @property
+    def end(self) -> int:
+        return self.gpa + self.pages * self.page_size
+
+    def as_dict(self) -> dict:
+        return {"gpa": self.gpa, "end": self.end, "pages": self.pages,
+                "page_size": self.page_size, "compatibility_mask": self.compatibility_mask,
+                "flags": _flag_names(self.flags), "data_type": _enum(PageDataType, self.data_type),
+                "zero": self.zero, "first_header": self.first_index}
+
+
+def _enum(cls, value) -> str:
+    try:
+        return cls(value).name
+    except ValueError:
+        return str(value)
+
+
+def _flag_names(flags: int) -> list[str]:
+    return [f.name for f in PageDataFlags if flags & f] + (
+        [f"0x{flags & ~7:x}"] if flags & ~7 else [])
+
+
+def page_ranges(f: m.IgvmFile) -> list[PageRange]:
+    out: list[PageRange] = []
+    cur: PageRange | None = None
+    prev_index = None
+    for i, h in enumerate(f.headers()):
+        if not isinstance(h, m.PageData):
+            continue
+        size = h.size
+        zero = h.is_zero_page
+        if (cur is not None and prev_index == i - 1 and cur.end == h.gpa
+                and cur.page_size == size and cur.compatibility_mask == h.compatibility_mask
+                and cur.flags == h.flags and cur.data_type == h.data_type and cur.zero == zero):
+            cur.pages += 1
+        else:
+            cur = PageRange(h.gpa, 1, size, h.compatibility_mask, h.flags, h.data_type, zero, i)
+            out.append(cur)
+        prev_index = i
+    return out
+
+
+def decode_vp_context(f: m.IgvmFile, h: m.VpContext) -> dict:
+    """The VP context decoded for the platform its mask names."""
+    ptype = None
+    for p in f.platforms:
+        if isinstance(p, m.SupportedPlatform) and p.compatibility_mask == h.compatibility_mask:
+            ptype = p.platform_type
+    out = {"gpa": h.gpa, "compatibility_mask": h.compatibility_mask, "vp_index": h.vp_index,
+           "platform": _enum(PlatformType, ptype) if ptype is not None else None}
+    data = bytes(h.data) if h.data is not None else b""
+    if ptype in (PlatformType.SEV_SNP, PlatformType.SEV_ES) and len(data) >= SevEsVmsa.SIZE:
+        v = SevEsVmsa.from_bytes(data)
+        out["kind"] = "vmsa"
+        out["fields"] = v.as_dict()
+        out["qemu_unsupported_fields"] = v.qemu_unsupported_fields()
+    elif ptype in (PlatformType.NATIVE, PlatformType.SEV) and len(data) >= NativeVpContextX64.SIZE:
+        out["kind"] = "native-x64"
+        out["fields"] = NativeVpContextX64.from_bytes(data).as_dict()
+    elif ptype == PlatformType.VSM_ISOLATION and len(data) >= 4:
+        count = int.from_bytes(data[:4], "little")
+        regs = []
+        for i in range(count):
+            r = data[4 + 32 * i:4 + 32 * (i + 1)]
+            if len(r) < 32:
+                break
+            regs.append({"vtl": r[0], "register_name": int.from_bytes(r[1:5], "little"),
+                         "value": r[16:32].hex()})
+        out["kind"] = "vbs"
+        out["registers"] = regs
+    else:
+        out["kind"] = "raw"
+        out["length"] = len(data)
+    return out
+
+
+def describe(f: m.IgvmFile, include_pages: bool = False) -> dict:
+    """A JSON-ready description. Page-data headers are summarised as ranges
+    unless ``include_pages``."""
+    headers = []
+    offsets = f.offsets if len(f.offsets) == sum(1 for _ in f.headers()) else []
+    for i, h in enumerate(f.headers()):
+        if isinstance(h, m.PageData) and not include_pages:
+            continue
+        d = h.as_dict()
+        d["index"] = i
+        if offsets:
+            d["offset"] = offsets[i]
+        d["section"] = h.section.name.lower()
+        headers.append(d)
+    platforms = []
+    for p in f.platforms:
+        if isinstance(p, m.SupportedPlatform):
+            platforms.append({"type": _enum(PlatformType, p.platform_type),
+                              "compatibility_mask": p.compatibility_mask,
+                              "version": p.platform_version, "highest_vtl": p.highest_vtl,
+                              "shared_gpa_boundary": p.shared_gpa_boundary})
+    n_pages = sum(1 for d in f.directives if isinstance(d, m.PageData))
+    return {
+        "format_version": f.revision,
+        "architecture": _enum(Architecture, f.architecture),
+        "page_size": f.page_size,
+        "header_count": sum(1 for _ in f.headers()),
+        "page_data_headers": n_pages,
+        "platforms": platforms,
+        "headers": headers,
+        "page_ranges": [r.as_dict() for r in page_ranges(f)],
+        "vp_contexts": [decode_vp_context(f, h) for h in f.directives
+                        if isinstance(h, m.VpContext)],
+    }
+
+
+def render_text(d: dict, name: str) -> str:
+    lines = [f"{name}: IGVM format v{d['format_version']}, {d['architecture']}, "
+             f"page size 0x{d['page_size']:x}, {d['header_count']} headers "
+             f"({d['page_data_headers']} page data)"]
+    lines.append("platforms:")
+    for p in d["platforms"]:
+        lines.append(f"  mask 0x{p['compatibility_mask']:x}  {p['type']} v{p['version']}  "
+                     f"highest_vtl {p['highest_vtl']}  shared_gpa_boundary "
+                     f"0x{p['shared_gpa_boundary']:x}")
+    lines.append("headers (page data summarised below):")
+    for h in d["headers"]:
+        fields = ", ".join(f"{k}={_fmt(v)}" for k, v in h.items()
+                           if k not in ("type", "index", "offset", "section"))
+        off = f" @0x{h['offset']:x}" if "offset" in h else ""
+        lines.append(f"  [{h['index']}]{off} {h['type']}: {fields}")
+    lines.append("page ranges:")
+    for r in d["page_ranges"]:
+        kind = "zero" if r["zero"] else "data"
+        flags = "|".join(r["flags"]) or "-"
+        lines.append(f"  0x{r['gpa']:012x}-0x{r['end']:012x}  {r['pages']:6d} x 0x{r['page_size']:x}"
+                     f"  mask 0x{r['compatibility_mask']:x}  {r['data_type']:<10} {kind:<4} {flags}")
+    for v in d["vp_contexts"]:
+        lines.append(f"VP context: VP {v['vp_index']} {v['platform']} ({v['kind']}) at "
+                     f"0x{v['gpa']:x}")
+        for k, val in (v.get("fields") or {}).items():
+            lines.append(f"    {k} = {_fmt(val)}")
+        for reg in v.get("registers", []):
+            lines.append(f"    vtl {reg['vtl']} reg 0x{reg['register_name']:x} = {reg['value']}")
+        if v.get("qemu_unsupported_fields"):
+            lines.append(f"    QEMU rejects non-zero: {', '.join(v['qemu_unsupported_fields'])}")
+    return "\n".join(lines)
+
+
+def _fmt(v) -> str:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return f"0x{v:x}"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(x)}" for k, x in v.items()) + "}"
+    return str(v)
