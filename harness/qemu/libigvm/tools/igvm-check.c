@@ -7,7 +7,9 @@
  *
  * where code is 0 (IGVMAPI_OK) when igvm_new_from_binary() accepts the file
  * and its negative IgvmResult otherwise.  With -c the header counts of
- * accepted files follow as "platform=N initialization=N directive=N".
+ * accepted files follow as "platform=N initialization=N directive=N"; with
+ * -w every header and its data of an accepted file are fetched through the
+ * API and checked for consistency ("walked=N" or "walk-error=...").
  * Exit status: 0 all accepted, 1 some file refused, 2 usage or I/O error.
  */
 #include <errno.h>
@@ -97,16 +99,67 @@ static int read_file(const char *path, uint8_t **buf, uint32_t *len)
     return 0;
 }
 
+/* Fetch every header and its data; return the count, or a negative error. */
+static int walk(IgvmHandle h, const char **what)
+{
+    int n = 0;
+    for (uint32_t s = IGVM_HEADER_SECTION_PLATFORM; s <= IGVM_HEADER_SECTION_DIRECTIVE; s++) {
+        int32_t count = igvm_header_count(h, s);
+        if (count < 0) {
+            *what = "header count";
+            return -1;
+        }
+        for (uint32_t i = 0; i < (uint32_t)count; i++, n++) {
+            int32_t type = igvm_get_header_type(h, s, i);
+            IgvmHandle b = igvm_get_header(h, s, i);
+            if (type == IGVM_VHT_ERROR_RANGE && b == IGVMAPI_INVALID_FILE) {
+                continue; /* not serialisable, as in the reference */
+            }
+            const uint8_t *p = igvm_get_buffer(h, b);
+            int32_t size = igvm_get_buffer_size(h, b);
+            if (b <= 0 || !p || size < 8) {
+                *what = "header buffer";
+                return -1;
+            }
+            const IGVM_VHS_VARIABLE_HEADER *vh = (const IGVM_VHS_VARIABLE_HEADER *)p;
+            if ((int32_t)vh->typ != type || (uint32_t)size != 8 + ((vh->length + 7u) & ~7u)) {
+                *what = "header type or size";
+                return -1;
+            }
+            igvm_free_buffer(h, b);
+            IgvmHandle d = igvm_get_header_data(h, s, i);
+            if (s == IGVM_HEADER_SECTION_PLATFORM) {
+                if (d != IGVMAPI_INVALID_PARAMETER) {
+                    *what = "platform data";
+                    return -1;
+                }
+            } else if (d != IGVMAPI_NO_DATA) {
+                if (d <= 0 || !igvm_get_buffer(h, d) || igvm_get_buffer_size(h, d) <= 0) {
+                    *what = "header data";
+                    return -1;
+                }
+                igvm_free_buffer(h, d);
+            }
+        }
+    }
+    return n;
+}
+
 int main(int argc, char **argv)
 {
-    int counts = 0, status = 0, first = 1;
+    int counts = 0, walking = 0, status = 0, first = 1;
 
-    if (argc > 1 && strcmp(argv[1], "-c") == 0) {
-        counts = 1;
-        first = 2;
+    for (; first < argc && argv[first][0] == '-'; first++) {
+        if (strcmp(argv[first], "-c") == 0) {
+            counts = 1;
+        } else if (strcmp(argv[first], "-w") == 0) {
+            walking = 1;
+        } else {
+            first = argc;
+        }
     }
     if (first >= argc) {
-        fprintf(stderr, "usage: igvm-check [-c] FILE...\n");
+        fprintf(stderr, "usage: igvm-check [-c] [-w] FILE...\n");
         return 2;
     }
     for (int i = first; i < argc; i++) {
@@ -134,10 +187,20 @@ int main(int argc, char **argv)
                    igvm_header_count(h, IGVM_HEADER_SECTION_INITIALIZATION),
                    igvm_header_count(h, IGVM_HEADER_SECTION_DIRECTIVE));
         }
+        if (walking && h > 0) {
+            const char *what = NULL;
+            int n = walk(h, &what);
+            if (n < 0) {
+                printf(" walk-error=%s", what);
+                status = 2;
+            } else {
+                printf(" walked=%d", n);
+            }
+        }
         printf("\n");
         if (h > 0) {
             igvm_free(h);
-        } else {
+        } else if (status == 0) {
             status = 1;
         }
         igvm_file_destroy(file);
