@@ -44,14 +44,15 @@ class _Collector:
         verdict = _verdict(rep)
         if verdict is None:
             return
+        existing = self.checks.get(rep.nodeid)
+        if existing is not None:  # teardown after the call: only an error counts
+            existing.duration_s = round(existing.duration_s + max(rep.duration, 0.0), 3)
+            if verdict == "error" and existing.verdict not in ("fail", "error"):
+                existing.verdict, existing.message = "error", _message(rep, verdict)
+                existing.evidence.logs.append(Log("teardown failure", rep.longreprtext))
+            return
         props = dict(rep.user_properties)
         extra = props.get("igvm_check") or {}
-        existing = self.checks.get(rep.nodeid)
-        if existing is not None and verdict == "pass":
-            return  # a passing teardown does not change the call's verdict
-        if existing is not None and existing.verdict in ("fail", "error") and \
-                verdict not in ("fail", "error"):
-            return
         if extra.get("verdict") in VERDICTS and verdict in ("pass", "skip"):
             verdict = extra["verdict"]
         message = extra.get("message") or _message(rep, verdict)
@@ -68,8 +69,7 @@ class _Collector:
             verdict=verdict, message=message,
             group=extra.get("group") or Path(module).stem,
             platform=extra.get("platform"), directive=extra.get("directive"),
-            duration_s=round(max(rep.duration, 0.0) + (existing.duration_s if existing else 0),
-                             3),
+            duration_s=round(max(rep.duration, 0.0), 3),
             evidence=evidence,
         )
         self.checks[rep.nodeid] = check
@@ -141,9 +141,7 @@ def _verdict(rep: pytest.TestReport) -> str | None:
         return "pass" if rep.passed else "fail" if rep.failed else "skip"
     if rep.failed:
         return "error"
-    if rep.skipped:
-        return "skip"
-    return "pass" if rep.when == "setup" else None
+    return "skip" if rep.skipped else None  # a passing setup/teardown adds nothing
 
 
 def _message(rep: pytest.TestReport, verdict: str) -> str:

@@ -1,0 +1,62 @@
+"""Small IGVM images for the certification tests, built with the format layer.
+
+``native_hello`` carries hand-assembled 16-bit code at the reset vector
+(encodings from the Intel SDM, vol. 2): it writes "OK\\n" to COM1 (port
+0x3f8) and ends QEMU through isa-debug-exit at port 0x501 (QEMU's default
+iobase, hw/misc/debugexit.c), so a boot is observable without any of the
+harness's own guest payloads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.igvm.builder import IgvmBuilder
+from harness.igvm.defs import KVM_VMSA_GPA, PageDataType, PlatformType
+
+HELLO_CODE = bytes.fromhex(
+    "BAF803"   # mov dx, 0x3f8
+    "B04F" "EE"  # mov al, 'O'; out dx, al
+    "B04B" "EE"  # mov al, 'K'; out dx, al
+    "B00A" "EE"  # mov al, '\n'; out dx, al
+    "BA0105"   # mov dx, 0x501
+    "B000" "EE"  # mov al, 0; out dx, al  -> QEMU exits with (0 << 1) | 1
+    "F4"       # hlt
+)
+
+
+def reset_page() -> bytes:
+    """The page at 0xFFFFF000: code at offset 0xF00, and at the reset vector
+    0xFFFFFFF0 (offset 0xFF0) a near jump back to it (E9 rel16:
+    0xF00 - 0xFF3 = -0xF3 = 0xFF0D)."""
+    page = bytearray(4096)
+    page[0xF00:0xF00 + len(HELLO_CODE)] = HELLO_CODE
+    page[0xFF0:0xFF3] = bytes.fromhex("E90DFF")
+    return bytes(page)
+
+
+def native_hello(path: Path, *platforms: PlatformType) -> Path:
+    b = IgvmBuilder()
+    for p in platforms or (PlatformType.NATIVE,):
+        b.platform(p)
+    b.page(0xFFFFF000, reset_page())
+    b.write(path)
+    return path
+
+
+def with_vp_context(path: Path, platform: PlatformType, gpa: int = KVM_VMSA_GPA) -> Path:
+    b = IgvmBuilder()
+    mask = b.platform(platform)
+    b.page(0xFFFFF000, reset_page())
+    b.vp_context(gpa, bytes(4096), mask=mask)
+    b.write(path)
+    return path
+
+
+def with_secrets_page(path: Path, platform: PlatformType) -> Path:
+    b = IgvmBuilder()
+    b.platform(platform)
+    b.page(0xFFFFF000, reset_page())
+    b.page(0x100000, bytes(4096), data_type=PageDataType.SECRETS)
+    b.write(path)
+    return path
