@@ -13,6 +13,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.libigvm.conftest import LIBIGVM_DIR, _require_toolchain
 
 
@@ -80,3 +82,23 @@ def test_relative_prefix_is_refused(tmp_path: Path) -> None:
     )
     assert proc.returncode != 0
     assert "PREFIX must be an absolute path" in proc.stderr
+
+
+SANITIZE = "-O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all"
+
+
+def test_make_check_under_sanitizers(tmp_path: Path) -> None:
+    """The C tests again, with AddressSanitizer and UBSan (memory and UB errors abort)."""
+    _require_toolchain()
+    probe = tmp_path / "probe.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    if subprocess.run(["cc", *SANITIZE.split(), "-o", str(tmp_path / "probe"), str(probe)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("no AddressSanitizer/UBSan runtime for cc")
+    proc = subprocess.run(
+        ["make", "-C", str(LIBIGVM_DIR), f"BUILDDIR={tmp_path / 'build'}", f"CFLAGS={SANITIZE}",
+         "check"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
+    assert "test-igvm: all" in proc.stdout and "qemu-usage: ok" in proc.stdout

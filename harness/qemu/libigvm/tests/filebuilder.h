@@ -112,6 +112,14 @@ static inline void fb_data(struct fb *f, size_t field_at, const void *data, size
     f->data_len += n;
 }
 
+/* Point the u32 at vh[field_at] at data already added at `rel` (shared data). */
+static inline void fb_data_shared(struct fb *f, size_t field_at, size_t rel)
+{
+    f->patches[f->patch_count].at = field_at;
+    f->patches[f->patch_count].rel = rel;
+    f->patch_count++;
+}
+
 /* Append file data nothing refers to (so that the data section is not empty). */
 static inline void fb_tail(struct fb *f, size_t n)
 {

@@ -1176,11 +1176,21 @@ static void test_vbs_data_reencoded(void)
 {
     begin("VBS register data is re-encoded");
     fb_platform(&F, 1, 2, IGVM_PLATFORM_TYPE_VSM_ISOLATION, 1, 0);
+    reloc_region(1, 0, 2, 0xFF, 0x1000, 0x100000, 0x2000, 0, 0x10000000);
     vbs_context(1, 0, 2, 1, RIP);
     vbs_context(1, 0, 2, 1, GDTR);
     IgvmHandle igvm = parse_built();
     current = "VBS register data is re-encoded";
     EXPECT(igvm > 0);
+    /* relocatable region flags: only IS_VTL2, APPLY_RIP, APPLY_GDTR survive */
+    IgvmHandle r = igvm_get_header(igvm, IGVM_HEADER_SECTION_INITIALIZATION, 0);
+    EXPECT_EQ(igvm_get_buffer_size(igvm, r), 8 + 48);
+    EXPECT_EQ(igvm_get_buffer(igvm, r)[8 + 7], 0x07);
+    EXPECT_EQ(igvm_get_header_data(igvm, IGVM_HEADER_SECTION_INITIALIZATION, 0), IGVMAPI_NO_DATA);
+    /* VBS VP context header: gpa, vp_index and file offset are 0 */
+    r = igvm_get_header(igvm, IGVM_HEADER_SECTION_DIRECTIVE, 0);
+    EXPECT_EQ(fb_get32(igvm_get_buffer(igvm, r) + 8 + 8), 1);
+    EXPECT_EQ(fb_get32(igvm_get_buffer(igvm, r) + 8 + 12), 0);
     IgvmHandle d = igvm_get_header_data(igvm, IGVM_HEADER_SECTION_DIRECTIVE, 0);
     uint8_t want[36] = {0};
     fb_put32(want, 1);
@@ -1196,6 +1206,140 @@ static void test_vbs_data_reencoded(void)
     igvm_free(igvm);
 }
 
+/*
+ * The scenario of the reference C API's own tests (microsoft/igvm
+ * igvm_c/test_data/src/main.rs builds the file, igvm_c/tests/igvm_test.c
+ * states the expected values): one VSM platform, guest policies for masks 1
+ * and 2, eight data pages whose file data is shared (pages 10-14 reuse the
+ * data of pages 0-4, as the reference serializer deduplicates), a parameter
+ * area, a VP count parameter and a parameter insert.
+ */
+static void test_reference_scenario(void)
+{
+    static uint8_t data[4][4096];
+    static const uint64_t pages[8] = {0, 1, 2, 4, 10, 11, 12, 14};
+    size_t rel[4];
+
+    begin("reference C API test scenario");
+    fb_platform(&F, 1, 0, IGVM_PLATFORM_TYPE_VSM_ISOLATION, 1, 0);
+    fb_guest_policy(&F, 0x30000, 1, 0);
+    fb_guest_policy(&F, 0x30000, 2, 0);
+    for (int i = 0; i < 8; i++) {
+        uint8_t b[24] = {0};
+        fb_put64(b, pages[i] * 4096);
+        fb_put32(b + 8, 1);
+        size_t at = fb_hdr(&F, IGVM_VHT_PAGE_DATA, b, 24);
+        if (i < 4) {
+            memset(data[i], i + 1, 4096);
+            rel[i] = F.data_len;
+            fb_data(&F, at + 12, data[i], 4096);
+        } else {
+            fb_data_shared(&F, at + 12, rel[i - 4]);
+        }
+    }
+    fb_param_area(&F, 4096, 0);
+    fb_param(&F, IGVM_VHT_VP_COUNT_PARAMETER, 0, 0);
+    fb_param_insert(&F, 20 * 4096, 1, 0);
+    IgvmHandle igvm = parse_built();
+    EXPECT(igvm > 0);
+
+    EXPECT_EQ(igvm_header_count(igvm, IGVM_HEADER_SECTION_PLATFORM), 1);
+    EXPECT_EQ(igvm_header_count(igvm, IGVM_HEADER_SECTION_INITIALIZATION), 2);
+    EXPECT_EQ(igvm_header_count(igvm, IGVM_HEADER_SECTION_DIRECTIVE), 11);
+
+    IgvmHandle h = igvm_get_header(igvm, IGVM_HEADER_SECTION_PLATFORM, 0);
+    const IGVM_VHS_VARIABLE_HEADER *vh = (const IGVM_VHS_VARIABLE_HEADER *)igvm_get_buffer(igvm, h);
+    EXPECT_EQ(vh->typ, IGVM_VHT_SUPPORTED_PLATFORM);
+    EXPECT_EQ(vh->length, sizeof(IGVM_VHS_SUPPORTED_PLATFORM));
+    const IGVM_VHS_SUPPORTED_PLATFORM *platform =
+        (const IGVM_VHS_SUPPORTED_PLATFORM *)((const uint8_t *)vh + sizeof(*vh));
+    EXPECT_EQ(platform->platform_type, IGVM_PLATFORM_TYPE_VSM_ISOLATION);
+    EXPECT_EQ(platform->compatibility_mask, 1);
+    EXPECT_EQ(platform->platform_version, 1);
+    EXPECT_EQ(platform->highest_vtl, 0);
+    EXPECT_EQ(platform->shared_gpa_boundary, 0);
+    igvm_free_buffer(igvm, h);
+
+    for (uint32_t i = 0; i < 2; i++) {
+        h = igvm_get_header(igvm, IGVM_HEADER_SECTION_INITIALIZATION, i);
+        vh = (const IGVM_VHS_VARIABLE_HEADER *)igvm_get_buffer(igvm, h);
+        EXPECT_EQ(vh->typ, IGVM_VHT_GUEST_POLICY);
+        EXPECT_EQ(vh->length, sizeof(IGVM_VHS_GUEST_POLICY));
+        const IGVM_VHS_GUEST_POLICY *policy =
+            (const IGVM_VHS_GUEST_POLICY *)((const uint8_t *)vh + sizeof(*vh));
+        EXPECT_EQ(policy->policy, 0x30000);
+        EXPECT_EQ(policy->compatibility_mask, i + 1);
+        EXPECT_EQ(policy->reserved, 0);
+        igvm_free_buffer(igvm, h);
+    }
+
+    h = igvm_get_header(igvm, IGVM_HEADER_SECTION_DIRECTIVE, 1);
+    vh = (const IGVM_VHS_VARIABLE_HEADER *)igvm_get_buffer(igvm, h);
+    EXPECT_EQ(vh->typ, IGVM_VHT_PAGE_DATA);
+    EXPECT_EQ(vh->length, sizeof(IGVM_VHS_PAGE_DATA));
+    const IGVM_VHS_PAGE_DATA *page = (const IGVM_VHS_PAGE_DATA *)((const uint8_t *)vh + 8);
+    EXPECT_EQ(page->data_type, IGVM_PAGE_DATA_TYPE_NORMAL);
+    EXPECT_EQ(page->compatibility_mask, 1);
+    EXPECT_EQ(page->file_offset, 0);
+    EXPECT_EQ(page->flags.is_2mb_page, 0);
+    EXPECT_EQ(page->flags.unmeasured, 0);
+    EXPECT_EQ(page->flags.reserved, 0);
+    EXPECT_EQ(page->gpa, 0x1000);
+    EXPECT_EQ(page->reserved, 0);
+    igvm_free_buffer(igvm, h);
+
+    h = igvm_get_header(igvm, IGVM_HEADER_SECTION_DIRECTIVE, 8);
+    vh = (const IGVM_VHS_VARIABLE_HEADER *)igvm_get_buffer(igvm, h);
+    EXPECT_EQ(vh->typ, IGVM_VHT_PARAMETER_AREA);
+    EXPECT_EQ(vh->length, sizeof(IGVM_VHS_PARAMETER_AREA));
+    const IGVM_VHS_PARAMETER_AREA *area =
+        (const IGVM_VHS_PARAMETER_AREA *)((const uint8_t *)vh + 8);
+    EXPECT_EQ(area->parameter_area_index, 0);
+    EXPECT_EQ(area->file_offset, 0);
+    EXPECT_EQ(area->number_of_bytes, 0x1000);
+    igvm_free_buffer(igvm, h);
+
+    h = igvm_get_header(igvm, IGVM_HEADER_SECTION_DIRECTIVE, 9);
+    vh = (const IGVM_VHS_VARIABLE_HEADER *)igvm_get_buffer(igvm, h);
+    EXPECT_EQ(vh->typ, IGVM_VHT_VP_COUNT_PARAMETER);
+    EXPECT_EQ(vh->length, sizeof(IGVM_VHS_PARAMETER));
+    const IGVM_VHS_PARAMETER *param = (const IGVM_VHS_PARAMETER *)((const uint8_t *)vh + 8);
+    EXPECT_EQ(param->parameter_area_index, 0);
+    EXPECT_EQ(param->byte_offset, 0);
+    igvm_free_buffer(igvm, h);
+
+    h = igvm_get_header(igvm, IGVM_HEADER_SECTION_DIRECTIVE, 10);
+    vh = (const IGVM_VHS_VARIABLE_HEADER *)igvm_get_buffer(igvm, h);
+    EXPECT_EQ(vh->typ, IGVM_VHT_PARAMETER_INSERT);
+    EXPECT_EQ(vh->length, sizeof(IGVM_VHS_PARAMETER_INSERT));
+    const IGVM_VHS_PARAMETER_INSERT *ins =
+        (const IGVM_VHS_PARAMETER_INSERT *)((const uint8_t *)vh + 8);
+    EXPECT_EQ(ins->parameter_area_index, 0);
+    EXPECT_EQ(ins->compatibility_mask, 1);
+    EXPECT_EQ(ins->gpa, 0x14000);
+    igvm_free_buffer(igvm, h);
+
+    /* associated data: page 3 (gpa 4 * 4K) holds 0x1000 bytes of 4 */
+    h = igvm_get_header_data(igvm, IGVM_HEADER_SECTION_DIRECTIVE, 3);
+    EXPECT(h > 0);
+    EXPECT_EQ(igvm_get_buffer_size(igvm, h), 0x1000);
+    int all_four = 1;
+    for (int i = 0; i < 0x1000; i++) {
+        all_four &= igvm_get_buffer(igvm, h)[i] == 4;
+    }
+    EXPECT(all_four);
+    igvm_free_buffer(igvm, h);
+    /* shared data: page 7 (gpa 14 * 4K) reads the same bytes */
+    h = igvm_get_header_data(igvm, IGVM_HEADER_SECTION_DIRECTIVE, 7);
+    EXPECT(h > 0 && igvm_get_buffer(igvm, h)[4095] == 4);
+    igvm_free_buffer(igvm, h);
+    EXPECT_EQ(igvm_get_header_data(igvm, IGVM_HEADER_SECTION_DIRECTIVE, 9), IGVMAPI_NO_DATA);
+    igvm_free(igvm);
+
+    static const uint8_t invalid[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+    EXPECT_EQ(igvm_new_from_binary(invalid, sizeof(invalid)), IGVMAPI_INVALID_FIXED_HEADER);
+}
+
 int main(void)
 {
     memset(PAGE_A, 0xA5, sizeof(PAGE_A));
@@ -1209,6 +1353,7 @@ int main(void)
     test_directive_headers();
     test_api();
     test_vbs_data_reencoded();
+    test_reference_scenario();
     if (failures) {
         fprintf(stderr, "test-igvm: %d of %d checks failed\n", failures, checks);
         return 1;
