@@ -89,7 +89,7 @@ def vmsa_diff_lines(expected: bytes, observed: bytes, label: str = "vCPU") -> li
     return [f"{label}: {name}: predicted {a:#x}, observed {b:#x}" for name, a, b in diffs]
 
 
-_HEX_ROW = re.compile(r"^(?:.*?\]\s*)?((?:[0-9a-f]{2} ){15}[0-9a-f]{2})\s*$", re.I)
+_HEX_ROW = re.compile(r"(?:^|[\s:])((?:[0-9a-f]{2} ){15}[0-9a-f]{2})\s*$", re.I)
 
 
 def parse_kvm_vmsa_dump(text: str) -> list[bytes]:
@@ -109,7 +109,7 @@ def parse_kvm_vmsa_dump(text: str) -> list[bytes]:
             continue
         if cur is None:
             continue
-        m = _HEX_ROW.match(raw.strip())
+        m = _HEX_ROW.search(raw.rstrip())
         if m:
             cur += bytes.fromhex(m.group(1).replace(" ", ""))
             if len(cur) >= kvm_vmsa.VMSA_SIZE:

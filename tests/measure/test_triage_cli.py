@@ -69,7 +69,7 @@ def test_cli_refuses_vp_context_for_sev(tmp_path, capsys):
     path = _write(tmp_path, [PlatformType.SEV], vp=bytes(4096))
     assert main(["measure", str(path), "--platform", "sev"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("igvm-harness: directive 1: a VP context cannot run on SEV")
+    assert len(err) == 1 and err[0].startswith("igvm-harness: directive 2: a VP context cannot run on SEV")
 
 
 @pytest.mark.parametrize("argv,code,msg", [
