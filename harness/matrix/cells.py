@@ -1,0 +1,57 @@
+"""Cells of the matrix: case x platform x IGVM command-line syntax (x
+mutator rule for the malformed-file case), generated from the expectation
+data -- never listed by hand."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from harness.expect.table import PLATFORMS, Case, Table
+
+#: IGVM syntaxes (harness.qemu.cmdline): the igvm-cfg object, and the early
+#: igvm-file property of sev-guest (needs a confidential-guest object).
+SYNTAXES = ("cfg", "sev-guest")
+
+
+@dataclass(frozen=True)
+class Cell:
+    case: Case
+    platform: str
+    syntax: str
+    rule: str | None = None
+
+    @property
+    def id(self) -> str:
+        rule = f"[{self.rule}]" if self.rule else ""
+        return f"{self.case.id}{rule}/{self.platform}/{self.syntax}"
+
+
+def mutator_rules() -> list[str]:
+    """Rule ids of the format library's mutators (one malformed file each)."""
+    try:
+        from harness.igvm.mutate import MUTATORS
+    except ImportError:  # the format layer has no mutators yet
+        return []
+    return sorted(MUTATORS)
+
+
+def generate(table: Table, platforms=PLATFORMS, syntaxes=SYNTAXES,
+             rules: list[str] | None = None) -> list[Cell]:
+    """Every cell of ``table`` for the given platforms and syntaxes.  The
+    early syntax exists only with a confidential-guest object, so native
+    cells use igvm-cfg alone."""
+    rules = mutator_rules() if rules is None else rules
+    cells = []
+    for case in table.cases:
+        expand = [None]
+        if case.recipe == "mutator" and case.params.get("rule") == "*":
+            expand = rules
+        for platform in platforms:
+            if platform not in case.expect:
+                continue
+            for syntax in syntaxes:
+                if syntax == "sev-guest" and platform == "native":
+                    continue
+                for rule in expand:
+                    cells.append(Cell(case, platform, syntax, rule))
+    return cells

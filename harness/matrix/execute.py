@@ -1,0 +1,187 @@
+"""Run one matrix cell: decide how it can run on this host, build its
+fixture, start QEMU through the runner, and judge the outcome.
+
+How a cell runs (:func:`plan`):
+
+* NATIVE: under the accelerator asked for (``auto``: KVM when usable, else
+  TCG), to the end;
+* SEV, SEV-ES, SEV-SNP on a host that can run them (the probe): under KVM
+  with the ``sev-guest`` / ``sev-snp-guest`` object, to the end;
+* otherwise under TCG with the same object: QEMU stops at the platform's
+  hardware boundary (harness/expect/data/platforms.toml), and expectations
+  decided beyond it are judged as "reached hardware boundary".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessError
+from harness.expect import verdict as V
+from harness.expect.table import Boundary, Table
+from harness.matrix import recipes
+from harness.matrix.cells import Cell
+
+CELL_TIMEOUT = 20.0
+
+
+@dataclass
+class Plan:
+    accel: str
+    boundary: Boundary | None
+    mode: str                      # native-kvm, native-tcg, hardware, tcg-fallback
+    skip: str | None = None
+
+
+@dataclass
+class Env:
+    """What the host offers: the QEMU under test and its probe."""
+
+    qemu: str
+    caps: Any                      # harness.qemu.probe.Capabilities
+    table: Table
+    accel: str = "auto"            # --accel
+    guests: dict = field(default_factory=dict)
+
+    @property
+    def version(self) -> str | None:
+        return getattr(self.caps, "version", None)
+
+
+@dataclass
+class CellResult:
+    cell_id: str
+    case: str
+    title: str
+    header: list[str]
+    form: str
+    platform: str
+    syntax: str
+    rule: str | None
+    mode: str
+    status: str
+    expected: str = ""
+    observed: str = ""
+    reason: str = ""
+    source: list[str] = field(default_factory=list)
+    reference: list[str] = field(default_factory=list)
+    error_line: str = ""
+    log_dir: str | None = None
+    argv: list[str] = field(default_factory=list)
+    duration: float = 0.0
+    fixture: str = ""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def plan(cell: Cell, env: Env) -> Plan:
+    caps = env.caps
+    if cell.syntax == "sev-guest" and not getattr(caps, "early_igvm_file", False):
+        return Plan("tcg", None, "n/a", "QEMU lacks sev-guest igvm-file property "
+                                       "(early IGVM syntax)")
+    if cell.platform == "native":
+        accel = env.accel if env.accel != "auto" else ("kvm" if caps.has("kvm") else "tcg")
+        why = caps.missing(accel)
+        return Plan(accel, None, f"native-{accel}", why)
+    obj = env.table.platforms[cell.platform].object_type
+    why = caps.missing(obj)
+    if why:
+        return Plan("tcg", None, "n/a", why)
+    if caps.has(cell.platform) and env.accel in ("auto", "kvm"):
+        return Plan("kvm", None, "hardware")
+    why = caps.missing("tcg")
+    if why:
+        return Plan("tcg", None, "n/a", f"no SEV hardware and {why}")
+    return Plan("tcg", env.table.platforms[cell.platform].boundary, "tcg-fallback")
+
+
+def _result(cell: Cell, mode: str, status: str, **kw) -> CellResult:
+    c = cell.case
+    return CellResult(cell_id=cell.id, case=c.id, title=c.title, header=list(c.header),
+                      form=c.form, platform=cell.platform, syntax=cell.syntax, rule=cell.rule,
+                      mode=mode, status=status, **kw)
+
+
+def _cbitpos(env: Env, p: Plan) -> int:
+    host = getattr(env.caps, "host", None)
+    cpuid = getattr(host, "cpuid", None) or {}
+    if p.mode == "hardware" and cpuid.get("cbitpos"):
+        return int(cpuid["cbitpos"])
+    return recipes.DEFAULT_CBIT
+
+
+def observed_from(outcome, fixture: recipes.Fixture) -> V.Observed:
+    """The runner's Outcome as the verdict engine sees it.  The runner's own
+    BOUNDARY classification is treated as an abort: the engine decides from
+    the expectation data whether that abort is the predicted boundary."""
+    kind = outcome.status.value
+    if kind == "BOUNDARY":
+        kind = V.ABORTED
+    stderr = ""
+    if outcome.run_dir is not None:
+        try:
+            stderr = (Path(outcome.run_dir) / "stderr.log").read_text(errors="replace")
+        except OSError:
+            stderr = ""
+    report: dict[str, str] = {}
+    for rec in outcome.report:
+        for k, v in rec.fields.items():
+            report[f"{rec.kind}.{k}"] = str(v)
+    return V.Observed(kind=kind, exit_status=outcome.exit_code, error_line=outcome.error or "",
+                      stderr=stderr, report=report,
+                      booted_ok=(outcome.guest_status == fixture.expect_status),
+                      console_tail=outcome.tail(5), log_dir=str(outcome.run_dir or ""),
+                      detail=outcome.error or "")
+
+
+def run_cell(cell: Cell, env: Env, workdir: Path) -> CellResult:
+    """Plan, build, run and judge one cell (never raises for QEMU's sake;
+    a fixture that cannot be built is a suite-error result)."""
+    from harness.qemu import runner
+    from harness.qemu.cmdline import ConfidentialGuest, QemuCommand
+
+    p = plan(cell, env)
+    if p.skip:
+        return _result(cell, p.mode, V.SKIP, reason=p.skip)
+    exp = cell.case.expectation(cell.platform, env.version)
+    if exp is None:
+        return _result(cell, p.mode, V.SKIP,
+                       reason=f"no expectation recorded for QEMU {env.version} on {cell.platform}")
+    doc, dev = V.effective_pair(exp, p.boundary, env.version)
+    workdir.mkdir(parents=True, exist_ok=True)
+    cbit = _cbitpos(env, p)
+    try:
+        fx = recipes.build(cell.case.recipe, recipes.Context(
+            case_id=cell.case.id, form=cell.case.form, platform=cell.platform,
+            params=cell.case.params, workdir=workdir, guests=env.guests, cbit=cbit,
+            rule=cell.rule))
+    except HarnessError as exc:
+        return _result(cell, p.mode, V.SUITE_ERROR, expected=doc.describe(),
+                       reason=f"fixture not built: {exc}", source=list(doc.source))
+    cgs = None
+    platform = env.table.platforms[cell.platform]
+    if platform.object_type:
+        props = dict(platform.properties)
+        policy = int(props.pop("policy"), 0) if "policy" in props else None
+        cgs = ConfidentialGuest(type=platform.object_type, policy=policy, cbitpos=cbit,
+                                reduced_phys_bits=1, properties=props)
+    cmd = QemuCommand(binary=env.qemu, machine="q35", accel=p.accel, memory="256M",
+                      smp=cell.case.smp, igvm=str(fx.igvm_path), igvm_syntax=cell.syntax,
+                      confidential=cgs, extra=list(fx.extra_args))
+    t0 = time.monotonic()
+    try:
+        outcome = runner.run(cmd, workdir / "run", timeout=CELL_TIMEOUT)
+    except HarnessError as exc:
+        return _result(cell, p.mode, V.SUITE_ERROR, expected=doc.describe(),
+                       reason=f"QEMU could not be run: {exc}", source=list(doc.source),
+                       fixture=fx.description)
+    obs = observed_from(outcome, fx)
+    v = V.judge(doc, dev, obs, exp.deviation.reason if exp.deviation else "")
+    return _result(cell, p.mode, v.status, expected=v.expected, observed=v.observed,
+                   reason=v.reason, source=list(v.source), reference=list(v.reference),
+                   error_line=obs.error_line, log_dir=obs.log_dir, argv=outcome.argv,
+                   duration=time.monotonic() - t0, fixture=fx.description)

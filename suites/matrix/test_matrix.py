@@ -1,0 +1,53 @@
+"""One test per matrix cell (case x platform x IGVM syntax), generated from
+harness/expect/data.  Verdicts map onto pytest outcomes: pass -> passed,
+fail -> failed (expected and observed text), xfail -> xfailed (known
+deviation, with reference), boundary -> skipped "reached hardware boundary"
+(never a pass), suite-error -> error in setup, skip -> skipped with the
+missing capability."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.expect import verdict as V
+from harness.expect.table import load
+from harness.matrix.cells import generate
+from harness.matrix.execute import run_cell
+
+CELLS = generate(load())
+
+
+@pytest.fixture
+def cell_run(request, matrix_env, matrix_results, tmp_path):
+    """Runs the cell; a fixture that cannot be built errors here (setup),
+    so pytest reports it as an error of the suite, not a QEMU failure."""
+    cell = request.param
+    chosen = request.config.getoption("--platform")
+    if chosen not in ("auto", cell.platform):
+        pytest.skip(f"platform {cell.platform} not selected (--platform={chosen})")
+    res = run_cell(cell, matrix_env, tmp_path / "cell")
+    matrix_results.append(res)
+    if res.log_dir:
+        from harness.plugin import _RUNS_KEY
+        request.node.stash.setdefault(_RUNS_KEY, []).append(res.log_dir)
+    if res.status == V.SUITE_ERROR:
+        raise RuntimeError(f"suite error in cell {cell.id}: {res.reason}")
+    return res
+
+
+@pytest.mark.qemu
+@pytest.mark.parametrize("cell_run", [pytest.param(c, id=c.id) for c in CELLS], indirect=True)
+def test_cell(cell_run):
+    r = cell_run
+    where = f"\n  source: {'; '.join(r.source)}" if r.source else ""
+    if r.status == V.PASS:
+        assert r.expected and r.observed
+        return
+    if r.status == V.SKIP:
+        pytest.skip(r.reason)
+    if r.status == V.BOUNDARY:
+        pytest.skip(f"reached hardware boundary ({r.mode}): {r.observed}")
+    if r.status == V.XFAIL:
+        pytest.xfail(f"{r.reason}; observed: {r.observed}; reference: {'; '.join(r.reference)}")
+    pytest.fail(f"{r.cell_id}\n  expected: {r.expected}\n  observed: {r.observed}"
+                f"\n  {r.reason}{where}\n  logs: {r.log_dir}", pytrace=False)
