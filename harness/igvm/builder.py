@@ -48,6 +48,9 @@ def _as_bytes(data) -> bytes:
 
 
 def _padded(data, size: int, what: str) -> bytes:
+    if (isinstance(data, memoryview) and data.readonly and len(data) == size
+            and data.format == "B" and data.contiguous):
+        return data  # hashable and joinable as is: no copy
     raw = _as_bytes(data)
     if len(raw) > size:
         raise BuildError(f"{what}: {len(raw)} bytes do not fit in 0x{size:x}")
@@ -241,20 +244,21 @@ class IgvmBuilder:
         """One page. ``data`` (at most 4 KiB; zero-padded) or None for a
         zero page; ``large`` sets IS_2MB_PAGE (the file still carries at most
         4 KiB of data, the rest of the 2 MiB page is zero)."""
-        flags = ((PageDataFlags.IS_2MB_PAGE if large else 0)
-                 | (PageDataFlags.UNMEASURED if unmeasured else 0)
-                 | (PageDataFlags.SHARED if shared else 0))
+        flags = (1 if large else 0) | (2 if unmeasured else 0) | (4 if shared else 0)
+        # bits: PageDataFlags.IS_2MB_PAGE, UNMEASURED, SHARED
         if data is not None and len(data) > PAGE_SIZE_4K:
             raise BuildError(f"page data at 0x{gpa:x}: {len(data)} bytes exceed one 4 KiB page"
                              " (use pages())")
         if data is not None and len(data) == 0:
             data = None
-        return self.add(m.PageData(gpa=gpa, compatibility_mask=self._mask(mask), flags=int(flags),
-                                   data_type=int(data_type), data=data))
+        return self.add(m.PageData(gpa, self._mask(mask), flags, int(data_type), data))
 
     def pages(self, gpa: int, data, mask: int | None = None, **kw) -> list[m.PageData]:
         """Consecutive 4 KiB pages holding ``data`` (last page zero-padded)."""
-        mv = memoryview(_as_bytes(data) if not isinstance(data, (bytes, memoryview)) else data)
+        if isinstance(data, memoryview) and data.readonly:
+            mv = data.cast("B") if data.format != "B" else data
+        else:
+            mv = memoryview(data if isinstance(data, bytes) else bytes(data))
         out = []
         for i in range(0, max(len(mv), 1), PAGE_SIZE_4K):
             out.append(self.page(gpa + i, mv[i:i + PAGE_SIZE_4K], mask=mask, **kw))

@@ -17,6 +17,7 @@ does) to avoid reading the file into memory at all.
 
 from __future__ import annotations
 
+import gc
 import mmap
 import os
 import struct
@@ -181,6 +182,9 @@ class _Scanner:
         strict = self.strict
         fds, n = self.fds, self.n
         PageData = m.PageData
+        DIRECTIVE = Section.DIRECTIVE
+        append_dir = lists[2].append
+        append_off = offsets.append
         idx = -1
         while pos < end:
             idx += 1
@@ -193,27 +197,26 @@ class _Scanner:
             if nxt > end:
                 self.fatal("header-truncated", f"header type 0x{t:x} length {length} runs past "
                            f"the variable header section end 0x{end:x}", idx, pos)
-            # fast path: the common 4 KiB page data header
-            if t == 0x302 and length == 24 and stage == Section.DIRECTIVE:
+            # fast path: the common 4 KiB page data header (no tuple for the
+            # whole-file pass: no whole-file rule concerns page data)
+            if t == 0x302 and length == 24 and stage is DIRECTIVE:
                 gpa, mask, fo, flags, dtype, reserved = unpack_pd(buf, body)
                 if fo:
                     if fo < fds or fo + 4096 > n:
-                        data = self.data_at(fo, 4096, idx, pos, "page data")
-                        if data is None:
-                            lists[2].append(m.RawHeader(t, bytes(buf[body:body + length])))
-                            offsets.append(pos)
-                            pos = nxt
-                            continue
-                    else:
-                        data = buf[fo:fo + 4096]
+                        self.data_at(fo, 4096, idx, pos, "page data")
+                        append_dir(m.RawHeader(t, bytes(buf[body:body + 24])))
+                        append_off(pos)
+                        pos = nxt
+                        continue
+                    h = PageData(gpa, mask, flags, dtype, buf[fo:fo + 4096], reserved)
                 else:
-                    data = None
-                h = PageData(gpa, mask, flags, dtype, data, reserved)
+                    h = PageData(gpa, mask, flags, dtype, None, reserved)
                 if reserved or gpa & 0xFFF or dtype > 3 or strict:
                     self.check_page_data(h, idx, pos)
-                lists[2].append(h)
-                offsets.append(pos)
-                entries.append((h, idx, pos))
+                    if strict:
+                        entries.append((h, idx, pos))
+                append_dir(h)
+                append_off(pos)
                 pos = nxt
                 continue
             sec = defs.section_of(t)
@@ -629,7 +632,15 @@ def scan(data, platform=None, strict: bool = False, stop_first: bool = False):
     (any fixed-header rule but the checksum and the strict offset rule).
     """
     s = _Scanner(data, platform=platform, strict=strict, stop_first=stop_first)
-    s.run()
+    # Tens of thousands of small objects are created and all survive: the
+    # cyclic GC would only rescan them (they hold no cycles).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        s.run()
+    finally:
+        if gc_was_enabled:
+            gc.enable()
     usable = getattr(s, "header_ok", False)
     return (s.file if usable else None), s.violations
 
