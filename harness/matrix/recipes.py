@@ -12,12 +12,15 @@ platform QEMU selected (the expected winner's page carries
 
 Forms:
 
-* ``reset-vector``: the ``reset16`` payload as the page at 0xFFFFF000 (no VP
-  context);
-* ``vp-context``: ``payload64`` at 1 MiB entered in long mode through a VP
-  context: a native context (``IgvmNativeVpContextX64``) on NATIVE, a VMSA
-  at the KVM VMSA GPA on SEV, SEV-ES and SEV-SNP (identity page tables with
-  the C-bit set on the SEV platforms).
+* both forms load ``payload64`` at 1 MiB (``payload64-ghcb`` when the guest
+  runs as SEV-ES or SEV-SNP) with identity page tables (C-bit set on the SEV
+  platforms), GDT and stack in the layout of harness/fixtures/native.py;
+* ``reset-vector``: no VP context; ``reset-long`` is the page at
+  0xFFFFF000 and switches from real mode to the payload;
+* ``vp-context``: the payload is entered in long mode through a VP
+  context: a native context (``IgvmNativeVpContextX64``) on NATIVE and SEV
+  (the IGVM format's layout for SEV), a VMSA at the KVM VMSA GPA on SEV-ES
+  and SEV-SNP.
 
 Anything a recipe cannot build raises :class:`FixtureError` (a suite error
 of that cell, never a QEMU verdict).
@@ -186,19 +189,19 @@ def _guest_file(ctx: Context) -> tuple[bytes, int, str]:
         if p.get("poison_losers") and name != win:
             b.page(NON_RAM_GPA, b"poison", mask=m)
 
+    guest = ctx.guests["payload64-ghcb" if io_mode == IoMode.GHCB_MSR else "payload64"]
+    sev = ctx.platform != "native"
+    for gpa, page in sorted(page_tables(ctx.cbit if sev else None).items()):
+        b.page(gpa, page, mask=union)
+    b.page(nat.GDT_GPA, nat.gdt(), mask=union)
+    b.zero_pages(nat.STACK_GPA, (nat.STACK_TOP - nat.STACK_GPA) // 4096, mask=union)
+    b.pages(guest.load_address, guest.data, mask=union)
     if ctx.form == "reset-vector":
-        guest = ctx.guests["reset16"]
-        if len(guest.data) != 4096:
-            raise FixtureError("the reset16 guest must be exactly one page")
-        b.page(nat.RESET_PAGE_GPA, guest.data, mask=union)
+        reset = ctx.guests["reset-long"]
+        if len(reset.data) != 4096 or guest.entry != 0x100000:
+            raise FixtureError("reset-long must be one page and payload64 must start at 1 MiB")
+        b.page(nat.RESET_PAGE_GPA, reset.data, mask=union)
     else:
-        guest = ctx.guests["payload64-ghcb" if io_mode == IoMode.GHCB_MSR else "payload64"]
-        sev = ctx.platform != "native"
-        for gpa, page in sorted(page_tables(ctx.cbit if sev else None).items()):
-            b.page(gpa, page, mask=union)
-        b.page(nat.GDT_GPA, nat.gdt(), mask=union)
-        b.zero_pages(nat.STACK_GPA, (nat.STACK_TOP - nat.STACK_GPA) // 4096, mask=union)
-        b.pages(guest.load_address, guest.data, mask=union)
         vm = dict(p.get("vmsa", {}))
         for name, m in masks.items():
             indices = [0, 1] if p.get("ap_context") else [0]

@@ -5,6 +5,7 @@ written as JSON and Markdown to ``$IGVM_HARNESS_MATRIX_DIR`` (default
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -48,8 +49,32 @@ def matrix_env(pytestconfig, qemu_binary, qemu_caps):
     return env
 
 
+def pytest_sessionfinish(session):
+    """pytest-xdist worker: hand the cells' results to the controller."""
+    wo = getattr(session.config, "workeroutput", None)
+    if wo is not None:
+        wo["igvm_matrix"] = json.dumps({"meta": session.config.stash.get(_META, {}),
+                                        "cells": [r.as_dict() for r in results(session.config)]})
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist controller: collect a worker's results."""
+    raw = getattr(node, "workeroutput", {}).get("igvm_matrix")
+    if not raw:
+        return
+    from harness.matrix.execute import CellResult
+    data = json.loads(raw)
+    config = node.config
+    if data["meta"]:
+        config.stash[_META] = data["meta"]
+    results(config).extend(CellResult(**d) for d in data["cells"])
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    res = config.stash.get(_RESULTS, [])
+    if getattr(config, "workeroutput", None) is not None:
+        return  # a worker: the controller prints the matrix
+    res = sorted(config.stash.get(_RESULTS, []), key=lambda r: r.cell_id)
     if not res:
         return
     from harness.matrix import report
@@ -59,8 +84,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     for line in report.terminal_lines(res, meta):
         tr.write_line(line)
     out = Path(os.environ.get("IGVM_HARNESS_MATRIX_DIR", REPO / "reports" / "matrix"))
-    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
-    stem = f"matrix-{meta.get('platform', 'auto')}" + (f"-{worker}" if worker else "")
+    stem = f"matrix-{meta.get('platform', 'auto')}"
     try:
         paths = report.write(res, out, stem, meta)
         tr.write_line("matrix report: " + ", ".join(str(p) for p in paths))

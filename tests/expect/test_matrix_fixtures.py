@@ -76,8 +76,10 @@ def test_guest_fixture_builds(cell, tmp_path, guests):
     assert sorted(p.platform_type for p in f.platforms) == sorted(
         int(R.PLATFORM_TYPES[p]) for p in declared)
     ctxs = [d for d in f.directives if d.TYPE == HeaderType.VP_CONTEXT]
+    pages = {d.gpa for d in f.directives if d.TYPE == HeaderType.PAGE_DATA}
+    assert 0x100000 in pages  # payload64 in both forms
     if cell.case.form == "reset-vector":
-        assert not ctxs
+        assert not ctxs and R.nat.RESET_PAGE_GPA in pages
         return
     assert ctxs
     for d in ctxs:
