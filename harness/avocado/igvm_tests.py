@@ -71,7 +71,7 @@ class IgvmSuite(Test):
                "-p", "harness.report.pytest_collect", "-p", "no:cacheprovider", "-q",
                "--platform", self.params.get("platform", default="auto"),
                "--accel", self.params.get("accel", default="auto"),
-               "--igvm-report-dir", str(out), "--junitxml", str(out / "pytest-junit.xml")]
+               "--igvm-report-dir", str(out), "--junit-xml", str(out / "pytest-junit.xml")]
         qemu = self.params.get("qemu", default=None)
         if qemu:
             cmd += ["--qemu", qemu]

@@ -1,0 +1,62 @@
+"""The CI examples stay in step with the harness: their files parse and every
+option they pass exists."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.cli import build_parser
+from harness.report import matrix_run
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = REPO / "ci-examples"
+YAMLS = [EXAMPLES / "github-actions" / "igvm-nightly.yml", EXAMPLES / "gitlab-ci" / "gitlab-ci.yml"]
+
+
+def test_matrix_example_loads():
+    spec = matrix_run.load_spec(EXAMPLES / "matrix" / "nightly.toml")
+    assert len(matrix_run.expand(spec)) == 1 * 4 * 2
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.parent.name)
+def test_yaml_parses(path):
+    yaml = pytest.importorskip("yaml", reason="PyYAML not installed")
+    doc = yaml.safe_load(path.read_text())
+    assert isinstance(doc, dict)
+    if path.parent.name == "github-actions":
+        assert set(doc["jobs"]) == {"cell", "dashboard"}
+        assert doc["jobs"]["dashboard"]["needs"] == "cell"
+    else:
+        assert doc["dashboard"]["when"] == "always"
+
+
+def _known_options() -> set[str]:
+    opts: set[str] = set()
+    parser = build_parser()
+    stack = [parser]
+    while stack:
+        p = stack.pop()
+        for action in p._actions:
+            opts.update(o for o in action.option_strings if o.startswith("--"))
+            if hasattr(action, "choices") and isinstance(action.choices, dict):
+                stack.extend(action.choices.values())
+    help_text = subprocess.run([sys.executable, "-m", "pytest", "-p",
+                                "harness.report.pytest_collect", "--help"], cwd=REPO,
+                               capture_output=True, text=True, timeout=120).stdout
+    opts.update(re.findall(r"(--[a-z][a-z0-9-]+)", help_text))
+    return opts
+
+
+def test_every_option_in_the_examples_exists():
+    known = _known_options()
+    used = set()
+    for path in YAMLS:
+        used.update(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)", path.read_text()))
+    used -= {"--header", "--location"}  # curl's, in the GitLab history download
+    assert used <= known, sorted(used - known)
+    assert {"--igvm-report-dir", "--platform", "--accel", "--history", "--output"} <= used
