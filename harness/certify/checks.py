@@ -177,7 +177,7 @@ def directives(target: "Target", platform: str | None) -> "Outcome":
                                 expected=expected, observed=f"used {count}x", form=form))
     ev = Evidence(details={"qemu_version": version, "form": form, "directives": rows})
     if refused:
-        return _outcome("fail", f"QEMU {version or '?'} refuses on {platform}: "
+        return _outcome("fail", f"QEMU {version or '(version unknown)'} refuses on {platform}: "
                                 + ", ".join(refused), ev, cells)
     if unknown:
         return _outcome("skip", "no expectation recorded for " + ", ".join(unknown)
