@@ -1,23 +1,55 @@
 """IGVM format layer (pure Python: no QEMU, no pytest).
 
+The reference is the ``igvm_defs`` crate of microsoft/igvm (the
+specification in code) and its parser ``igvm/src/lib.rs``
+(``IgvmFile::new_from_binary``), which QEMU uses through the igvm C library.
+
 Public API (other layers code against these names):
 
-- ``harness.igvm.defs``: every constant and packed layout of the IGVM
-  specification (``HeaderType``, ``PlatformType``, ``PageDataType``,
-  ``PageDataFlags``, ``MemoryMapEntryType``, ``Architecture``, ``Section``,
-  ``IGVM_MAGIC``, ``PAGE_SIZE_4K``, ``PAGE_SIZE_2M``, ``KVM_VMSA_GPA``,
-  ``OPTIONAL_BIT``, ``HEADER_LAYOUTS``).
-- ``harness.igvm.model``: one dataclass per header type (``SupportedPlatform``,
-  ``GuestPolicy``, ``PageData``, ``ParameterArea``, ``ParameterInsert``,
-  ``VpContext``, ``RequiredMemory``, ``VpCountParameter``, ``MemoryMap``,
-  ``EnvironmentInfo``, ``SnpIdBlock``, ..., ``RawHeader``) and ``IgvmFile``
-  (``revision``, ``architecture``, ``page_size``, ``platforms``,
-  ``initializations``, ``directives``; ``platform(t)``, ``mask_for(t)``,
-  ``directives_for(mask)``, ``page_data()``, ``vp_contexts()``).
-- ``harness.igvm.builder``: ``IgvmBuilder`` (``platform``, ``page``, ``pages``,
-  ``zero_pages``, ``parameter_area``, ``vp_count``, ``memory_map``,
-  ``environment_info``, ``parameter``, ``parameter_insert``, ``vp_context``,
-  ``required_memory``, ``guest_policy``, ``snp_id_block``, ``error_range``,
-  ``add``, ``raw_header``, ``build``, ``model``, ``write``) and
-  ``serialize(IgvmFile) -> bytes``.
+- ``defs``: every constant and packed layout: ``HeaderType`` (0x1,
+  0x101-0x106, 0x301-0x313), ``PlatformType``, ``PageDataType``,
+  ``PageDataFlags``, ``RequiredMemoryFlags``, ``MemoryMapEntryType``,
+  ``EnvironmentInfo``, ``Architecture``, ``Section``, ``IGVM_MAGIC``,
+  ``PAGE_SIZE_4K``, ``PAGE_SIZE_2M``, ``KVM_VMSA_GPA``, ``OPTIONAL_BIT``,
+  ``HEADER_LAYOUTS`` (type -> ``Layout``: struct + field names).
+- ``model``: one dataclass per header type (``SupportedPlatform``,
+  ``GuestPolicy``, ``RelocatableRegion``, ``PageTableRelocation``,
+  ``CorimDocument``, ``CorimSignature``, ``CcaPolicy``, ``ParameterArea``,
+  ``PageData``, ``ParameterInsert``, ``VpContext``, ``RequiredMemory``, the
+  ``Parameter`` family ``VpCountParameter``/``Srat``/``Madt``/``MmioRanges``/
+  ``MemoryMap``/``CommandLine``/``Slit``/``Pptt``/``DeviceTree``/
+  ``EnvironmentInfo``, ``SnpIdBlock``, ``ErrorRange``, ``VbsMeasurement``;
+  unknown types as ``RawHeader``) and ``IgvmFile`` (``revision``,
+  ``architecture``, ``page_size``, ``platforms``, ``initializations``,
+  ``directives``; ``headers()``, ``platform(t)``, ``mask_for(t)``,
+  ``directives_for(mask)``, ``initializations_for(mask)``, ``page_data()``,
+  ``vp_contexts()``).  File data is ``bytes`` or a zero-copy ``memoryview``;
+  ``None`` means no file data (a zero page for page data).
+- ``builder``: ``IgvmBuilder(revision=1)`` with ``platform()`` (returns the
+  mask), ``page()``, ``pages()``, ``zero_pages()``, ``parameter_area()``
+  (returns the index), ``vp_count()``, ``memory_map()``,
+  ``environment_info()``, ``parameter()``, ``parameter_insert()``,
+  ``vp_context()``, ``required_memory()``, ``guest_policy()``,
+  ``snp_id_block()``, ``error_range()``, ``add(header)``, ``raw_header()``,
+  ``build() -> bytes``, ``model() -> IgvmFile``, ``write(path)``; and
+  ``serialize(IgvmFile) -> bytes`` (byte-identical round trip).
+- ``parser``: ``parse(data, check=True, source=None) -> IgvmFile`` (raises
+  ``IgvmFormatError``), ``load(path)`` (memory-mapped), ``read(path)``,
+  ``scan(data, platform=None, strict=False) -> (IgvmFile | None, [Violation])``.
+- ``validate``: ``validate(data, platform=None, strict=False) -> [Violation]``,
+  ``is_valid()``.  ``rules``: ``RULES`` (id -> Rule with summary and source),
+  ``REFERENCE_RULES``, ``STRICT_RULES``, ``Violation(rule, message,
+  header_index, offset)``, ``IgvmFormatError`` (HarnessError, exit 1).
+- ``mutate``: ``MUTATORS`` (rule id -> bytes -> bytes, one per rule),
+  ``EXTRA_MUTATORS``, ``compose(*ids)``.
+- ``qemu_lint``: ``lint(model_or_bytes, platform=None) -> [LintFinding]``
+  (rule, message, source citation, severity, platform, header_index),
+  ``platform_type(name)``.
+- ``vmsa``: ``SevEsVmsa`` (4 KiB VMSA, named fields, ``from_bytes`` /
+  ``to_bytes`` / ``qemu_unsupported_fields``), ``NativeVpContextX64``,
+  ``Segment``.
+- ``inspect``: ``describe(model)``, ``page_ranges(model)``,
+  ``decode_vp_context(model, header)``.
+- ``commands``: ``igvm-harness inspect FILE [--json]`` and
+  ``igvm-harness validate FILE [--platform P] [--strict] [--qemu] [--json]``.
 """

@@ -20,12 +20,11 @@ file this module wrote):
 from __future__ import annotations
 
 import zlib
-from typing import Iterable
 
 from harness.errors import HarnessError
 from harness.igvm import defs
 from harness.igvm.defs import (
-    Architecture, HeaderType, PageDataFlags, PageDataType, PlatformType, Section,
+    Architecture, HeaderType, PageDataType, PlatformType, Section,
     PAGE_SIZE_4K, PAGE_SIZE_2M, FORMAT_VERSION_1, FORMAT_VERSION_2,
 )
 from harness.igvm import model as m

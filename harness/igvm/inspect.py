@@ -6,9 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.igvm import model as m
-from harness.igvm.defs import (
-    Architecture, HeaderType, PageDataFlags, PageDataType, PlatformType, PAGE_SIZE_4K,
-)
+from harness.igvm.defs import Architecture, PageDataFlags, PageDataType, PlatformType
 from harness.igvm.vmsa import NativeVpContextX64, SevEsVmsa
 
 

@@ -227,3 +227,38 @@ def test_structure_sizes_match_specification():
     layouts = {v.name: v for v in vars(defs).values() if isinstance(v, defs.Layout)}
     for name, size in expected.items():
         assert layouts[name].size == size, name
+
+
+def test_corim_headers_encode_and_are_rejected_like_the_c_library():
+    """0x104 CORIM_DOCUMENT / 0x105 CORIM_SIGNATURE: IGVM_VHS_CORIM_DATA
+    {u32 mask, u32 file_offset, u32 size_bytes, u32 reserved} pointing at the
+    payload.  The igvm C library is built without the reference parser's
+    'corim' feature, so both are unknown header types there (and here)."""
+    doc, sig = b"\xd9\x01\xf5corim", b"\xd2cose-sign1"
+    hdrs = [SNP_PLATFORM, (0x104, bytes(16)), (0x105, bytes(16))]
+    start = data_start(hdrs)
+    hdrs[1] = (0x104, struct.pack("<4I", 1, start, len(doc), 0))
+    hdrs[2] = (0x105, struct.pack("<4I", 1, start + len(doc), len(sig), 0))
+    raw = assemble(hdrs, doc + sig)
+    f = m.IgvmFile(platforms=[_platform_model(SNP_PLATFORM[1])],
+                   initializations=[m.CorimDocument(1, doc), m.CorimSignature(1, sig)])
+    assert serialize(f) == raw
+    _, violations = scan(raw)
+    assert [(v.rule, v.header_index) for v in violations] == [
+        ("unknown-header-type", 1), ("unknown-header-type", 2)]
+
+
+@pytest.mark.parametrize("t", [0x306, 0x107, 0x250, 0x314, 0x80000302, 0x80000001])
+def test_reserved_and_optional_types_are_rejected(t):
+    """0x306 was SHARED_BOUNDARY_GPA ('do not use'); 0x107, 0x314 are past the
+    defined types of their ranges; 0x250 is in no range; the optional bit
+    (1 << 31) takes a type out of every range, and the reference parser
+    rejects such headers instead of skipping them."""
+    raw = assemble([SNP_PLATFORM, (t, bytes(8)),
+                    (0x302, struct.pack("<QIIIHH", 0, 1, 0, 0, 0, 0))])
+    _, violations = scan(raw)
+    assert [v.rule for v in violations] == ["unknown-header-type"]
+    f = parse(raw, check=False)
+    raw_header = list(f.headers())[1]
+    assert isinstance(raw_header, m.RawHeader) and raw_header.type == t
+    assert serialize(f) == raw
