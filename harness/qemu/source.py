@@ -301,10 +301,15 @@ def apt_source_download(version: str, dest: Path, log=None) -> None:
     """Default downloader: ``apt-get source --download-only qemu=VERSION``."""
     res = subprocess.run(
         ["apt-get", "source", "--download-only", f"{SOURCE_PACKAGE}={version}"],
-        cwd=dest, stdin=subprocess.DEVNULL, stdout=log or subprocess.DEVNULL,
-        stderr=subprocess.STDOUT, check=False)
+        cwd=dest, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, errors="replace", check=False)
+    if log:
+        log.write(res.stdout)
+        log.flush()
     if res.returncode != 0:
-        raise DownloadError(f"apt-get source {SOURCE_PACKAGE}={version} failed")
+        errs = [l for l in res.stdout.splitlines() if l.startswith(("E:", "Err:"))]
+        why = errs[0] if errs else f"exit status {res.returncode}"
+        raise DownloadError(f"apt-get source {SOURCE_PACKAGE}={version} failed: {why[:160]}")
 
 
 def dsc_name(version: str, package: str = SOURCE_PACKAGE) -> str:
@@ -396,6 +401,7 @@ def fetch_newest(candidates: list[str], download_root: Path, downloader: Downloa
             downloader(v, tmp)
         except DownloadError as exc:
             tried.append((v, str(exc)))
+            progress(f"qemu source {v} not downloadable, trying the next version")
             _rmtree(tmp)
             continue
         tmp_dsc = tmp / dsc_name(v)
