@@ -27,6 +27,19 @@ def cell_run(request, matrix_env, matrix_results, tmp_path):
         pytest.skip(f"platform {cell.platform} not selected (--platform={chosen})")
     res = run_cell(cell, matrix_env, tmp_path / "cell")
     matrix_results.append(res)
+    # for harness.report.pytest_collect (JSON/JUnit/HTML reports, host merging)
+    verdict = {V.SUITE_ERROR: "error"}.get(res.status, res.status)
+    request.node.user_properties.append(("igvm_check", {
+        "verdict": verdict, "platform": cell.platform, "directive": "+".join(cell.case.header),
+        "group": "matrix", "message": res.reason or res.observed,
+        "evidence": {"command": res.argv or None,
+                     "details": {"expected": res.expected, "observed": res.observed,
+                                 "source": res.source, "reference": res.reference,
+                                 "mode": res.mode, "syntax": cell.syntax}}}))
+    request.node.user_properties.append(("igvm_cells", [{
+        "directive": "+".join(cell.case.header) + (f"[{cell.rule}]" if cell.rule else ""),
+        "platform": cell.platform, "verdict": verdict, "expected": res.expected,
+        "observed": res.observed, "form": cell.case.form, "check": cell.id}]))
     if res.log_dir:
         from harness.plugin import _RUNS_KEY
         request.node.stash.setdefault(_RUNS_KEY, []).append(res.log_dir)
