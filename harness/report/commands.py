@@ -133,6 +133,11 @@ def _matrix_run(args: argparse.Namespace) -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
 # ----------------------------------------------------------------- register
 def register(subparsers: argparse._SubParsersAction) -> None:
     from harness.certify.profile import PLATFORM_CHOICES
@@ -158,6 +163,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     r = subparsers.add_parser("report", help="merge, validate or re-render result files")
     rsub = r.add_subparsers(dest="report_command", metavar="ACTION")
+    r.set_defaults(func=lambda _args: _usage(r))
     m = rsub.add_parser("merge", help="merge many hosts' results into one dashboard",
                         description="Inputs: results JSON files and/or an earlier "
                                     "dashboard.json (its history is carried over).")
@@ -179,6 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         x = subparsers.add_parser("matrix", help="run a matrix of QEMU builds x platforms x "
                                                  "accelerators locally")
         xsub = x.add_subparsers(dest="matrix_command", metavar="ACTION")
+        x.set_defaults(func=lambda _args: _usage(x))
         run = xsub.add_parser("run", help="run every cell of MATRIX.toml, then merge")
         run.add_argument("matrix", metavar="MATRIX.toml")
         run.add_argument("--output", metavar="DIR", default=None,
