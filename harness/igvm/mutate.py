@@ -459,9 +459,52 @@ EXTRA_MUTATORS: dict[str, Mutator] = {
 }
 
 
+def _zero_mask(d):
+    f = _model(d)
+    return serialize(_with(f, m.SupportedPlatform(0, _absent_type(f))))
+
+
+def _parameter_before_area(d):
+    f = _model(d)
+    i = _unused_area_index(f)
+    return serialize(_with(f, m.VpCountParameter(i, 0), m.ParameterArea(PAGE_SIZE_4K, i)))
+
+
+def _length_lies(d):
+    off, t, length = _tlvs(d)[0]
+    return _set_u32(d, off + 4, length - 8)  # the first header claims 8 bytes less
+
+
+#: The faults of issue 2's list, by name: (rule that must fire, mutator).
+NAMED_MUTATORS: dict[str, tuple[str, Mutator]] = {
+    "wrong-magic": ("bad-magic", _bad_magic),
+    "wrong-version": ("unsupported-format-version", _version),
+    "bad-checksum": ("checksum-mismatch", _checksum),
+    "wrong-total-size": ("total-size-mismatch", _total_size),
+    "truncated-file": ("total-size-mismatch", lambda d: d[:len(d) - 1]),
+    "section-order": ("section-order", _section_order),
+    "unaligned-gpa": ("gpa-unaligned", MUTATORS["gpa-unaligned"]),
+    "oversize-page-data": ("file-data-out-of-range", _file_data_range),
+    "reserved-bits-set": ("reserved-nonzero", MUTATORS["reserved-nonzero"]),
+    "zero-compatibility-mask": ("platform-mask-not-single-bit", _zero_mask),
+    "multi-bit-compatibility-mask": ("platform-mask-not-single-bit",
+                                     MUTATORS["platform-mask-not-single-bit"]),
+    "duplicate-platform": ("platform-duplicate", _duplicate),
+    "parameter-before-declaration": ("parameter-area-undeclared", _parameter_before_area),
+    "vp-context-without-platform": ("vp-context-platform", _vp_platform),
+    "header-length-lies": ("header-length-mismatch", _length_lies),
+}
+
+
 def compose(*names: str) -> Mutator:
     """One mutator applying the named ones left to right."""
-    fns = [MUTATORS.get(n) or EXTRA_MUTATORS[n] for n in names]
+    def find(n):
+        if n in MUTATORS:
+            return MUTATORS[n]
+        if n in NAMED_MUTATORS:
+            return NAMED_MUTATORS[n][1]
+        return EXTRA_MUTATORS[n]
+    fns = [find(n) for n in names]
 
     def mutate(data: bytes) -> bytes:
         for fn in fns:

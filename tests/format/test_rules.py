@@ -5,7 +5,7 @@ import pytest
 
 from harness.igvm.builder import IgvmBuilder
 from harness.igvm.defs import KVM_VMSA_GPA, PlatformType
-from harness.igvm.mutate import EXTRA_MUTATORS, MUTATORS, compose
+from harness.igvm.mutate import EXTRA_MUTATORS, MUTATORS, NAMED_MUTATORS, compose
 from harness.igvm.parser import parse
 from harness.igvm.rules import RULES, STRICT_RULES, IgvmFormatError
 from harness.igvm.validate import validate
@@ -100,3 +100,10 @@ def test_tdx_vp_context_is_rejected():
     tdx = b.platform(PlatformType.TDX)
     b.vp_context(KVM_VMSA_GPA, bytes(4096), mask=tdx)
     assert [v.rule for v in validate(b.build())] == ["vp-context-platform"]
+
+
+@pytest.mark.parametrize("base", sorted(BASES))
+@pytest.mark.parametrize("name", sorted(NAMED_MUTATORS))
+def test_named_faults_of_the_issue(name, base):
+    rule, mutate = NAMED_MUTATORS[name]
+    assert rule in {v.rule for v in validate(mutate(BASES[base]))}
