@@ -85,3 +85,21 @@ def test_merge_refuses_bad_inputs(tmp_path, two_hosts):
         merge.merge_files([two_hosts[0], bad])
     with pytest.raises(HarnessError, match="--history"):
         merge.merge_files(list(two_hosts), history_limit=0)
+
+
+def test_cli_merge_validate_render(two_hosts, tmp_path, capsys):
+    from harness.cli import main
+
+    a1, a2, b1 = two_hosts
+    assert main(["report", "merge", str(a1), str(a2), str(b1),
+                 "--output", str(tmp_path / "dash")]) == 0
+    out = capsys.readouterr().out
+    assert "dashboard: 2 configurations x 2 checks from 3 runs: FAIL" in out
+    assert "changed: vendor.igvm::sev-es.boot on lab-a" in out and "pass -> fail" in out
+    assert main(["report", "validate", str(tmp_path / "dash" / "dashboard.json"),
+                 str(a1)]) == 0
+    assert main(["report", "render", str(a1), "--output", str(tmp_path / "re")]) == 0
+    assert (tmp_path / "re" / "a1.html").is_file()
+    capsys.readouterr()
+    assert main(["report", "merge", str(tmp_path / "nope.json")]) == 2
+    assert capsys.readouterr().err == f"igvm-harness: {tmp_path / 'nope.json'}: no such file\n"
