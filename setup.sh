@@ -49,14 +49,27 @@ fi
 say "installing igvm-harness into .venv (pip install -e '.[dev]')"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
 
-# QEMU-under-test: keep a QEMU the user chose if it has IGVM, else build (cached).
-if [ -n "${QEMU:-}" ] && .venv/bin/python - <<'PY'
-import os, sys
+# QEMU-under-test: keep an IGVM-capable QEMU named by $QEMU or found on PATH;
+# otherwise build one (cached: a rerun only checks the source is unchanged).
+if found="$(.venv/bin/python - <<'PY'
+import sys
+from harness.errors import HarnessError
+from harness.qemu import build, discover
 from harness.qemu.probe import probe
-sys.exit(0 if probe(os.environ["QEMU"]).has("igvm-cfg") else 1)
+try:
+    # a cache directory that does not exist: look at $QEMU and PATH only
+    found, _ = discover.find(cache=build.cache_root() / "nonexistent")
+    if found and probe(found.path).has("igvm-cfg"):
+        print(f"{found.path} ({found.how})")
+        sys.exit(0)
+    if found:
+        print(f"setup: {found.path} ({found.how}) lacks igvm-cfg", file=sys.stderr)
+except HarnessError as exc:
+    print(f"setup: {exc}", file=sys.stderr)
+sys.exit(1)
 PY
-then
-    say "using \$QEMU=$QEMU (has igvm-cfg); not building QEMU"
+)"; then
+    say "using $found: it has igvm-cfg; not building QEMU"
 else
     say "building the QEMU-under-test (cached after the first run)"
     .venv/bin/igvm-harness qemu build --install-deps
