@@ -67,8 +67,10 @@ class IgvmSuite(Test):
 
     def test(self) -> None:
         out = Path(self.outputdir)
+        from harness.report.matrix_run import collector_args
+
         cmd = [sys.executable, "-m", "pytest", self.params.get("suites", default="suites/"),
-               "-p", "harness.report.pytest_collect", "-p", "no:cacheprovider", "-q",
+               *collector_args(), "-p", "no:cacheprovider", "-q",
                "--platform", self.params.get("platform", default="auto"),
                "--accel", self.params.get("accel", default="auto"),
                "--igvm-report-dir", str(out), "--junit-xml", str(out / "pytest-junit.xml")]

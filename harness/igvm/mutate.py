@@ -2,7 +2,8 @@
 
 ``MUTATORS[rule_id](valid_bytes) -> bytes`` returns a file that breaks
 ``rule_id`` (other rules may break too when one fault implies another,
-e.g. a header of the wrong length).  Every mutator accepts any valid file
+e.g. a header of the wrong length).  Input a mutator cannot work on raises
+:class:`MutationError` (the fixed header is gone, no platform left, ...).  Every mutator accepts any valid file
 (the builder's, or a vendor's), keeps the checksum right unless the rule
 is the checksum, and is deterministic.  ``compose(*ids)`` chains them.
 
@@ -447,6 +448,24 @@ MUTATORS: dict[str, Mutator] = {
 }
 
 
+def _guarded(name: str, fn: Mutator) -> Mutator:
+    """Unreadable input (e.g. an earlier mutation cut the fixed header)
+    becomes one MutationError instead of a struct/index error."""
+    def mutate(data: bytes) -> bytes:
+        if len(data) < defs.FIXED_HEADER_V1.size and name != "file-too-small":
+            raise MutationError(f"{name}: input of {len(data)} bytes has no fixed header")
+        try:
+            return fn(data)
+        except (struct.error, IndexError, ValueError, OverflowError, StopIteration) as exc:
+            raise MutationError(f"{name}: cannot mutate this input: {exc}") from None
+    mutate.__name__ = fn.__name__
+    mutate.__doc__ = fn.__doc__
+    return mutate
+
+
+MUTATORS = {name: _guarded(name, fn) for name, fn in MUTATORS.items()}
+
+
 def _truncate(d: bytes) -> bytes:
     return d[:len(d) // 2]
 
@@ -494,6 +513,9 @@ NAMED_MUTATORS: dict[str, tuple[str, Mutator]] = {
     "vp-context-without-platform": ("vp-context-platform", _vp_platform),
     "header-length-lies": ("header-length-mismatch", _length_lies),
 }
+
+
+NAMED_MUTATORS = {name: (rule, _guarded(name, fn)) for name, (rule, fn) in NAMED_MUTATORS.items()}
 
 
 def compose(*names: str) -> Mutator:

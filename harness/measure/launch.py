@@ -88,8 +88,7 @@ def predict(f: m.IgvmFile, platform, vcpus: int, host: HostProfile | None = None
     h = SevDigest()
     for u in plan.updates:
         if u.kind in (Kind.NORMAL, Kind.ZERO):
-            for page in u.pages:
-                h.update_padded(page, u.page_size)
+            h.update_pages(u.pages, u.page_size)
     pred = Prediction(ptype, b"", vcpus, host, policy, 0, updates=len(plan.updates),
                       measured_bytes=sum(u.length for u in plan.updates
                                          if u.kind in (Kind.NORMAL, Kind.ZERO)), notes=plan.notes)
@@ -132,24 +131,13 @@ def _predict_snp(plan: LaunchPlan, vcpus: int, host: HostProfile, policy: int | 
     ld = SnpLaunchDigest()
     measured = 0
     for u in plan.updates:
-        for i, page in enumerate(u.pages):
-            gpa = u.gpa + i * u.page_size
-            if u.kind == Kind.NORMAL:
-                if page is None:
-                    ld.normal_zero_pages(gpa, u.page_size)
-                else:
-                    view = memoryview(page)
-                    if len(view) == u.page_size:
-                        ld.normal_pages(gpa, view)
-                    else:
-                        ld.normal_pages(gpa, bytes(view) + bytes(u.page_size - len(view)))
-                measured += u.page_size
-            elif u.kind == Kind.ZERO:
-                # cgs_set_guest_state: ZERO regions go through launch_update_data, i.e. NORMAL pages.
-                ld.normal_zero_pages(gpa, u.page_size)
-                measured += u.page_size
-            else:
-                ld.typed_pages(_SNP_KIND[u.kind], gpa, u.page_size)
+        if u.kind in (Kind.NORMAL, Kind.ZERO):
+            # cgs_set_guest_state: ZERO regions go through launch_update_data too, so
+            # they are NORMAL pages whose contents are zeros (page data None).
+            ld.normal_page_list(u.gpa, u.pages, u.page_size)
+            measured += u.length
+        else:
+            ld.typed_pages(_SNP_KIND[u.kind], u.gpa, u.length)
     vp0 = plan.vp_contexts.get(0)
     vp0_features = kvm_vmsa.read_fields(vp0)[1]["sev_features"] if vp0 else None
     pred = Prediction(PlatformType.SEV_SNP, b"", vcpus, host, policy,

@@ -46,6 +46,17 @@ class SevDigest:
             self._h.update(data)
         self.update_zeros(length - n)
 
+    def update_pages(self, pages, page_size: int) -> None:
+        """Feed a run of pages (each data or None, zero-padded to ``page_size``).
+
+        The hot loop of a launch prediction: full pages go straight to hashlib."""
+        upd = self._h.update
+        for page in pages:
+            if page is not None and len(page) == page_size:
+                upd(page)
+            else:
+                self.update_padded(page, page_size)
+
     def update_zeros(self, length: int) -> None:
         while length > 0:
             step = min(length, len(_ZERO_CHUNK))

@@ -103,19 +103,6 @@ def platform_type(name: str | PlatformType) -> PlatformType:
                            + ", ".join(PLATFORM_NAMES)) from None
 
 
-def _data(page: m.PageData):
-    d = page.data
-    return None if d is None or len(d) == 0 else d
-
-
-def _same_region(prev: m.PageData, cur: m.PageData) -> bool:
-    """qigvm_page_attrs_equal: same flags, type, mask, and both or neither with data."""
-    if (_data(prev) is None) != (_data(cur) is None):
-        return False
-    return (prev.flags == cur.flags and prev.data_type == cur.data_type
-            and prev.compatibility_mask == cur.compatibility_mask)
-
-
 def _page_size(page: m.PageData) -> int:
     return PAGE_2M if page.flags & PageDataFlags.IS_2MB_PAGE else PAGE_4K
 
@@ -160,44 +147,55 @@ def plan_launch(f: m.IgvmFile, platform: str | PlatformType, vcpus: int) -> Laun
     plan = LaunchPlan(ptype, mask)
     snp = ptype == PlatformType.SEV_SNP
     areas: list[tuple[int, int]] = []  # (index, size) in declaration order
-    run: list[m.PageData] = []
+    # The pending region (qigvm_process_mem_page's region_* fields), kept flat for speed:
+    run: list = []          # page data (None for a zero page)
+    run_first: m.PageData | None = None
     run_start = run_last = -1
+    run_next_gpa = run_flags = run_type = run_mask = run_size = 0
+    run_has = False
 
     def flush() -> None:
-        nonlocal run
-        if not run:
+        nonlocal run, run_first
+        if run_first is None:
             return
-        first = run[0]
-        zero = all(_data(p) is None for p in run)
-        size = _page_size(first)
-        for i, p in enumerate(run):
-            d = _data(p)
-            if d is not None and len(d) > size:
-                raise HarnessError(f"directive {run_start + i}: page data of {len(d)} bytes exceeds the "
-                                   f"page size {size:#x}; QEMU refuses it (qigvm_process_mem_region)", 1)
-        kind = _region_kind(first, zero)
+        kind = _region_kind(run_first, not run_has)
         if kind in (Kind.SECRETS, Kind.CPUID) and not snp:
             raise HarnessError(f"directive {run_start}: a {kind.value.upper()} page cannot run on "
                                f"{ptype.name}: QEMU refuses it (target/i386/sev.c: cgs_set_guest_state, "
                                "'attempt to configure ... page, but SEV-SNP is not supported')", 1)
-        plan.updates.append(Update(kind, first.gpa, size, [_data(p) for p in run], run_start))
-        run = []
+        plan.updates.append(Update(kind, run_first.gpa, run_size, run, run_start))
+        run, run_first = [], None
 
+    page_type = m.PageData
     for index, d in enumerate(f.directives):
+        if type(d) is page_type:  # hot path: one test per attribute qigvm_page_attrs_equal compares
+            if not d.compatibility_mask & mask:
+                continue
+            data = d.data
+            has = data is not None and len(data) != 0
+            if run_first is not None and not (
+                    index == run_last + 1 and d.gpa == run_next_gpa and has == run_has
+                    and d.flags == run_flags and d.data_type == run_type
+                    and d.compatibility_mask == run_mask):
+                flush()
+            if run_first is None:
+                run_first, run_start = d, index
+                run_flags, run_type, run_mask, run_has = d.flags, d.data_type, d.compatibility_mask, has
+                run_size = _page_size(d)
+                run_next_gpa = d.gpa
+            if has and len(data) > run_size:
+                raise HarnessError(f"directive {index}: page data of {len(data)} bytes exceeds the page "
+                                   f"size {run_size:#x}; QEMU refuses it (qigvm_process_mem_region)", 1)
+            run.append(data if has else None)
+            run_last = index
+            run_next_gpa += run_size
+            continue
         t = d.header_type
         if t not in QEMU_DIRECTIVES:
             raise HarnessError(f"directive {index} ({_type_name(d)}) has no handler in QEMU; it stops "
                                "with 'Unknown header type encountered' (backends/igvm.c: qigvm_handler)", 1)
-        if isinstance(d, m.PageData):
-            if not d.compatibility_mask & mask:
-                continue
-            if run and (not _same_region(run[-1], d) or run[-1].gpa + _page_size(run[-1]) != d.gpa
-                        or run_last != index - 1):
-                flush()
-            if not run:
-                run_start = index
-            run.append(d)
-            run_last = index
+        if isinstance(d, m.PageData):  # a subclass: treat like the hot path would
+            raise HarnessError(f"directive {index}: unexpected PageData subclass {type(d).__name__}")
         elif isinstance(d, m.ParameterArea):
             areas.append((d.parameter_area_index, d.number_of_bytes))
         elif isinstance(d, m.ParameterInsert):

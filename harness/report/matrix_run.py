@@ -163,14 +163,19 @@ def _collector_in_entry_points() -> bool:
                for ep in importlib.metadata.entry_points(group="pytest11"))
 
 
+def collector_args() -> list[str]:
+    """``-p harness.report.pytest_collect`` unless the collector is already
+    an installed pytest11 plugin (then ``-p`` would register it twice)."""
+    return [] if _collector_in_entry_points() else ["-p", "harness.report.pytest_collect"]
+
+
 def pytest_command(spec: Spec, cell: Cell, outdir: Path) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", *spec.pytest_args, "--platform", cell.platform,
            "--accel", cell.accel, "--igvm-report-dir", str(outdir),
            "--igvm-report-label", f"{spec.name}: {cell.label}"]
     if cell.qemu.path:
         cmd += ["--qemu", cell.qemu.path]
-    if not _collector_in_entry_points():
-        cmd[3:3] = ["-p", "harness.report.pytest_collect"]
+    cmd[3:3] = collector_args()
     return cmd
 
 

@@ -45,8 +45,8 @@ def _known_options() -> set[str]:
             opts.update(o for o in action.option_strings if o.startswith("--"))
             if hasattr(action, "choices") and isinstance(action.choices, dict):
                 stack.extend(action.choices.values())
-    help_text = subprocess.run([sys.executable, "-m", "pytest", "-p",
-                                "harness.report.pytest_collect", "--help"], cwd=REPO,
+    help_text = subprocess.run([sys.executable, "-m", "pytest",
+                                *matrix_run.collector_args(), "--help"], cwd=REPO,
                                capture_output=True, text=True, timeout=120).stdout
     opts.update(re.findall(r"(--[a-z][a-z0-9-]+)", help_text))
     return opts

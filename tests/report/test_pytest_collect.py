@@ -9,6 +9,7 @@ import textwrap
 from pathlib import Path
 
 from harness.igvm.defs import PlatformType
+from harness.report.matrix_run import collector_args
 
 from . import images
 
@@ -48,7 +49,7 @@ SAMPLE = textwrap.dedent('''
 
 
 def _pytest(tmp_path, *args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "harness.report.pytest_collect",
+    return subprocess.run([sys.executable, "-m", "pytest", *collector_args(),
                            "-p", "no:cacheprovider", *args], cwd=cwd or tmp_path,
                           capture_output=True, text=True, timeout=300)
 
