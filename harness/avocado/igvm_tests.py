@@ -69,7 +69,7 @@ class IgvmSuite(Test):
         out = Path(self.outputdir)
         from harness.report.matrix_run import collector_args
 
-        cmd = [sys.executable, "-m", "pytest", self.params.get("suites", default="suites/"),
+        cmd = [sys.executable, "-m", "pytest", self.params.get("suites", default=str(REPO / "suites")),
                *collector_args(), "-p", "no:cacheprovider", "-q",
                "--platform", self.params.get("platform", default="auto"),
                "--accel", self.params.get("accel", default="auto"),
