@@ -22,7 +22,7 @@ from typing import Callable
 from harness.errors import HarnessError
 from harness.igvm import defs
 from harness.igvm import model as m
-from harness.igvm.builder import serialize
+from harness.igvm.builder import BuildError, serialize
 from harness.igvm.defs import (
     Architecture, HeaderType, PlatformType, Section, KVM_VMSA_GPA, PAGE_SIZE_4K,
 )
@@ -456,7 +456,8 @@ def _guarded(name: str, fn: Mutator) -> Mutator:
             raise MutationError(f"{name}: input of {len(data)} bytes has no fixed header")
         try:
             return fn(data)
-        except (struct.error, IndexError, ValueError, OverflowError, StopIteration) as exc:
+        except (struct.error, IndexError, ValueError, OverflowError, StopIteration,
+                BuildError) as exc:
             raise MutationError(f"{name}: cannot mutate this input: {exc}") from None
     mutate.__name__ = fn.__name__
     mutate.__doc__ = fn.__doc__

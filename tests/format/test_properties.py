@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from harness.igvm.builder import IgvmBuilder, serialize
 from harness.igvm.defs import KVM_VMSA_GPA, PageDataType, PlatformType
-from harness.igvm.mutate import EXTRA_MUTATORS, MUTATORS, MutationError
+from harness.igvm.mutate import EXTRA_MUTATORS, MUTATORS, NAMED_MUTATORS, MutationError, compose
 from harness.igvm.parser import parse
 from harness.igvm.qemu_lint import lint
 from harness.igvm.rules import RULES, IgvmFormatError
@@ -83,13 +83,13 @@ def test_header_damage_never_raises(data):
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.sampled_from(sorted(MUTATORS) + sorted(EXTRA_MUTATORS)), min_size=1,
+@given(st.lists(st.sampled_from(sorted(MUTATORS) + sorted(EXTRA_MUTATORS) + sorted(NAMED_MUTATORS)), min_size=1,
                 max_size=3))
 def test_composed_mutators_never_raise_in_validate(names):
     data = BASE
     for name in names:
         try:
-            data = (MUTATORS.get(name) or EXTRA_MUTATORS[name])(data)
+            data = compose(name)(data)
         except (IgvmFormatError, MutationError):
             break  # a later mutator cannot read (or find what it needs in) what an earlier one broke
     _check(data)
