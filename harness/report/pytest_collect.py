@@ -60,8 +60,11 @@ class _Collector:
         if rep.failed and rep.longreprtext:
             evidence.logs.append(Log(f"{rep.when} failure", rep.longreprtext))
         for name, text in rep.sections:
-            if text.strip():
+            if text.strip() and not name.startswith("igvm-harness QEMU run"):
                 evidence.logs.append(Log(name, text))
+        for key, value in rep.user_properties:
+            if key == "qemu_run":  # a runner log directory (harness.plugin records them)
+                _add_run_logs(evidence, Path(value))
         module = rep.nodeid.split("::", 1)[0]
         check = Check(
             id=extra.get("id") or rep.nodeid,
@@ -156,6 +159,33 @@ def _message(rep: pytest.TestReport, verdict: str) -> str:
         lines = rep.longreprtext.splitlines()
         return lines[-1] if lines else verdict
     return ""
+
+
+#: Files of a runner log directory (harness.qemu.runner) shown as evidence.
+RUN_FILES = (("cmdline.txt", "QEMU command line"), ("stderr.log", "QEMU stderr"),
+             ("qmp.log", "QMP transcript"), ("outcome.json", "outcome"))
+EVIDENCE_LIMIT = 16 * 1024
+
+
+def _tail(path: Path) -> str | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    cut = len(data) - EVIDENCE_LIMIT
+    text = data[-EVIDENCE_LIMIT:].decode("utf-8", "replace")
+    return f"[... {cut} bytes cut ...]\n{text}" if cut > 0 else text
+
+
+def _add_run_logs(evidence: Evidence, run_dir: Path) -> None:
+    """Console and logs of one QEMU run, every verdict (not only failures)."""
+    console = _tail(run_dir / "console.log")
+    if console and not evidence.console:
+        evidence.console = console
+    for name, title in RUN_FILES:
+        text = _tail(run_dir / name)
+        if text and text.strip():
+            evidence.logs.append(Log(f"{title} ({run_dir.name})", text))
 
 
 def _evidence(raw: dict[str, Any]) -> Evidence:

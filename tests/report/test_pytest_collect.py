@@ -110,3 +110,20 @@ def test_certify_suite_on_a_vendor_image_writes_the_report(tmp_path):
     assert ("PAGE_DATA(SECRETS)", "sev-es", "fail") in {
         (c["directive"], c["platform"], c["verdict"]) for c in doc["matrix"]}
     assert (tmp_path / "reports" / path.with_suffix(".html").name).is_file()
+
+
+def test_runner_log_directories_become_evidence(tmp_path):
+    run = tmp_path / "run1"
+    run.mkdir()
+    (run / "console.log").write_text("IGVMT status=ok\n")
+    (run / "stderr.log").write_text("qemu-system-x86_64: warning: something\n")
+    (tmp_path / "test_run.py").write_text(textwrap.dedent(f'''
+        def test_booted(request):
+            request.node.user_properties.append(("qemu_run", {str(run)!r}))
+    '''))
+    proc = _pytest(tmp_path, "test_run.py", "--igvm-report-dir", "out", "-q")
+    assert proc.returncode == 0, proc.stdout
+    [check] = json.loads(next((tmp_path / "out").glob("*.json")).read_text())["checks"]
+    assert check["verdict"] == "pass"
+    assert check["evidence"]["console"] == "IGVMT status=ok\n"
+    assert [log["name"] for log in check["evidence"]["logs"]] == ["QEMU stderr (run1)"]
