@@ -259,7 +259,7 @@ class IgvmBuilder:
         else:
             mv = memoryview(data if isinstance(data, bytes) else bytes(data))
         out = []
-        for i in range(0, max(len(mv), 1), PAGE_SIZE_4K):
+        for i in range(0, len(mv), PAGE_SIZE_4K):
             out.append(self.page(gpa + i, mv[i:i + PAGE_SIZE_4K], mask=mask, **kw))
         return out
 
