@@ -48,7 +48,7 @@ Public API (other layers code against these names):
 - ``vmsa``: ``SevEsVmsa`` (4 KiB VMSA, named fields, ``from_bytes`` /
   ``to_bytes`` / ``qemu_unsupported_fields``), ``NativeVpContextX64``,
   ``Segment``.
-- ``inspect``: ``describe(model)``, ``page_ranges(model)``,
+- ``describe``: ``describe(model)``, ``page_ranges(model)``, ``render_text()``,
   ``decode_vp_context(model, header)``.
 - ``commands``: ``igvm-harness inspect FILE [--json]`` and
   ``igvm-harness validate FILE [--platform P] [--strict] [--qemu] [--json]``.

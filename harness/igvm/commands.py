@@ -43,7 +43,7 @@ def _platform(name):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from harness.igvm.inspect import describe, render_text
+    from harness.igvm.describe import describe, render_text
     from harness.igvm.parser import read, scan
     data = read(args.file)
     f, violations = scan(data)
