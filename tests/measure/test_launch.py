@@ -265,3 +265,16 @@ def test_page_of_other_platform_breaks_the_run():
     p = predict(b.model(), "sev", 1)
     assert p.updates == 2
     assert p.hexdigest == hashlib.sha256((pattern(16) + bytes(PAGE - 16)) * 2).hexdigest()
+
+
+def test_sev_ovmf_as_igvm_matches_sev_snp_measure_vector():
+    """sev-snp-measure's SEV case without -kernel (OvmfX64 fixture): the launch digest is
+    SHA-256 of the firmware; the same bytes as IGVM pages below 4 GiB give the same digest."""
+    v = load_vector("ssm_launch_digest_kat.json")
+    cases = [c for c in v["cases"] if c["mode"] == "sev" and c["kernel"] is None]
+    assert cases
+    for c in cases:
+        fw = b64(v["fixtures_b64"][c["ovmf"]])
+        b, _ = builder(PlatformType.SEV)
+        b.pages((1 << 32) - len(fw), fw)
+        assert predict(b.model(), "sev", c["vcpus"]).hexdigest == c["expected_ld"]

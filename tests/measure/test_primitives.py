@@ -164,3 +164,21 @@ def test_ovmf_pages_digest_matches_sev_snp_measure_vector():
     ld = SnpLaunchDigest()
     ld.normal_pages((1 << 32) - len(ovmf), ovmf)
     assert ld.hexdigest() == v["snp_ovmf_hash_ovmf_AmdSev_suffix"]
+
+
+def test_parallel_contents_equal_serial_and_gctx():
+    """Long NORMAL runs hash page contents on worker threads; the chain must not change."""
+    from harness.measure import measure_snp
+    n = 2 * measure_snp._BATCH + 7
+    data = _pages(42, 8)
+    pages = [memoryview(data)[(i % 8) * 0x1000:((i % 8) + 1) * 0x1000] for i in range(n)]
+    pages[5] = None  # a zero page inside the run
+    pages[9] = b"short"  # zero-padded
+    ref = gctx.GCTX()
+    for i, p in enumerate(pages):
+        page = bytes(0x1000) if p is None else bytes(p) + bytes(0x1000 - len(p))
+        ref.update_normal_pages(0x100000 + i * 0x1000, page)
+    for workers in (1, 2):
+        ld = SnpLaunchDigest()
+        ld.normal_page_list(0x100000, pages, 0x1000, workers=workers)
+        assert ld.ld == ref.ld() and ld.pages == n
