@@ -336,25 +336,28 @@ def context_vmsa(vmsa: bytes, host: HostProfile, sev_features: int, *, snp: bool
     return kvm_vmsa(qemu_cpu_state(vmsa, host.cpu_sig), host, sev_features, snp=snp)
 
 
+#: sizeof(struct sev_es_save_area) in QEMU (target/i386/sev.h): QEMU copies and
+#: checks only these bytes of the IGVM VMSA; the rest of the page is ignored.
+QEMU_SAVE_AREA_SIZE = 0x670
+
+
 def unsupported_fields(vmsa: bytes) -> list[str]:
     """Names of non-zero fields QEMU does not synchronise (check_vmsa_supported)."""
-    page = bytearray(vmsa[:VMSA_SIZE].ljust(VMSA_SIZE, b"\0"))
+    page = bytearray(vmsa[:QEMU_SAVE_AREA_SIZE].ljust(QEMU_SAVE_AREA_SIZE, b"\0"))
     covered = bytearray(VMSA_SIZE)
     for off in SEGMENT_OFFSET.values():
         covered[off:off + 16] = b"\1" * 16
     for name in QEMU_SUPPORTED_FIELDS:
         off, fmt = FIELDS[name]
         covered[off:off + struct.calcsize(fmt)] = b"\1" * struct.calcsize(fmt)
-    names = {off: n for n, (off, _f) in FIELDS.items()}
     bad: list[str] = []
-    for i in range(VMSA_SIZE):
+    for i in range(QEMU_SAVE_AREA_SIZE):
         if page[i] and not covered[i]:
             # name the field containing byte i when we know it
             label = next((n for n, (off, fmt) in FIELDS.items()
                           if off <= i < off + struct.calcsize(fmt)), f"byte {i:#x}")
             if label not in bad:
                 bad.append(label)
-    del names
     return bad
 
 

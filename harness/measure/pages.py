@@ -248,8 +248,9 @@ def _check_vp_context(index: int, d: m.VpContext, ptype: PlatformType, vcpus: in
         raise HarnessError(f"directive {index}: the VMSA GPA is {d.gpa:#x} but KVM always places the VMSA "
                            f"at {KVM_VMSA_GPA:#x}; QEMU refuses it (check_vmsa_supported)", 1)
     data = bytes(d.data or b"")
-    if len(data) < kvm_vmsa.VMSA_SIZE:
-        raise HarnessError(f"directive {index}: VP context of {len(data)} bytes is shorter than a VMSA "
+    if len(data) < kvm_vmsa.QEMU_SAVE_AREA_SIZE:
+        raise HarnessError(f"directive {index}: VP context of {len(data)} bytes is shorter than QEMU's "
+                           f"sev_es_save_area ({kvm_vmsa.QEMU_SAVE_AREA_SIZE:#x} bytes); QEMU refuses it "
                            "(sev_set_cpu_context: 'Invalid context provided')", 1)
     bad = kvm_vmsa.unsupported_fields(data)
     if bad:

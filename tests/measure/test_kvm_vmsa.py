@@ -207,3 +207,25 @@ def test_qemu_source_legacy_vm_type_contradicts_its_documentation():
 def test_qemu_source_tr_base_from_ldtr():
     sev = (_qemu_source() / "target/i386/sev.c").read_text()
     assert re.search(r"R_TR, launch_vmsa->vmsa\.tr\.selector,\s*launch_vmsa->vmsa\.ldtr\.base", sev)
+
+
+def test_layout_agrees_with_format_layer_vmsa():
+    """The two VMSA tables in the repository (format layer, this model) agree."""
+    from harness.igvm.vmsa import SevEsVmsa
+    names = {n for n, _o, _f in SevEsVmsa.FIELDS}
+    for name, (off, _fmt) in kv.FIELDS.items():
+        if name in names:
+            assert SevEsVmsa.offset_of(name) == off, name
+    for name, off in kv.SEGMENT_OFFSET.items():
+        assert SevEsVmsa.offset_of(name) == off
+    assert kv.QEMU_SUPPORTED_FIELDS | set(kv.SEGMENTS) == set(SevEsVmsa.QEMU_ALLOWED)
+    assert kv.QEMU_SAVE_AREA_SIZE == SevEsVmsa.QEMU_CHECKED_SIZE
+
+
+def test_bytes_beyond_qemu_save_area_are_ignored():
+    """QEMU copies sizeof(struct sev_es_save_area) = 0x670 bytes (target/i386/sev.h);
+    a non-zero byte after that is neither refused nor measured."""
+    page = bytearray(_long_mode_context())
+    page[0x800] = 0xAA
+    assert kv.unsupported_fields(bytes(page)) == []
+    assert kv.context_vmsa(bytes(page), INIT2, 0) == kv.context_vmsa(_long_mode_context(), INIT2, 0)

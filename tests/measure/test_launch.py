@@ -278,3 +278,11 @@ def test_sev_ovmf_as_igvm_matches_sev_snp_measure_vector():
         b, _ = builder(PlatformType.SEV)
         b.pages((1 << 32) - len(fw), fw)
         assert predict(b.model(), "sev", c["vcpus"]).hexdigest == c["expected_ld"]
+
+
+def test_short_vp_context_refused():
+    b, _ = builder(PlatformType.SEV_ES)
+    b.page(0x100000, pattern(16))
+    b.vp_context(KVM_VMSA_GPA, bytes(0x600))
+    with pytest.raises(HarnessError, match="shorter than QEMU's sev_es_save_area"):
+        predict(b.model(), "sev-es", 1, HostProfile(vm_type=VmType.INIT2))
