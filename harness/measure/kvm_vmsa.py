@@ -240,6 +240,11 @@ def qemu_cpu_state(vmsa: bytes, cpu_sig: int) -> CpuState:
     - CR0/CR4 go through cpu_x86_update_cr0/cr4, which take ``uint32_t`` and
       set CR0.ET; CR0.PG with EFER.LME and CR4.PAE sets EFER.LMA.
     - GDTR/IDTR keep base and limit (attributes are dropped later by KVM).
+
+    Assumption: a file with EFER.LME and CR0.PG but without EFER.LMA gets LMA
+    (QEMU sets it on the first application after reset; whether a later
+    re-application, which does not, reaches KVM first depends on QEMU's
+    register synchronisation order).  Files that set LMA themselves are exact.
     """
     segs_in, regs_in = read_fields(vmsa)
     rest = reset = qemu_reset_state(cpu_sig)

@@ -232,3 +232,30 @@ def test_snp_object_properties():
     p = verify.snp_object_properties(0x30000, 51, 1)
     assert p == {"qom-type": "sev-snp-guest", "id": "sev0", "policy": 0x30000, "cbitpos": 51,
                  "reduced-phys-bits": 1}
+
+
+def _qemu_source():
+    from pathlib import Path
+    for cand in (os.environ.get("QEMU_SOURCE_DIR"), "/tmp/explore/qemu-10.2.2"):
+        if cand and (Path(cand) / "target/i386/sev.c").is_file():
+            return Path(cand)
+    pytest.skip("QEMU 10.2 source tree not available (set QEMU_SOURCE_DIR)")
+
+
+def test_qemu_source_snp_policy_and_id_block_come_from_the_file():
+    """Why verify_snp puts the ID block into the IGVM file and keeps its GUEST_POLICY
+    equal to the sev-snp-guest policy: cgs_set_guest_policy drops any command-line
+    ID block, and SNP_LAUNCH_START (with the object's policy) runs in
+    sev_common_kvm_init, called from kvm_arch_init before the machine processes the
+    IGVM file (hw/i386/pc_q35.c)."""
+    src = _qemu_source()
+    sev = (src / "target/i386/sev.c").read_text()
+    body = sev[sev.index("static int cgs_set_guest_policy"):]
+    body = body[:body.index("\n}\n")]
+    assert body.index("sev_snp_guest->id_block = NULL;") < body.index("if (policy_data1_size > 0)")
+    init = sev[sev.index("static int sev_common_kvm_init"):]
+    assert "klass->launch_start(sev_common)" in init[:init.index("\n}\n")]
+    kvm = (src / "target/i386/kvm/kvm.c").read_text()
+    assert "confidential_guest_kvm_init(ms->cgs" in kvm
+    q35 = (src / "hw/i386/pc_q35.c").read_text()
+    assert "->process(x86ms->igvm, machine->cgs, false" in q35
