@@ -24,14 +24,15 @@ def load_vector(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def vector_cases(name: str, key: str = "cases") -> list:
-    """Cases of a vector file for parametrize at collection time ([] when absent)."""
+def vector_cases(name: str, key: str = "cases", keep=lambda case: True) -> list:
+    """Cases of a vector file for parametrize at collection time (one skipped
+    param naming the missing file when absent); ``keep`` selects cases."""
     path = VECTORS / name
     if not path.is_file():
         return [pytest.param(None, marks=pytest.mark.skip(reason=f"known-answer vectors absent: no {path}"))]
     data = json.loads(path.read_text())
     return [pytest.param(c, id=str(c.get("name", i)) if isinstance(c, dict) else str(i))
-            for i, c in enumerate(data[key])]
+            for i, c in enumerate(data[key]) if keep(c)]
 
 
 def b64(text: str) -> bytes:

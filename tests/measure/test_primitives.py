@@ -29,17 +29,18 @@ def test_launch_measure_hmac_virtee_sev_kat():
         assert mac.hex() == c["expected_measure"]
 
 
-@pytest.mark.parametrize("case", vector_cases("sevctl_measurement_build_kat.json"))
+# The "-kernel" case measures QEMU's kernel-hashes table inside OVMF, which an IGVM
+# launch never has; it is left out of the table.
+@pytest.mark.parametrize("case", vector_cases("sevctl_measurement_build_kat.json",
+                                              keep=lambda c: "kernel" not in c))
 def test_sevctl_measurement_build(case):
-    """sevctl 'measurement build' table: digest (when computable here) + HMAC + blob format."""
+    """sevctl 'measurement build' table: digest + HMAC + blob format."""
     v = load_vector("sevctl_measurement_build_kat.json")
     data = v["data_b64"]
     tik = b64(data["tik1.bin"])
     expected = LaunchMeasurement.from_base64(case["expected_b64"])
     if "launch_digest_b64" in case:
         digest = b64(case["launch_digest_b64"])
-    elif "kernel" in case:
-        pytest.skip("kernel-hashes table (-kernel with OVMF) is not an IGVM launch; not modelled")
     else:
         h = SevDigest()
         h.update(b64(data["firmware"]))
