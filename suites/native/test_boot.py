@@ -188,3 +188,18 @@ def test_unmeasured_pages_are_loaded_natively(boot, long_image, accel):
     s = rep.one("sum")
     assert (s["sum"], s["hash"], s["nonzero"]) == qword_digest(data)
     assert rep.one("peek")["value"] == int.from_bytes(data[:8], "little")
+
+
+def test_platform_config_page_selected_by_mask(boot, long_image, accel):
+    """A file for NATIVE and SEV-ES carries one configuration page per
+    platform at the same GPA; without a confidential-guest object QEMU picks
+    the native mask (backends/igvm.c qigvm_supported_platform_compat_mask
+    considers SEV platforms only with a cgs object), so the guest must see
+    the native page: port I/O and the native exit status."""
+    from harness.igvm.defs import PlatformType
+    img = long_image(exit_status=0x11)
+    img.add_platform(PlatformType.SEV_ES, exit_status=0x22)
+    out = boot(img.build())
+    rep = booted(out)
+    assert rep.one("boot")["io_mode"] == 0 and rep.one("boot")["cfg"] == 1
+    assert out.guest_status == 0x11

@@ -1,0 +1,68 @@
+"""The pytest plugin seen from outside: skip reasons name what is missing,
+and a failing boot attaches its logs to the report."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+INNER = textwrap.dedent("""
+    import pytest
+
+    @pytest.mark.qemu
+    def test_needs_qemu():
+        pass
+
+    @pytest.mark.platforms("sev-snp")
+    def test_snp_only():
+        pass
+
+    @pytest.mark.requires("sev-snp")
+    def test_requires_snp(qemu_caps):
+        pass
+
+    def test_boot_fails(boot, guest_images):
+        from harness.fixtures.native import reset_vector_image
+        out = boot(reset_vector_image(guest_images["reset16"]), accel="tcg")
+        assert out.report.status == 99, "deliberate failure"
+""")
+
+
+def _inner(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+    (tmp_path / "test_inner.py").write_text(INNER)
+    return subprocess.run([sys.executable, "-m", "pytest", "-rs", "-p", "no:cacheprovider",
+                           "--rootdir", str(tmp_path), "--basetemp", str(tmp_path / "bt"),
+                           str(tmp_path / "test_inner.py"), *args],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
+
+
+def test_skips_name_the_missing_qemu(tmp_path):
+    res = _inner(tmp_path, "--qemu", str(tmp_path / "no-such-qemu"), "--platform", "native")
+    assert "no-such-qemu does not exist" in res.stdout
+    assert "platform sev-snp not selected (--platform=native)" in res.stdout
+
+
+@pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="no qemu-system-x86_64 on PATH")
+def test_skip_names_missing_igvm_cfg_of_a_stock_qemu(tmp_path):
+    stock = shutil.which("qemu-system-x86_64")
+    probe = subprocess.run([stock, "-object", "help"], capture_output=True, text=True)
+    if "igvm-cfg" in probe.stdout:
+        pytest.skip(f"{stock} has igvm-cfg: no stock QEMU to compare with")
+    res = _inner(tmp_path, "--qemu", stock)
+    assert "lacks igvm-cfg" in res.stdout
+
+
+def test_failing_boot_attaches_logs(tmp_path, qemu_binary, guest_images):
+    res = _inner(tmp_path, "--qemu", qemu_binary, "-k", "boot_fails")
+    assert res.returncode == 1, res.stdout[-2000:]
+    out = res.stdout
+    assert "igvm-harness QEMU run boot-1" in out
+    for part in ("--- cmdline.txt", "igvm-cfg,id=igvm0", "--- console.log", "IGVMT done",
+                 "--- qmp.log", "'execute': 'cont'"):
+        assert part in out, part
