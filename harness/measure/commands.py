@@ -44,8 +44,11 @@ def _measure(args: argparse.Namespace) -> int:
     from harness.measure.launch import predict
 
     f = load(args.file)
-    pred = predict(f, args.platform, args.vcpus, host_from_args(args), args.policy)
+    host = host_from_args(args)
+    pred = predict(f, args.platform, args.vcpus, host, args.policy)
     out = pred.as_dict()
+    if args.expect is not None:
+        return _compare(f, args, host, pred)
     if args.json:
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
@@ -62,6 +65,27 @@ def _measure(args: argparse.Namespace) -> int:
     for note in out["notes"]:
         print(f"  note: {note}")
     return 0
+
+
+def _compare(f, args: argparse.Namespace, host: HostProfile, pred) -> int:
+    """--expect: compare with an observed digest; on mismatch print the triage report."""
+    from harness.measure import triage
+    from harness.measure.launch import predict
+
+    try:
+        observed = bytes.fromhex(args.expect.strip())
+    except ValueError:
+        raise HarnessError("--expect takes the observed launch digest in hex") from None
+    if len(observed) != len(pred.digest):
+        raise HarnessError(f"--expect has {len(observed)} bytes; a {pred.as_dict()['algorithm']} digest has "
+                           f"{len(pred.digest)}")
+    if observed == pred.digest:
+        print(f"{pred.as_dict()['platform']} launch digest matches: {pred.hexdigest}")
+        return 0
+    found = triage.search_alternatives(lambda h, n: predict(f, args.platform, n, h, pred.policy),
+                                       host, args.vcpus, lambda d: d == observed)
+    print(triage.report(pred, None, found))
+    return 1
 
 
 def add_host_arguments(p: argparse.ArgumentParser) -> None:
@@ -88,5 +112,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", type=_int, default=None,
                    help="guest policy (default: QEMU's, 0x1 SEV / 0x5 SEV-ES; SNP: the file's GUEST_POLICY)")
     add_host_arguments(p)
+    p.add_argument("--expect", metavar="HEX", default=None,
+                   help="observed launch digest (e.g. MEASUREMENT of an SNP report): exit 1 and print "
+                        "a triage report when it differs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_measure)

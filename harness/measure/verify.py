@@ -202,6 +202,16 @@ def verify_sev(f: m.IgvmFile, platform: str, vcpus: int, host: HostProfile, poli
                                     lambda h, n: predict(f, platform, n, h, pred.policy))
 
 
+def object_arg(props: dict) -> str:
+    """``-object`` argument text for properties (QEMU's key=value syntax, commas doubled)."""
+    def val(v) -> str:
+        if isinstance(v, bool):
+            v = "on" if v else "off"
+        return str(v).replace(",", ",,")
+    rest = ",".join(f"{k}={val(v)}" for k, v in props.items() if k != "qom-type")
+    return f"{props['qom-type']},{rest}"
+
+
 # ------------------------------------------------------------------ SNP
 def snp_object_properties(policy: int, cbitpos: int, reduced_phys_bits: int) -> dict:
     return {"qom-type": "sev-snp-guest", "id": "sev0", "policy": policy, "cbitpos": cbitpos,

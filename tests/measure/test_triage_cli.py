@@ -87,3 +87,26 @@ def test_cli_not_igvm(tmp_path, capsys):
     p.write_bytes(b"not an igvm file at all")
     assert main(["measure", str(p), "--platform", "sev"]) == 1
     assert capsys.readouterr().err.startswith("igvm-harness: ")
+
+
+def test_cli_expect_match_and_triage(tmp_path, capsys):
+    """--expect with the digest of another CPU model: exit 1, the alternative named."""
+    path = _write(tmp_path, [PlatformType.SEV_ES])
+    data = b"\x42" * 6000 + bytes(8192 - 6000)
+    milan = bytes(ssm_vmsa.VMSA.build_save_area(0xFFFFFFF0, 0, 0xA00F11, VMMType.QEMU))
+    observed = hashlib.sha256(data + milan).hexdigest()
+    argv = ["measure", str(path), "--platform", "sev-es", "--vm-type", "init2"]
+    assert main(argv + ["--expect", observed]) == 1
+    out = capsys.readouterr().out
+    assert "single changes that reproduce the observation: vcpu-type=EPYC-Milan" in out
+    assert "vCPU 0: rdx: predicted 0x800f12, observed 0xa00f11" in out
+    assert main(argv + ["--vcpu-type", "EPYC-Milan", "--expect", observed]) == 0
+    assert "matches" in capsys.readouterr().out
+    assert main(argv + ["--expect", "zz"]) == 2
+
+
+def test_object_arg():
+    from harness.measure.verify import object_arg
+    assert object_arg({"qom-type": "sev-guest", "id": "sev0", "policy": 5, "dh-cert-file": "/t/a,b",
+                       "kernel-hashes": False}) == \
+        "sev-guest,id=sev0,policy=5,dh-cert-file=/t/a,,b,kernel-hashes=off"
