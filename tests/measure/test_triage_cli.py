@@ -11,7 +11,6 @@ from harness.cli import main
 from harness.igvm.builder import IgvmBuilder
 from harness.igvm.defs import KVM_VMSA_GPA, PlatformType
 from harness.measure import triage
-from harness.measure.kvm_vmsa import HostProfile, VmType, reset_vmsa
 
 ssm_vmsa = pytest.importorskip("sevsnpmeasure.vmsa", reason="sev-snp-measure (PyPI) not installed")
 from sevsnpmeasure.vmm_types import VMMType  # noqa: E402
