@@ -36,7 +36,8 @@ def host_from_args(args: argparse.Namespace) -> HostProfile:
                                "(or give --cpu-signature)")
         sig = cpu_signature(*QEMU_CPU_MODELS[model])
     return HostProfile(kernel=args.kernel_profile, vm_type=VmType(args.vm_type), cpu_sig=sig,
-                       host_cr4_mce=not args.no_host_cr4_mce)
+                       host_cr4_mce=not args.no_host_cr4_mce,
+                       supported_vmsa_features=args.supported_sev_features)
 
 
 def _measure(args: argparse.Namespace) -> int:
@@ -98,6 +99,8 @@ def add_host_arguments(p: argparse.ArgumentParser) -> None:
                    help="QEMU -cpu model, for the CPU signature in RDX (default: %(default)s)")
     p.add_argument("--cpu-signature", type=_int, default=None,
                    help="CPUID.1:EAX to use instead of --vcpu-type")
+    p.add_argument("--supported-sev-features", type=_int, default=None, metavar="MASK",
+                   help="the host's KVM_X86_SEV_VMSA_FEATURES (refuse VMSAs asking for more)")
     p.add_argument("--no-host-cr4-mce", action="store_true",
                    help="the host runs without CR4.MCE (KVM ORs the host's MCE bit into CR4)")
 

@@ -181,6 +181,8 @@ class HostProfile:
     cpu_sig: int = cpu_signature(*QEMU_CPU_MODELS[DEFAULT_CPU_MODEL])
     host_cr4_mce: bool = True
     cd_nw_quirk: bool = True
+    #: KVM_X86_SEV_VMSA_FEATURES of the host (INIT2/SNP VMs); None = not known, accept all.
+    supported_vmsa_features: int | None = None
 
     @property
     def kernel_profile(self) -> KernelProfile:
@@ -283,6 +285,10 @@ def vm_sev_features(host: HostProfile, snp: bool, vp0_sev_features: int | None) 
     """
     if snp or host.vm_type is not VmType.LEGACY:
         value = (vp0_sev_features or 0) & ~SEV_FEAT_SNP_ACTIVE
+        if host.supported_vmsa_features is not None and value & ~host.supported_vmsa_features:
+            raise HarnessError(f"vCPU 0's VMSA asks for sev_features {value:#x} but the host supports only "
+                               f"{host.supported_vmsa_features:#x} (KVM_X86_SEV_VMSA_FEATURES); QEMU refuses "
+                               "it (check_sev_features)", 1)
         return value | (SEV_FEAT_SNP_ACTIVE if snp else 0)
     return host.kernel_profile.legacy_sev_features
 

@@ -229,3 +229,13 @@ def test_bytes_beyond_qemu_save_area_are_ignored():
     page[0x800] = 0xAA
     assert kv.unsupported_fields(bytes(page)) == []
     assert kv.context_vmsa(bytes(page), INIT2, 0) == kv.context_vmsa(_long_mode_context(), INIT2, 0)
+
+
+def test_unsupported_vmsa_features_refused_when_host_mask_known():
+    """check_sev_features: features beyond KVM_X86_SEV_VMSA_FEATURES are refused."""
+    host = HostProfile(vm_type=VmType.INIT2, supported_vmsa_features=0x0)
+    with pytest.raises(HarnessError, match="KVM_X86_SEV_VMSA_FEATURES"):
+        kv.vm_sev_features(host, False, 0x20)
+    assert kv.vm_sev_features(HostProfile(vm_type=VmType.INIT2, supported_vmsa_features=0x20), False, 0x20) == 0x20
+    # SNP_ACTIVE is KVM's own bit: not checked against the mask
+    assert kv.vm_sev_features(HostProfile(supported_vmsa_features=0x0), True, 0x1) == 0x1
