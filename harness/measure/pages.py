@@ -233,8 +233,6 @@ def plan_launch(f: m.IgvmFile, platform: str | PlatformType, vcpus: int) -> Laun
         if isinstance(h, m.GuestPolicy) and h.compatibility_mask & mask:
             plan.snp_policy = h.policy
     flush()
-    if ptype == PlatformType.SEV and plan.vp_contexts:
-        raise AssertionError("unreachable: VP contexts are refused for SEV above")
     return plan
 
 
