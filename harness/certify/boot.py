@@ -31,6 +31,7 @@ KVM_AMD_LEVEL = {"sev": "sev", "sev-es": "sev_es", "sev-snp": "sev_snp"}
 CONSOLE_LIMIT = 64 * 1024
 LOG_LIMIT = 32 * 1024
 BOOT_MEMORY = "512M"
+TCG_CBITPOS = 51  # placeholder C-bit position where no SEV host tells the real one
 
 
 def _usable(caps: Any, accel: str) -> bool:
@@ -68,10 +69,14 @@ def _confidential(platform: str, caps: Any, table: Any) -> Any:
     cg = ConfidentialGuest(type=plat.object_type,
                            policy=int(str(policy), 0) if policy is not None else None,
                            properties=props)
+    # reduced-phys-bits is mandatory (qapi/qom.json SevCommonProperties);
+    # cbitpos is checked against the host's CPUID on SEV hardware only
+    # (target/i386/sev.c: sev_common_kvm_init), so it comes from the host
+    # when known and is a placeholder under TCG.
     sevcaps = getattr(caps, "sev_capabilities", None) or {}
-    if "cbitpos" in sevcaps:  # on SEV hardware QEMU checks these against the host
-        cg.cbitpos = int(sevcaps["cbitpos"])
-        cg.reduced_phys_bits = int(sevcaps.get("reduced-phys-bits", 1))
+    cpuid = getattr(getattr(caps, "host", None), "cpuid", None) or {}
+    cg.cbitpos = int(sevcaps.get("cbitpos") or cpuid.get("cbitpos") or TCG_CBITPOS)
+    cg.reduced_phys_bits = int(sevcaps.get("reduced-phys-bits") or 1)
     return cg
 
 
