@@ -10,11 +10,20 @@ Two IGVM syntaxes exist:
   does not); it is generated so that the conformance matrix can show what a
   QEMU does with it (``qemu probe`` reports whether a build accepts it).
 
-Everything runs with ``-nodefaults``: when IGVM supplies the firmware, the
-pc/q35 machines map no BIOS ROM (hw/i386/pc_sysfw.c, pc_system_firmware_init
-skips x86_bios_rom_init when ``igvm`` is set), and -nodefaults drops the
-default NIC and VGA whose option ROMs a QEMU built without firmware blobs
-lacks.  No other ROM is loaded for a plain q35/pc IGVM boot.
+ROMs.  A QEMU built from Debian's ``+ds`` source has no firmware blobs.
+When IGVM supplies the firmware the pc/q35 machines map no BIOS
+(hw/i386/pc_sysfw.c, pc_system_firmware_init skips x86_bios_rom_init when
+``igvm`` is set).  Found by trying QEMU 10.2.2 without blobs:
+
+* without ``-nodefaults`` QEMU stops: ``failed to find romfile
+  "vgabios-stdvga.bin"`` (the default VGA's option ROM; the default NIC's
+  ROM would be next) -- so everything runs with ``-nodefaults``;
+* with ``-nodefaults`` the guest boots, but QEMU still prints ``rom: file
+  kvmvapic.bin: error Failed to open file`` (not fatal): the APIC creates
+  the ``kvmvapic`` device (hw/intc/apic_common.c) whose option ROM is
+  kvmvapic.bin (hw/i386/kvmvapic.c).  ``-global apic-common.vapic=off``
+  (``vapic_off``, default on) removes that last ROM lookup; the vapic is a
+  TPR-patching aid for old Windows guests and irrelevant to IGVM.
 """
 
 from __future__ import annotations
@@ -86,6 +95,7 @@ class QemuCommand:
     debug_exit_iobase: int = 0x501     # hw/misc/debugexit.c default
     paused: bool = True                # -S: the runner issues "cont" after pre-launch queries
     no_reboot: bool = True             # a guest reset (triple fault) ends QEMU
+    vapic_off: bool = True             # no kvmvapic.bin option ROM (see module doc)
     extra: list[str] = field(default_factory=list)
 
     def machine_arg(self) -> str:
@@ -111,6 +121,8 @@ class QemuCommand:
             a += ["-object", self.confidential.object_arg(igvm_here)]
         if self.igvm is not None and self.igvm_syntax == "cfg":
             a += ["-object", f"igvm-cfg,id=igvm0,file={_escape(self.igvm)}"]
+        if self.vapic_off:
+            a += ["-global", "apic-common.vapic=off"]
         if self.bios is not None:
             a += ["-bios", self.bios]
         if self.qmp_path is not None:

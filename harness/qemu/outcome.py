@@ -42,18 +42,15 @@ BOUNDARY_PATTERNS: tuple[tuple[str, str], ...] = (
 )
 
 
-def qemu_error_line(stderr: str) -> str | None:
-    """QEMU's own error: the first non-warning ``<prog>: ...`` line."""
-    fallback = None
-    for line in stderr.splitlines():
-        text = line.strip()
-        if not text:
-            continue
-        if "warning:" in text:
-            fallback = fallback or text
-            continue
-        return text
-    return fallback
+def qemu_error_line(stderr: str, prog: str = "qemu-system-") -> str | None:
+    """QEMU's own error: the first non-warning ``<prog>: ...`` line (QEMU's
+    error_report prefixes the program name), else the first other line."""
+    lines = [l.strip() for l in stderr.splitlines() if l.strip()]
+    errors = [l for l in lines if "warning:" not in l]
+    for line in errors:
+        if line.startswith(prog):
+            return line
+    return errors[0] if errors else (lines[0] if lines else None)
 
 
 def boundary_line(stderr: str) -> str | None:

@@ -62,6 +62,7 @@ def test_classify(kw, status):
 
 def test_error_line_skips_warnings():
     err = ("qemu-system-x86_64: warning: host doesn't support requested feature\n"
+           "rom: file kvmvapic.bin        : error Failed to open file\n"
            "qemu-system-x86_64: -object igvm-cfg: Unable to parse IGVM file x: -2\n")
     assert "Unable to parse" in qemu_error_line(err)
 
