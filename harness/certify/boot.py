@@ -16,6 +16,7 @@ before the deadline; a firmware that keeps running is stopped there.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -126,6 +127,12 @@ def boot(target: "Target", platform: str) -> "Outcome":
     )
     ev.logs = [log for log in ev.logs if log.text]
     wrote = len(outcome.console or "")
+    stderr = _read(run_dir / "stderr.log", LOG_LIMIT)
+    if (status == "ABORTED" and boundary is not None and not hardware
+            and re.search(boundary.error, outcome.error or stderr)):
+        # The expectations data names this platform's boundary error (e.g.
+        # SEV-SNP stops at guest memory creation without KVM).
+        status = "BOUNDARY"
     if status == "BOUNDARY":
         how_far = boundary.description.split("\n")[0] if boundary else ""
         if hardware:

@@ -67,3 +67,14 @@ def test_broken_image_is_refused_by_qemu(tmp_path, qemu):
     assert check.verdict == "fail"
     assert check.message.startswith("QEMU refused the image:")
     assert "context can be set for BSP only" in check.message
+
+
+def test_sev_snp_without_kvm_stops_before_reading_the_file(tmp_path, qemu):
+    # sev-snp-guest needs guest_memfd, i.e. KVM: under TCG QEMU stops while
+    # creating guest memory (system/physmem.c: ram_block_add).
+    image = images.native_hello(tmp_path / "snp.igvm", PlatformType.SEV_SNP)
+    check = _boot(tmp_path, image, "sev-snp", qemu)
+    if check.evidence.details.get("on_hardware"):
+        pytest.skip("this host has SEV-SNP: the boot runs to the end")
+    assert check.verdict == "boundary", check.message
+    assert "KVM required" in check.message
