@@ -58,11 +58,11 @@ def guest_file(byte_offset: int, reserved: int = 0) -> bytes:
     return b.build()
 
 
-def run_qemu(qemu: str, igvm: Path, smp: int = 1) -> subprocess.CompletedProcess:
+def run_qemu(qemu: str, igvm: Path, smp: int = 1, mem_mib: int = 256) -> subprocess.CompletedProcess:
     return subprocess.run(
         [qemu, "-machine", "q35,igvm-cfg=igvm0",
          "-object", f"igvm-cfg,id=igvm0,file={igvm}",
-         "-nodefaults", "-display", "none", "-accel", "tcg", "-smp", str(smp), "-m", "256",
+         "-nodefaults", "-display", "none", "-accel", "tcg", "-smp", str(smp), "-m", str(mem_mib),
          "-device", f"isa-debug-exit,iobase={DEBUG_EXIT_PORT:#x},iosize=1"],
         capture_output=True, text=True, timeout=60,
     )
@@ -81,6 +81,19 @@ def test_environment_info_parameter_reaches_the_guest(qemu_binary: str, tmp_path
     f.write_bytes(guest_file(4))
     proc = run_qemu(qemu_binary, f)
     assert proc.returncode == (1 << 1) | 1, proc.stderr  # memory_is_shared = 1
+
+
+@pytest.mark.parametrize("mem_mib", [256, 512])
+def test_memory_map_parameter_reaches_the_guest(qemu_binary: str, tmp_path: Path,
+                                                mem_mib: int) -> None:
+    """First IGVM_VHS_MEMORY_MAP_ENTRY (sorted by gpa) is the e820 RAM entry at 0 of
+    below_4g_mem_size bytes (hw/i386/pc.c, target/i386/igvm.c); byte 10 of the
+    entry is bits 16-23 of number_of_pages (offset 8): (mem_mib << 20 >> 12) >> 16."""
+    f = tmp_path / "memmap.igvm"
+    f.write_bytes(guest_file(0x1000 + 10))  # area 1 inserted at 0x11000
+    proc = run_qemu(qemu_binary, f, mem_mib=mem_mib)
+    pages = (mem_mib << 20) >> 12
+    assert proc.returncode == (((pages >> 16) & 0xFF) << 1) | 1, proc.stderr
 
 
 def test_bad_checksum_refused_with_library_code(qemu_binary: str, tmp_path: Path) -> None:
