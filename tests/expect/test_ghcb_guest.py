@@ -41,8 +41,11 @@ def test_ghcb_payload_replaces_only_the_io_seam(images):
 def test_reset_long_page(images):
     page = images["reset-long"].data
     assert len(page) == 4096
-    # 0xFFFFFFF0 (offset 0xFF0) must be a jump (EB rel8 or E9 rel16)
-    assert page[0xFF0] in (0xEB, 0xE9)
+    # 0xFFFFFFF0 (offset 0xFF0) must be a near jump (E9 rel16 in real mode)
+    # landing on the code at the start of the page (CS offset 0xF000)
+    assert page[0xFF0] == 0xE9
+    rel = int.from_bytes(page[0xFF1:0xFF3], "little")
+    assert (0xFFF3 + rel) & 0xFFFF == images["reset-long"].symbols["start"]
     # it never uses CPUID (0F A2) or port I/O (E4-E7, EC-EF), which #VC under SEV-ES
     img = images["reset-long"]
     long_entry = img.symbols["long_entry"] - 0xF000
