@@ -113,7 +113,7 @@ def expected_codes(rule_id: str) -> set[int]:
 def _native_context() -> bytes:
     ctx = bytearray(232)
     ctx[128:136] = (0xFFF0).to_bytes(8, "little")  # rip (IgvmNativeVpContextX64)
-    ctx[208:216] = (0x10).to_bytes(8, "little")    # cr0
+    ctx[200:208] = (0x10).to_bytes(8, "little")    # cr0
     return bytes(ctx)
 
 

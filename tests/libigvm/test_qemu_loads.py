@@ -58,6 +58,38 @@ def guest_file(byte_offset: int, reserved: int = 0) -> bytes:
     return b.build()
 
 
+def vp_context_file() -> bytes:
+    """Native file whose IGVM_VHS_VP_CONTEXT starts the BSP in 32-bit flat
+    protected mode at 0x1000 (IgvmNativeVpContextX64 field offsets from the
+    specification; QEMU loads it in target/i386/igvm.c qigvm_x86_load_context).
+    The guest exits with the low byte of the VP count parameter at 0x10000."""
+    ctx = bytearray(232)
+
+    def put(offset: int, value: int, size: int) -> None:
+        ctx[offset:offset + size] = value.to_bytes(size, "little")
+
+    put(128, 0x1000, 8)        # rip
+    put(136, 0x2, 8)           # rflags
+    put(168, 0x08, 2)          # code_selector
+    put(170, 0xC09B, 2)        # code_attributes: P, S, type 0xB, D/B, G
+    put(176, 0xFFFFFFFF, 4)    # code_limit
+    put(180, 0x10, 2)          # data_selector
+    put(182, 0xC093, 2)        # data_attributes
+    put(188, 0xFFFFFFFF, 4)    # data_limit
+    put(200, 0x11, 8)          # cr0: PE | ET
+    b = IgvmBuilder()
+    b.platform(PlatformType.NATIVE)
+    params = b.parameter_area(0x1000)
+    b.vp_count(params, 0)
+    b.parameter_insert(0x10000, params)
+    code = bytes([0xA0, 0x00, 0x00, 0x01, 0x00,     # mov al, [0x10000]
+                  0xE6, DEBUG_EXIT_PORT,            # out 0xf4, al
+                  0xF4, 0xEB, 0xFD])                # hlt; jmp hlt
+    b.page(0x1000, code)
+    b.vp_context(0, bytes(ctx))
+    return b.build()
+
+
 def run_qemu(qemu: str, igvm: Path, smp: int = 1, mem_mib: int = 256) -> subprocess.CompletedProcess:
     return subprocess.run(
         [qemu, "-machine", "q35,igvm-cfg=igvm0",
@@ -94,6 +126,13 @@ def test_memory_map_parameter_reaches_the_guest(qemu_binary: str, tmp_path: Path
     proc = run_qemu(qemu_binary, f, mem_mib=mem_mib)
     pages = (mem_mib << 20) >> 12
     assert proc.returncode == (((pages >> 16) & 0xFF) << 1) | 1, proc.stderr
+
+
+def test_native_vp_context_starts_the_bsp(qemu_binary: str, tmp_path: Path) -> None:
+    f = tmp_path / "vpcontext.igvm"
+    f.write_bytes(vp_context_file())
+    proc = run_qemu(qemu_binary, f, smp=2)
+    assert proc.returncode == (2 << 1) | 1, proc.stderr
 
 
 def test_bad_checksum_refused_with_library_code(qemu_binary: str, tmp_path: Path) -> None:
