@@ -134,7 +134,7 @@ def boot(target: "Target", platform: str) -> "Outcome":
         # SEV-SNP stops at guest memory creation without KVM).
         status = "BOUNDARY"
     if status == "BOUNDARY":
-        how_far = boundary.description.split("\n")[0] if boundary else ""
+        how_far = " ".join(boundary.description.split()) if boundary else ""
         if hardware:
             return Outcome("fail", f"QEMU stopped on SEV hardware: {outcome.error}", ev)
         return Outcome("boundary", f"{outcome.error} ({why}; observable stages: "
