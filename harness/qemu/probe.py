@@ -24,7 +24,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 
-PROBE_RECIPE = 1
+PROBE_RECIPE = 2
 MACHINES = ("q35", "pc")
 SEV_TYPES = ("sev-guest", "sev-snp-guest")
 HELP_TIMEOUT = 20.0
@@ -199,6 +199,50 @@ def parse_accels(text: str) -> list[str]:
     return [l.strip() for l in lines[1:] if l.strip() and " " not in l.strip()]
 
 
+def qmp_stdio(qemu: str, commands: list[dict], accel: str | None = None,
+              timeout: float = START_TIMEOUT) -> tuple[dict[str, dict], str]:
+    """Run *commands* (each with an ``id``) through QMP on stdio of a stopped
+    ``-machine none`` QEMU; return ``{id: response}`` and stderr."""
+    lines = ['{"execute":"qmp_capabilities"}']
+    lines += [json.dumps(c) for c in commands]
+    lines.append('{"execute":"quit"}')
+    args = ["-machine", "none", "-nodefaults", "-display", "none", "-S", "-qmp", "stdio"]
+    if accel:
+        args[2:2] = ["-accel", accel]
+    res = _run(qemu, args, timeout=timeout, stdin="\n".join(lines) + "\n")
+    out: dict[str, dict] = {}
+    for line in res.stdout.splitlines():
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(msg, dict) and "id" in msg:
+            out[str(msg["id"])] = msg
+    return out, res.stderr
+
+
+def object_properties(qemu: str, types: list[str]) -> dict[str, list[str] | None]:
+    """Every property of each QOM type, instance ones included.
+
+    ``-object T,help`` lists class properties only (sev-guest's ``cbitpos``,
+    ``policy``... are added per instance in target/i386/sev.c), so ask QMP
+    ``qom-list-properties``, which instantiates the type without realising it.
+    """
+    if not types:
+        return {}
+    cmds = [{"execute": "qom-list-properties", "arguments": {"typename": t}, "id": t}
+            for t in types]
+    replies, _ = qmp_stdio(qemu, cmds)
+    props: dict[str, list[str] | None] = {}
+    for t in types:
+        r = replies.get(t, {})
+        if isinstance(r.get("return"), list):
+            props[t] = sorted(p["name"] for p in r["return"] if p.get("name") != "type")
+        else:
+            props[t] = None
+    return props
+
+
 def accel_starts(qemu: str, accel: str) -> tuple[bool, str]:
     """Does ``-machine none -accel ACCEL`` start and answer QMP ``quit``?"""
     res = _run(qemu, ["-machine", "none", "-accel", accel, "-nodefaults", "-display", "none",
@@ -316,12 +360,13 @@ def _probe_uncached(qemu: str) -> Capabilities:
         if out.returncode != 0:
             errors.append(f"-machine {m},help failed: {out.stderr.strip()[:120]}")
         machine_igvm[m] = "igvm-cfg" in parse_properties(out.stdout)
-    sev_types: dict[str, list[str] | None] = {}
-    for t in SEV_TYPES:
-        if t not in objs:
-            sev_types[t] = None
-            continue
-        sev_types[t] = parse_properties(_run(qemu, ["-object", f"{t},help"]).stdout)
+    present = [t for t in SEV_TYPES if t in objs]
+    sev_types: dict[str, list[str] | None] = {t: None for t in SEV_TYPES}
+    sev_types.update(object_properties(qemu, present))
+    for t in present:
+        if sev_types[t] is None:  # QMP failed: fall back to the class properties
+            errors.append(f"qom-list-properties {t} failed; listing class properties only")
+            sev_types[t] = parse_properties(_run(qemu, ["-object", f"{t},help"]).stdout)
     accel_names = parse_accels(_run(qemu, ["-accel", "help"]).stdout)
     host = host_sev()
     accels: dict[str, Accel] = {}
