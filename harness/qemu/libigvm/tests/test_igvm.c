@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pthread.h>
 
 #include "igvm/igvm.h"
 #include "internal.h"
@@ -946,7 +947,7 @@ static void test_directive_headers(void)
 
 /* ---- the C API -------------------------------------------------------------- */
 
-static IgvmHandle api_file(void)
+static void api_file_build(void)
 {
     uint8_t ctx[4096] = {0};
     uint8_t e[16] = {0};
@@ -972,7 +973,18 @@ static IgvmHandle api_file(void)
     fb_hdr(&F, IGVM_VHT_ERROR_RANGE, e, 16);                        /* 8 */
     /* a data page identical to the first: file data may be shared */
     fb_page(&F, 0x4000, 1, 0, IGVM_PAGE_DATA_TYPE_SECRETS, PAGE_A); /* 9 */
+}
+
+static IgvmHandle api_file(void)
+{
+    api_file_build();
     return parse_built();
+}
+
+static void api_file_bytes(uint8_t **file, uint32_t *len)
+{
+    api_file_build();
+    *file = fb_finish(&F, len);
 }
 
 static void expect_buffer(IgvmHandle igvm, IgvmHandle buf, const uint8_t *bytes, int32_t len)
@@ -1340,6 +1352,58 @@ static void test_reference_scenario(void)
     EXPECT_EQ(igvm_new_from_binary(invalid, sizeof(invalid)), IGVMAPI_INVALID_FIXED_HEADER);
 }
 
+/* Concurrent use: the handle table is shared by every thread of a process. */
+static uint8_t *shared_file;
+static uint32_t shared_len;
+
+static void *worker(void *arg)
+{
+    int *bad = arg;
+    for (int round = 0; round < 200; round++) {
+        IgvmHandle h = igvm_new_from_binary(shared_file, shared_len);
+        if (h <= 0) {
+            (*bad)++;
+            continue;
+        }
+        for (uint32_t i = 0; i < 10; i++) {
+            IgvmHandle b = igvm_get_header(h, IGVM_HEADER_SECTION_DIRECTIVE, i);
+            if (i != 8 && (b <= 0 || igvm_get_buffer(h, b) == NULL ||
+                           fb_get32(igvm_get_buffer(h, b)) !=
+                               (uint32_t)igvm_get_header_type(h, IGVM_HEADER_SECTION_DIRECTIVE, i))) {
+                (*bad)++;
+            }
+            IgvmHandle d = igvm_get_header_data(h, IGVM_HEADER_SECTION_DIRECTIVE, 0);
+            if (d <= 0 || igvm_get_buffer_size(h, d) != 4096 ||
+                igvm_get_buffer(h, d)[100] != 0xA5) {
+                (*bad)++;
+            }
+            igvm_free_buffer(h, d);
+            if (round & 1) {
+                igvm_free_buffer(h, b); /* otherwise igvm_free releases it */
+            }
+        }
+        igvm_free(h);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    pthread_t t[4];
+    int bad[4] = {0};
+
+    api_file_bytes(&shared_file, &shared_len);
+    current = "concurrent parsing and buffer handling";
+    for (int i = 0; i < 4; i++) {
+        EXPECT(pthread_create(&t[i], NULL, worker, &bad[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(t[i], NULL);
+        EXPECT_EQ(bad[i], 0);
+    }
+    free(shared_file);
+}
+
 int main(void)
 {
     memset(PAGE_A, 0xA5, sizeof(PAGE_A));
@@ -1354,6 +1418,7 @@ int main(void)
     test_api();
     test_vbs_data_reencoded();
     test_reference_scenario();
+    test_threads();
     if (failures) {
         fprintf(stderr, "test-igvm: %d of %d checks failed\n", failures, checks);
         return 1;
