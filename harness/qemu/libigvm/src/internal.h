@@ -58,6 +58,28 @@ struct igvm_file {
     struct igvm_section sections[3];
 };
 
+/* Header kinds used by the file-level validation. */
+enum igvm_kind {
+    K_PLATFORM = 1,
+    K_GUEST_POLICY,
+    K_CCA_POLICY,
+    K_RELOCATABLE_REGION,
+    K_PAGE_TABLE_RELOCATION,
+    K_PAGE_DATA,
+    K_PARAMETER_AREA,
+    K_PARAMETER_USAGE,
+    K_REQUIRED_MEMORY,
+    K_SNP_VP_CONTEXT,
+    K_NATIVE_VP_CONTEXT,
+    K_X64_VBS_VP_CONTEXT,
+    K_AARCH64_VBS_VP_CONTEXT,
+    K_CCA_VP_CONTEXT,
+    K_PARAMETER_INSERT,
+    K_ERROR_RANGE,
+    K_SNP_ID_BLOCK,
+    K_VBS_MEASUREMENT,
+};
+
 /* CRC-32 (IEEE 802.3, reflected polynomial 0xEDB88320), chainable. */
 uint32_t igvm_crc32_update(uint32_t crc, const uint8_t *data, size_t len);
 uint32_t igvm_crc32(const uint8_t *data, size_t len);
@@ -69,5 +91,11 @@ uint32_t igvm_crc32(const uint8_t *data, size_t len);
 IgvmResult igvm_parse(const uint8_t *data, uint32_t len, struct igvm_file **out,
                       const char **why);
 void igvm_file_destroy(struct igvm_file *file);
+
+/*
+ * The file-level rules over the parsed headers; `why` receives a static
+ * description of the first violation (NULL when there is none).
+ */
+IgvmResult igvm_validate_file(struct igvm_file *file, enum igvm_arch arch, const char **why);
 
 #endif /* LIBIGVM_INTERNAL_H */
