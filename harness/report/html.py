@@ -36,16 +36,26 @@ def _platform_key(name: str) -> tuple[int, str]:
         return (len(PLATFORM_ORDER), name)
 
 
+#: Which verdict colours a matrix position holding several cells.
+SEVERITY = ("fail", "error", "xpass", "boundary", "xfail", "pass", "skip")
+
+
 def matrix_view(report: Report) -> dict[str, Any]:
-    """Rows (directives, in first-seen order) x columns (platforms) with the
-    list of cells in each position."""
+    """Rows (directives, in first-seen order) x columns (platforms); each
+    position holds its cells, their verdict counts and the most severe
+    verdict (which colours it)."""
     platforms = sorted({c.platform for c in report.matrix}, key=_platform_key)
     directives: list[str] = []
-    grid: dict[tuple[str, str], list[Any]] = {}
+    grid: dict[tuple[str, str], dict[str, Any]] = {}
     for cell in report.matrix:
         if cell.directive not in directives:
             directives.append(cell.directive)
-        grid.setdefault((cell.directive, cell.platform), []).append(cell)
+        pos = grid.setdefault((cell.directive, cell.platform), {"cells": [], "counts": {}})
+        pos["cells"].append(cell)
+        pos["counts"][cell.verdict] = pos["counts"].get(cell.verdict, 0) + 1
+    for pos in grid.values():
+        pos["worst"] = next(v for v in SEVERITY if v in pos["counts"])
+        pos["counts"] = [(v, pos["counts"][v]) for v in SEVERITY if v in pos["counts"]]
     return {"platforms": platforms, "directives": directives, "grid": grid}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html.parser
 import json
+import os
 import xml.etree.ElementTree as ET
 
 import pytest
@@ -18,6 +19,10 @@ def test_write_all_writes_three_consistent_files(rich_report, tmp_path):
     doc = json.loads(paths["json"].read_text())
     assert doc["summary"]["verdict"] == "fail"
     assert [c["id"] for c in doc["checks"]] == [c.id for c in rich_report.checks]
+    # Readable like any file the user creates (mkstemp alone would give 0600).
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert all(p.stat().st_mode & 0o777 == 0o666 & ~mask for p in paths.values())
     # No temporary files are left next to the results.
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == sorted(
         p.name for p in paths.values())
@@ -74,3 +79,16 @@ def test_write_all_refuses_a_file_as_directory(rich_report, tmp_path):
     target.write_text("x")
     with pytest.raises(HarnessError, match="not a directory"):
         writers.write_all(rich_report, target)
+
+
+def test_matrix_position_with_several_cells_is_coloured_by_the_worst(rich_report):
+    from harness.report.html import matrix_view
+    from harness.report.model import MatrixCell
+
+    rich_report.matrix += [MatrixCell("PAGE_DATA", "sev-es", v) for v in ("skip", "boundary")]
+    pos = matrix_view(rich_report)["grid"][("PAGE_DATA", "sev-es")]
+    # A boundary is never shown as a pass, whatever passed beside it.
+    assert pos["worst"] == "boundary"
+    assert pos["counts"] == [("boundary", 1), ("pass", 1), ("skip", 1)]
+    page = writers.html.render_report(rich_report)
+    assert '<td class="cell-boundary">' in page and "3 cells" in page
