@@ -96,6 +96,7 @@ class QemuCommand:
     paused: bool = True                # -S: the runner issues "cont" after pre-launch queries
     no_reboot: bool = True             # a guest reset (triple fault) ends QEMU
     vapic_off: bool = True             # no kvmvapic.bin option ROM (see module doc)
+    exit_with_parent: bool = False     # -run-with exit-with-parent=on (QEMU >= 9.1)
     extra: list[str] = field(default_factory=list)
 
     def machine_arg(self) -> str:
@@ -133,6 +134,8 @@ class QemuCommand:
                   "-device", "isa-serial,chardev=con0,iobase=0x3f8,irq=4"]
         if self.debug_exit:
             a += ["-device", f"isa-debug-exit,iobase=0x{self.debug_exit_iobase:x}"]
+        if self.exit_with_parent:
+            a += ["-run-with", "exit-with-parent=on"]
         if self.paused:
             a.append("-S")
         if self.no_reboot:

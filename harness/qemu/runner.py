@@ -7,9 +7,9 @@ paused (``-S``); the harness listens on the QMP socket, QEMU connects, the
 caller may issue pre-launch queries, then ``cont``.
 
 Cleanup is not optional: the process runs in its own process group and is
-killed as a group on timeout, exception or Ctrl-C; it also gets
-``PR_SET_PDEATHSIG`` so that a SIGKILLed harness (e.g. a killed xdist worker)
-takes it along; an ``atexit`` hook kills whatever is still registered; the
+killed as a group on timeout, exception or Ctrl-C; a SIGKILLed harness
+(e.g. a killed xdist worker) takes it along (``-run-with exit-with-parent=on``
+where QEMU has it, else ``PR_SET_PDEATHSIG`` set between fork and exec); an ``atexit`` hook kills whatever is still registered; the
 socket directory is removed in every case.
 """
 
@@ -109,6 +109,50 @@ _swept: set[str] = set()
 SOCKET_BASE_MAX = 70  # + "/igvmt-<pid>-<8>/qmp.sock" stays below 108 bytes
 
 
+_EXIT_WITH_PARENT: dict[tuple, bool] = {}
+
+
+def supports_exit_with_parent(binary: str) -> bool:
+    """Whether QEMU has ``-run-with exit-with-parent=on`` (QEMU >= 9.1,
+    system/exit-with-parent.c).  With it QEMU dies with the harness by
+    itself and the runner can spawn without a preexec hook (vfork, cheaper);
+    older QEMUs get PR_SET_PDEATHSIG from a preexec hook instead."""
+    import subprocess
+
+    try:
+        st = os.stat(binary)
+    except OSError:
+        return False
+    key = (binary, st.st_mtime_ns, st.st_size)
+    if key not in _EXIT_WITH_PARENT:
+        try:
+            out = subprocess.run([binary, "-help"], capture_output=True, text=True, timeout=20,
+                                 stdin=subprocess.DEVNULL).stdout
+        except (OSError, subprocess.SubprocessError):
+            out = ""
+        _EXIT_WITH_PARENT[key] = "exit-with-parent" in out
+    return _EXIT_WITH_PARENT[key]
+
+
+def wait_exit(proc, timeout: float) -> int:
+    """Wait for ``proc`` without Popen.wait's sleep-polling (pidfd)."""
+    import subprocess
+
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        return proc.wait(timeout=timeout)
+    try:
+        ready, _, _ = select.select([fd], [], [], timeout)
+    finally:
+        os.close(fd)
+    if not ready:
+        raise subprocess.TimeoutExpired(proc.args, timeout)
+    return proc.wait()
+
+
 def socket_base() -> Path:
     """Where socket directories go: $IGVM_HARNESS_SOCKDIR, else
     $XDG_RUNTIME_DIR, else /tmp (whichever is short enough)."""
@@ -188,6 +232,8 @@ class QemuRun:
         self.cmd.qmp_path = qmp_path
         self.cmd.console_fd = theirs.fileno()
         self.cmd.paused = True
+        ewp = supports_exit_with_parent(self.cmd.binary)
+        self.cmd.exit_with_parent = ewp
         argv = self.cmd.argv()
         (self.run_dir / "cmdline.txt").write_text(self.cmd.shell() + "\n")
         self._transcript = QmpTranscript(self.run_dir / "qmp.log")
@@ -198,7 +244,8 @@ class QemuRun:
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr,
                                          stderr=stderr, pass_fds=(theirs.fileno(),),
-                                         start_new_session=True, preexec_fn=_child_setup)
+                                         start_new_session=True,
+                                         preexec_fn=None if ewp else _child_setup)
         except OSError as exc:
             theirs.close()
             self.cleanup()
@@ -292,7 +339,7 @@ class QemuRun:
                 self.timed_out = self.proc.poll() is None
         if not self.timed_out:
             try:
-                self.proc.wait(timeout=max(0.5, self._remaining()))
+                wait_exit(self.proc, max(0.5, self._remaining()))
             except Exception:
                 self.timed_out = True
         if self.timed_out:

@@ -50,9 +50,23 @@ def _wait_for(pred, timeout=20.0, step=0.05):
     return pred()
 
 
+@pytest.fixture(params=["under-test", "stock"])
+def qemu_choice(request, any_qemu):
+    """Both reaping paths: a QEMU with -run-with exit-with-parent and one
+    without (PR_SET_PDEATHSIG from the preexec hook)."""
+    from harness.qemu.runner import supports_exit_with_parent
+    if request.param == "under-test":
+        return any_qemu
+    stock = shutil.which("qemu-system-x86_64")
+    if not stock or supports_exit_with_parent(stock):
+        pytest.skip("no QEMU without exit-with-parent on PATH (stock qemu-system-x86_64 < 9.1)")
+    return stock
+
+
 @pytest.fixture
-def hanging(tmp_path, any_qemu, reset_rom):
+def hanging(tmp_path, qemu_choice, reset_rom):
     """Files for a guest that reports and then halts forever (no exit port)."""
+    any_qemu = qemu_choice
     token = tmp_path / "hang-config.bin"
     token.write_bytes(ConfigPage(exit_port=0x80).pack())
     sockbase = Path(tempfile.mkdtemp(prefix="igvmt-test-", dir="/tmp"))  # short: AF_UNIX
