@@ -30,7 +30,10 @@ from harness.errors import HarnessError
 from harness.expect.versions import check_range, in_range
 
 PLATFORMS = ("native", "sev", "sev-es", "sev-snp")
-OUTCOMES = ("boots", "aborts")
+#: boots: the guest runs and reports success; aborts: QEMU exits 1 with an
+#: error; loads: QEMU accepts the file and runs the guest, whatever the guest
+#: then does (for files whose content leaves the guest nothing sensible to run).
+OUTCOMES = ("boots", "aborts", "loads")
 #: Where in QEMU's start-up a decision is taken, in order.  ``cmdline``:
 #: option and object parsing, memory backends; ``board``: machine init up to
 #: firmware set-up (pflash, -bios); ``igvm``: loading and processing the IGVM
@@ -191,12 +194,12 @@ def _expectation(raw: dict, where: str) -> Expectation:
     error = _regex(raw.get("error"), where)
     if outcome == "aborts" and not error:
         raise ExpectDataError(f"{where}: an 'aborts' expectation needs an 'error' regex")
-    if outcome == "boots" and error:
-        raise ExpectDataError(f"{where}: a 'boots' expectation takes no 'error'")
-    stage = _choice(raw.get("stage", "guest" if outcome == "boots" else None), STAGES,
+    if outcome != "aborts" and error:
+        raise ExpectDataError(f"{where}: a '{outcome}' expectation takes no 'error'")
+    stage = _choice(raw.get("stage", "guest" if outcome != "aborts" else None), STAGES,
                     where, "stage")
-    if outcome == "boots" and stage != "guest":
-        raise ExpectDataError(f"{where}: 'boots' is decided at stage 'guest'")
+    if outcome != "aborts" and stage != "guest":
+        raise ExpectDataError(f"{where}: '{outcome}' is decided at stage 'guest'")
     dev = raw.get("deviation")
     return Expectation(outcome=outcome, stage=stage, source=_sources(raw.get("source"), where),
                        error=error, qemu=_range(raw.get("qemu"), where),

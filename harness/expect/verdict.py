@@ -78,6 +78,8 @@ class Effective:
     def describe(self) -> str:
         if self.outcome == "boots":
             return "guest boots and reports success"
+        if self.outcome == "loads":
+            return "QEMU loads the file and runs the guest (no refusal, no crash)"
         if self.outcome == "boundary":
             return f"reached hardware boundary (QEMU stops with /{self.error}/)"
         return f"QEMU aborts (exit {QEMU_ERROR_EXIT}) with /{self.error}/ at stage {self.stage}"
@@ -124,6 +126,8 @@ def matches(eff: Effective, obs: Observed) -> bool:
     """Does the observed run show what ``eff`` predicts?"""
     if eff.outcome == "boots":
         return obs.kind == BOOTED and obs.booted_ok
+    if eff.outcome == "loads":
+        return obs.kind in (BOOTED, HUNG)
     if obs.kind != ABORTED or obs.exit_status != QEMU_ERROR_EXIT:
         return False
     text = obs.stderr or obs.error_line
@@ -132,9 +136,11 @@ def matches(eff: Effective, obs: Observed) -> bool:
 
 def judge(doc: Effective, dev: Effective | None, obs: Observed,
           dev_reason: str = "") -> Verdict:
-    """The verdict for one cell.  CRASHED and HUNG are never expected."""
+    """The verdict for one cell.  CRASHED is never expected; HUNG only
+    where the expectation (or deviation) is 'loads'."""
     seen = obs.evidence()
-    if obs.kind in (CRASHED, HUNG):
+    if obs.kind == CRASHED or (obs.kind == HUNG and "loads" not in
+                               (doc.outcome, dev.outcome if dev else None)):
         return Verdict(FAIL, doc.describe(), seen, f"QEMU {obs.kind.lower()}", doc.source)
     if matches(doc, obs):
         status = BOUNDARY if doc.outcome == "boundary" else PASS

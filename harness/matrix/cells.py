@@ -26,13 +26,19 @@ class Cell:
         return f"{self.case.id}{rule}/{self.platform}/{self.syntax}"
 
 
-def mutator_rules() -> list[str]:
-    """Rule ids of the format library's mutators (one malformed file each)."""
+def mutator_rules(which: str = "*") -> list[str]:
+    """Rule ids of the format library's mutators (one malformed file each):
+    ``*`` all, ``reference`` the rules the reference igvm parser enforces,
+    ``strict`` the specification rules it does not (harness.igvm.rules)."""
     try:
         from harness.igvm.mutate import MUTATORS
+        from harness.igvm.rules import RULES
     except ImportError:  # the format layer has no mutators yet
         return []
-    return sorted(MUTATORS)
+    if which == "*":
+        return sorted(MUTATORS)
+    strict = which == "strict"
+    return sorted(r for r in MUTATORS if r in RULES and bool(RULES[r].strict) == strict)
 
 
 def generate(table: Table, platforms=PLATFORMS, syntaxes=SYNTAXES,
@@ -40,12 +46,12 @@ def generate(table: Table, platforms=PLATFORMS, syntaxes=SYNTAXES,
     """Every cell of ``table`` for the given platforms and syntaxes.  The
     early syntax exists only with a confidential-guest object, so native
     cells use igvm-cfg alone."""
-    rules = mutator_rules() if rules is None else rules
     cells = []
     for case in table.cases:
         expand = [None]
-        if case.recipe == "mutator" and case.params.get("rule") == "*":
-            expand = rules
+        if case.recipe == "mutator":
+            which = case.params.get("rule", "*")
+            expand = mutator_rules(which) if rules is None else rules
         for platform in platforms:
             if platform not in case.expect:
                 continue

@@ -121,3 +121,17 @@ def test_table_rejects_bad_data():
     for text in bad:
         with pytest.raises(T.ExpectDataError):
             T.parse_tables(text, plat)
+
+
+def test_loads_accepts_a_running_guest_but_not_a_crash_or_refusal():
+    dev = T.Deviation(outcome="loads", stage="guest", reason="parser does not enforce it",
+                      reference=("backends/igvm.c: qigvm_file_init",))
+    e = exp("aborts", "igvm", error="Unable to parse IGVM file", deviation=dev)
+    doc, d = V.effective_pair(e, None)
+    assert V.judge(doc, d, V.Observed(kind=V.HUNG), dev.reason).status == V.XFAIL
+    assert V.judge(doc, d, booted(ok=False), dev.reason).status == V.XFAIL
+    assert V.judge(doc, d, V.Observed(kind=V.CRASHED)).status == V.FAIL
+    assert V.judge(doc, d, aborted("qemu: Unable to parse IGVM file x: -5")).status == V.PASS
+    # without a 'loads' expectation a hang is a failure
+    doc, _ = V.effective_pair(exp("boots", "guest"), None)
+    assert V.judge(doc, None, V.Observed(kind=V.HUNG)).status == V.FAIL

@@ -45,6 +45,8 @@ def test_cells_cover_every_expectation():
     rules = C.mutator_rules()
     assert rules, "harness.igvm.mutate.MUTATORS is empty"
     assert len([c for c in ALL if c.case.recipe == "mutator"]) == 4 * len(rules)
+    assert set(C.mutator_rules("reference")) | set(C.mutator_rules("strict")) == set(rules)
+    assert C.mutator_rules("strict") and C.mutator_rules("reference")
     both = C.generate(TABLE)
     assert not any(c.platform == "native" and c.syntax == "sev-guest" for c in both)
     assert len(both) == len(ALL) + len([c for c in ALL if c.platform != "native"])
