@@ -58,30 +58,51 @@ def test_vp_context_enters_long_mode_with_given_registers(boot, long_image, acce
         assert regs[name] == value, name
 
 
-def test_exit_status_reaches_qemu(boot, long_image, accel):
-    rep_out = boot(long_image(exit_status=0x5A).build())
+@pytest.mark.parametrize("machine", MACHINES)
+def test_exit_status_reaches_qemu(boot, long_image, accel, machine):
+    rep_out = boot(long_image(exit_status=0x5A).build(), machine=machine)
     booted(rep_out)
     assert rep_out.report.status == 0x5A
     assert rep_out.exit_code == (0x5A << 1) | 1   # hw/misc/debugexit.c
 
 
-@pytest.mark.parametrize("smp", [1, 2, 4])
+# -smp argument -> number of present vCPUs (QEMU's -smp: the product of the
+# topology, capped by cpus=; maxcpus only adds hot-pluggable slots).
+SMP = [("1", 1), ("2", 2), ("4", 4), ("8", 8), ("2,maxcpus=4", 2),
+       ("sockets=2,cores=2,threads=1", 4)]
+
+
+@pytest.mark.parametrize("smp,vps", SMP, ids=[s for s, _ in SMP])
 @pytest.mark.parametrize("machine", MACHINES)
-def test_vp_count_equals_smp(boot, long_image, accel, smp, machine):
+def test_vp_count_equals_smp(boot, long_image, accel, smp, vps, machine):
     img = long_image()
     img.vp_count()
     cpus = {}
     out = boot(img.build(), smp=smp, machine=machine,
                prelaunch=lambda qr: cpus.update(n=len(qr.command("query-cpus-fast"))))
     # backends/igvm.c qigvm_directive_vp_count counts CPU_FOREACH
-    assert booted(out).one("vpcount")["n"] == smp
-    assert cpus["n"] == smp
+    assert booted(out).one("vpcount")["n"] == vps
+    assert cpus["n"] == vps
 
 
-# q35 keeps at most 2 GiB below 4 GiB once RAM reaches 0xB0000000, pc 3.5 GiB
-# (hw/i386/pc_q35.c / pc_piix.c); 3G and 4G therefore also exercise the
-# above-4G entry.
-@pytest.mark.parametrize("memory_mib", [128, 512, 3072, 4096])
+def expected_ram(machine: str, ram: int) -> list[tuple[int, int]]:
+    """RAM ranges QEMU lays out for -m ``ram``: hw/i386/pc_q35.c pc_q35_init
+    keeps 0xB0000000 below 4 GiB unless RAM reaches that, then 2 GiB;
+    hw/i386/pc_piix.c pc_init1 keeps 0xE0000000 unless RAM reaches that,
+    then (gigabyte_align) 3 GiB; the rest starts at 4 GiB (pc.c
+    pc_memory_init; the AMD 1 TiB relocation needs far more RAM)."""
+    if machine == "q35":
+        lowmem = 0x80000000 if ram >= 0xB0000000 else 0xB0000000
+    else:
+        lowmem = 0xC0000000 if ram >= 0xE0000000 else 0xE0000000
+    if ram < lowmem:
+        return [(0, ram)]
+    return [(0, lowmem), (1 << 32, ram - lowmem)]
+
+
+# Sizes on both sides of each machine's split point (q35: 2816 MiB,
+# pc: 3584 MiB).
+@pytest.mark.parametrize("memory_mib", [128, 2815, 2816, 3583, 3584, 4096])
 @pytest.mark.parametrize("machine", MACHINES)
 def test_memory_map_equals_e820(boot, long_image, accel, memory_mib, machine):
     img = long_image()
@@ -90,9 +111,9 @@ def test_memory_map_equals_e820(boot, long_image, accel, memory_mib, machine):
     rep = booted(boot(img.build(), memory=f"{memory_mib}M", machine=machine))
     e820 = rep.table("e820")
     assert e820 and rep.one("e820", count=len(e820))
-    # independent of QEMU's tables: the RAM entries add up to -m
-    ram = sum(e["len"] for e in e820 if e["type"] == 1)
-    assert ram == memory_mib << 20
+    # QEMU's RAM layout, from the machine code, against the e820 it exports
+    ram = sorted((e["addr"], e["len"]) for e in e820 if e["type"] == 1)
+    assert ram == expected_ram(machine, memory_mib << 20)
     # QEMU converts its e820 table (target/i386/igvm.c qigvm_x86_get_mem_map_entry)
     # E820_RAM -> MEMORY (0), E820_RESERVED -> PLATFORM_RESERVED (1) in
     # backends/igvm.c qigvm_directive_memory_map, sorted by GPA.
@@ -104,10 +125,11 @@ def test_memory_map_equals_e820(boot, long_image, accel, memory_mib, machine):
     assert rep.one("mmap", count=len(mmap))
 
 
-def test_environment_info_as_qemu_documents(boot, long_image, accel):
+@pytest.mark.parametrize("machine", MACHINES)
+def test_environment_info_as_qemu_documents(boot, long_image, accel, machine):
     img = long_image()
     img.environment_info()
-    rep = booted(boot(img.build()))
+    rep = booted(boot(img.build(), machine=machine))
     # backends/igvm.c qigvm_directive_environment_info sets memory_is_shared
     # (bit 0 of IgvmEnvironmentInfo); the parameter area starts zeroed
     # (g_malloc0), so every reserved bit is 0.
@@ -121,7 +143,8 @@ def _pattern(seed: int, size: int) -> bytes:
 OUTSIDE_RAM = 0x1000_0000     # 256 MiB: beyond -m 128M, below the PCI hole
 
 
-def test_zero_pages_read_as_zero(boot, long_image, accel):
+@pytest.mark.parametrize("machine", MACHINES)
+def test_zero_pages_read_as_zero(boot, long_image, accel, machine):
     img = long_image()
     b, m = img.builder, img.mask
     data = _pattern(7, 4096)
@@ -133,7 +156,7 @@ def test_zero_pages_read_as_zero(boot, long_image, accel):
     img.task(TaskOp.SUM, 0x301000, 0x4000)
     img.task(TaskOp.SUM, OUTSIDE_RAM, 0x2000)
     img.task(TaskOp.SUM, OUTSIDE_RAM + 0x2000, 0x1000)
-    rep = booted(boot(img.build(), memory="128M"))
+    rep = booted(boot(img.build(), memory="128M", machine=machine))
     sums = {r["gpa"]: r for r in rep.all("sum")}
     want = qword_digest(data)
     for gpa in (0x300000, OUTSIDE_RAM + 0x2000):
@@ -152,7 +175,8 @@ def spans(size: int, accel: str) -> list[tuple[int, int]]:
     return [(0, 0x2000), (size // 2, 0x1000), (size - 0x1000, 0x1000)]
 
 
-def test_2mib_pages(boot, long_image, accel):
+@pytest.mark.parametrize("machine", MACHINES)
+def test_2mib_pages(boot, long_image, accel, machine):
     img = long_image()
     b, m = img.builder, img.mask
     head = _pattern(3, 4096)
@@ -164,7 +188,7 @@ def test_2mib_pages(boot, long_image, accel):
         for off, length in spans(0x200000, accel):
             img.task(TaskOp.SUM, gpa + off, length)
     img.task(TaskOp.MEMTEST, 0x2000_0000 + 0x1FF000, 0x1000)   # last 4 KiB is backed
-    rep = booted(boot(img.build(), memory="128M"))
+    rep = booted(boot(img.build(), memory="128M", machine=machine))
     sums = {r["gpa"]: r for r in rep.all("sum")}
     # The page's data fills its start; QEMU zero-fills the rest of the 2 MiB
     # (backends/igvm.c qigvm_process_mem_region: data_size < page_size).
@@ -178,7 +202,8 @@ def test_2mib_pages(boot, long_image, accel):
     assert rep.one("memtest")["errors"] == 0
 
 
-def test_required_memory_is_usable(boot, long_image, accel):
+@pytest.mark.parametrize("machine", MACHINES)
+def test_required_memory_is_usable(boot, long_image, accel, machine):
     img = long_image()
     in_ram, outside, unbacked = 0x800000, 0x3000_0000, 0x3800_0000
     img.builder.required_memory(in_ram, 0x100000, mask=img.mask)
@@ -187,7 +212,7 @@ def test_required_memory_is_usable(boot, long_image, accel):
         for off, length in spans(size, accel):
             img.task(TaskOp.MEMTEST, base + off, length)
     img.task(TaskOp.MEMTEST, unbacked, 0x1000)      # control: nothing there
-    rep = booted(boot(img.build(), memory="128M"))
+    rep = booted(boot(img.build(), memory="128M", machine=machine))
     res = {r["gpa"]: r["errors"] for r in rep.all("memtest")}
     assert len(res) == 1 + 2 * len(spans(0x100000, accel))
     for gpa, errors in res.items():
@@ -197,19 +222,21 @@ def test_required_memory_is_usable(boot, long_image, accel):
             assert errors == 0, hex(gpa)
 
 
-def test_unmeasured_pages_are_loaded_natively(boot, long_image, accel):
+@pytest.mark.parametrize("machine", MACHINES)
+def test_unmeasured_pages_are_loaded_natively(boot, long_image, accel, machine):
     img = long_image()
     data = _pattern(11, 3 * 4096)
     img.builder.pages(0x500000, data, mask=img.mask, unmeasured=True)
     img.task(TaskOp.SUM, 0x500000, len(data))
     img.task(TaskOp.PEEK, 0x500000)
-    rep = booted(boot(img.build()))
+    rep = booted(boot(img.build(), machine=machine))
     s = rep.one("sum")
     assert (s["sum"], s["hash"], s["nonzero"]) == qword_digest(data)
     assert rep.one("peek")["value"] == int.from_bytes(data[:8], "little")
 
 
-def test_platform_config_page_selected_by_mask(boot, long_image, accel):
+@pytest.mark.parametrize("machine", MACHINES)
+def test_platform_config_page_selected_by_mask(boot, long_image, accel, machine):
     """A file for NATIVE and SEV-ES carries one configuration page per
     platform at the same GPA; without a confidential-guest object QEMU picks
     the native mask (backends/igvm.c qigvm_supported_platform_compat_mask
@@ -218,7 +245,7 @@ def test_platform_config_page_selected_by_mask(boot, long_image, accel):
     from harness.igvm.defs import PlatformType
     img = long_image(exit_status=0x11)
     img.add_platform(PlatformType.SEV_ES, exit_status=0x22)
-    out = boot(img.build())
+    out = boot(img.build(), machine=machine)
     rep = booted(out)
     assert rep.one("boot")["io_mode"] == 0 and rep.one("boot")["cfg"] == 1
     assert out.guest_status == 0x11
