@@ -39,6 +39,9 @@ BOUNDARY_PATTERNS: tuple[tuple[str, str], ...] = (
     (r"KVM not enabled", "target/i386/sev.c: SEV needs KVM"),
     (r"host kernel does not support (the )?requested", "target/i386/sev.c: VM type missing"),
     (r"cbitpos check failed", "target/i386/sev.c: host C-bit differs"),
+    (r"cannot set up private guest memory for .*: KVM required",
+     "system/physmem.c: guest_memfd (SEV-SNP) needs KVM"),
+    (r"vm-type \S+ not supported by KVM", "target/i386/kvm/kvm.c: host KVM lacks the VM type"),
 )
 
 

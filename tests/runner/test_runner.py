@@ -129,3 +129,31 @@ def test_missing_binary_is_one_line_error(tmp_path):
     with pytest.raises(HarnessError, match="cannot start QEMU"):
         run(QemuCommand(str(tmp_path / "no-qemu")), tmp_path / "r", timeout=5)
     assert _own_socket_dirs() == []
+
+
+# (accel, object type) -> where QEMU stops on a host without SEV, with the
+# source of the message.
+BOUNDARIES = [
+    ("tcg", "sev-guest", "accelerator does not support confidential guest"),   # system/vl.c
+    ("tcg", "sev-snp-guest", "KVM required"),                                   # system/physmem.c
+    ("kvm", "sev-snp-guest", "not supported by KVM"),                     # target/i386/kvm/kvm.c
+]
+
+
+@pytest.mark.parametrize("accel,cgs_type,message", BOUNDARIES)
+def test_confidential_guest_without_hardware_is_boundary(qemu_binary, qemu_caps, guest_images,
+                                                         tmp_path, accel, cgs_type, message):
+    from harness.fixtures.native import reset_vector_image
+    from harness.qemu.cmdline import ConfidentialGuest
+    if qemu_caps.missing(accel):
+        pytest.skip(qemu_caps.missing(accel))
+    if qemu_caps.has("sev-snp") or qemu_caps.has("sev"):
+        pytest.skip("host has SEV: no boundary to reach")
+    img = tmp_path / "reset.igvm"
+    img.write_bytes(reset_vector_image(guest_images["reset16"]))
+    cmd = QemuCommand(qemu_binary, accel=accel, igvm=str(img),
+                      confidential=ConfidentialGuest(cgs_type, cbitpos=51, reduced_phys_bits=1))
+    out = run(cmd, tmp_path / "r", timeout=20)
+    assert out.status is Status.BOUNDARY, out.summary()
+    assert message in out.error
+    assert not out.report
