@@ -7,6 +7,9 @@ Cache layout (``$IGVM_HARNESS_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/igvm-harn
                                     build-info.json, build.log
     qemu/builds/.tmp-<name>-<pid>/  a build in progress (never used as a result)
     qemu/logs/<name>.log            the log of the last attempt for <name>
+    qemu/work/<src-name>/           extracted source + build tree, per source and
+                                    options (reused: a new igvm library only
+                                    recompiles what uses it)
     qemu/current.json               the entry ``qemu path`` / discovery use
     libigvm/<identity>/             the bundled C library, installed (stamped)
     tools/meson-venv/               meson (+ pycotap) from PyPI for QEMU's configure
@@ -18,6 +21,8 @@ temporaries are removed on the next run.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -369,6 +374,40 @@ def _alive(pid: int) -> bool:
 # --------------------------------------------------------------------------
 # the build
 
+# Fixed configure prefix (QEMU bakes it into config-host.h, so it must not
+# vary between builds or everything recompiles); installed with DESTDIR and
+# moved into the entry, which works because QEMU installs are relocatable.
+INSTALL_PREFIX = "/qemu-under-test"
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Exclusive lock: two builds never share a build tree at once."""
+    with open(path, "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _prepared_tree(resolved: source.Resolved, work: Path, log: TextIO,
+                   progress: Progress) -> Path:
+    """The source tree in *work* (extracted and patched once, stamped)."""
+    if resolved.spec.kind == "tree":
+        return source.materialize(resolved, work, log=log)
+    stamp = work / ".extracted"
+    if stamp.is_file():
+        tree = Path(stamp.read_text().strip())
+        if (tree / "configure").is_file():
+            return tree
+    progress.phase(f"preparing QEMU {resolved.version} source")
+    shutil.rmtree(work, ignore_errors=True)
+    tree = source.materialize(resolved, work, log=log)
+    stamp.write_text(str(tree) + "\n")
+    return tree
+
+
 def _offline_fallback(root: Path, spec: source.SourceSpec, lib: Libigvm,
                       options: tuple[str, ...]) -> "BuildResult | None":
     """When apt cannot answer (offline), the newest cached Debian build that
@@ -443,30 +482,41 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
     tmp = builds_dir(root) / f".tmp-{name}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    work = root / "qemu" / f".work-{name}-{os.getpid()}"
+    # The build tree outlives the build: keyed by source and options only, so
+    # a new igvm library recompiles the few files that use it, not all QEMU.
+    work = root / "qemu" / "work" / entry_name(
+        resolved.version, cache_key(resolved.version, resolved.identity, "", options))
+    work.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(log_path, "w") as log:
+        with open(log_path, "w") as log, _locked(work.with_name(work.name + ".lock")):
             python = ensure_meson(root, log, progress)
             lib = ensure_libigvm(lib, root, log, progress)
-            progress.phase(f"preparing QEMU {resolved.version} source")
             t = time.monotonic()
-            tree = source.materialize(resolved, work, log=log)
+            tree = _prepared_tree(resolved, work, log, progress)
             timings["extract"] = round(time.monotonic() - t, 1)
             bdir = work / "build"
-            bdir.mkdir(parents=True, exist_ok=True)
             env = dict(os.environ)
             if lib.pkgconfig_dir:
                 env["PKG_CONFIG_PATH"] = os.pathsep.join(
                     p for p in (lib.pkgconfig_dir, env.get("PKG_CONFIG_PATH")) if p)
-            prefix = tmp  # relocatable install: the tree is renamed into place
-            cmd = [str(tree / "configure"), f"--python={python}", f"--prefix={prefix}", *options]
-            progress.phase(f"configuring QEMU {resolved.version} (log: {log_path})")
+            cmd = [str(tree / "configure"), f"--python={python}", f"--prefix={INSTALL_PREFIX}",
+                   *options]
+            stamp = work / ".configured"
+            want = json.dumps({"cmd": cmd, "libigvm": lib.identity,
+                               "pkg_config_path": env.get("PKG_CONFIG_PATH", "")})
             t = time.monotonic()
-            if run_logged(cmd, log, cwd=bdir, env=env) != 0:
-                raise HarnessError(f"QEMU configure failed: {first_error(log_path)}; "
-                                   f"see {log_path}")
+            if not (stamp.is_file() and stamp.read_text() == want
+                    and (bdir / "build.ninja").is_file()):
+                stamp.unlink(missing_ok=True)
+                bdir.mkdir(parents=True, exist_ok=True)
+                progress.phase(f"configuring QEMU {resolved.version} (log: {log_path})")
+                if run_logged(cmd, log, cwd=bdir, env=env) != 0:
+                    shutil.rmtree(bdir, ignore_errors=True)
+                    raise HarnessError(f"QEMU configure failed: {first_error(log_path)}; "
+                                       f"see {log_path}")
+                stamp.write_text(want)
             timings["configure"] = round(time.monotonic() - t, 1)
-            progress.phase(f"compiling with {jobs} job(s)")
+            progress.phase(f"compiling with {jobs} job(s) in {bdir}")
             t = time.monotonic()
             if run_logged(["ninja", "-j", str(jobs)], log, cwd=bdir, env=env,
                           progress=progress) != 0:
@@ -474,9 +524,16 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
                                    f"see {log_path}")
             timings["compile"] = round(time.monotonic() - t, 1)
             t = time.monotonic()
-            if run_logged(["ninja", "install"], log, cwd=bdir, env=env) != 0:
+            stage = tmp / ".stage"
+            if run_logged(["ninja", "install"], log, cwd=bdir,
+                          env={**env, "DESTDIR": str(stage)}) != 0:
                 raise HarnessError(f"QEMU install failed: {first_error(log_path)}; "
                                    f"see {log_path}")
+            # relocatable install: move <stage>/<prefix>/* up into the entry
+            installed = stage / INSTALL_PREFIX.lstrip("/")
+            for item in installed.iterdir() if installed.is_dir() else ():
+                os.replace(item, tmp / item.name)
+            shutil.rmtree(stage, ignore_errors=True)
             timings["install"] = round(time.monotonic() - t, 1)
             binary = tmp / "bin" / BINARY
             if not os.access(binary, os.X_OK):
@@ -492,8 +549,6 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     set_current(root, final)
     progress.phase(f"built {final / 'bin' / BINARY} "
                    f"(configure {timings['configure']} s, compile {timings['compile']} s)")

@@ -31,7 +31,7 @@ cat > build.ninja <<NINJA
 rule mk
   command = echo built > \$out
 rule inst
-  command = mkdir -p $prefix/bin && printf '#!/bin/sh\necho QEMU emulator version 10.2.2\n' > $prefix/bin/qemu-system-x86_64 && chmod +x $prefix/bin/qemu-system-x86_64
+  command = mkdir -p \$\$DESTDIR$prefix/bin && printf '#!/bin/sh\necho QEMU emulator version 10.2.2\n' > \$\$DESTDIR$prefix/bin/qemu-system-x86_64 && chmod +x \$\$DESTDIR$prefix/bin/qemu-system-x86_64
 build a.o: mk
 build b.o: mk
 build all: phony a.o b.o
@@ -118,7 +118,7 @@ def test_failed_configure_one_line_log_and_nothing_left(tmp_path, stubbed):
     log = Path(msg.rsplit("see ", 1)[1])
     assert log.is_file() and "checking things" in log.read_text()
     assert [p.name for p in build.builds_dir(root).iterdir()] == []
-    assert not list((root / "qemu").glob(".work-*"))
+    assert not list((root / "qemu" / "work").glob("*/build"))  # no half-configured tree
     assert build.current_binary(root) is None
 
 
@@ -194,3 +194,20 @@ def test_offline_debian_falls_back_to_matching_cached_build(tmp_path, stubbed, m
     assert res.cached and res.info.version == "1:10.2.2+ds-1"  # options must match
     with pytest.raises(HarnessError):  # an explicit version never falls back
         build.build("debian:1:10.2.2+ds-1", root=root, progress=build.Progress(io.StringIO()))
+
+
+def test_build_tree_reused_across_library_changes(tmp_path, stubbed, monkeypatch):
+    tree = _tree(tmp_path, CONFIGURE_OK)
+    root = tmp_path / "cache"
+    quiet = lambda: build.Progress(io.StringIO())  # noqa: E731
+    first = build.build(str(tree), jobs=1, root=root, progress=quiet())
+    assert "configure args:" in (first.entry / "build.log").read_text()
+    monkeypatch.setattr(build, "libigvm_identity", lambda src=None: build.Libigvm("stub-2", None))
+    second = build.build(str(tree), jobs=1, root=root, progress=quiet())
+    assert second.entry != first.entry
+    assert "configure args:" in (second.entry / "build.log").read_text()  # new library
+    assert len([p for p in (root / "qemu" / "work").iterdir() if p.is_dir()]) == 1
+    shutil.rmtree(second.entry)
+    third = build.build(str(tree), jobs=1, root=root, progress=quiet())
+    assert not third.cached and build.is_complete(third.entry)
+    assert "configure args:" not in (third.entry / "build.log").read_text()  # configured tree reused
