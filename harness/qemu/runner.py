@@ -255,9 +255,14 @@ class QemuRun:
         theirs.close()
         with _LIVE_LOCK:
             _LIVE[self.proc.pid] = self
-        self.console = pexpect.fdpexpect.fdspawn(ours.fileno(), timeout=self.timeout)
-        self.console.logfile_read = self._console_log
-        self._connect_qmp()
+        try:
+            self.console = pexpect.fdpexpect.fdspawn(ours.fileno(), timeout=self.timeout)
+            self.console.logfile_read = self._console_log
+            self._connect_qmp()
+        except BaseException:  # Ctrl-C or a bug while starting: leave nothing behind
+            self.kill()
+            self.cleanup()
+            raise
         return self
 
     def _remaining(self) -> float:
