@@ -123,5 +123,10 @@ def classify(*, returncode: int | None, timed_out: bool, console: str, stderr: s
         return Status.BOUNDARY, line
     if console.strip():
         return Status.BOOTED, None
+    if returncode == 0:
+        # QEMU exits 0 only for a shutdown it was asked for; the harness
+        # never sends "quit", and -no-reboot turns a guest reset (triple
+        # fault) into a shutdown: the guest ran but wrote nothing.
+        return Status.BOOTED, "guest reset or shut down before writing anything (QEMU exit 0)"
     err = qemu_error_line(stderr)
     return Status.ABORTED, err or f"QEMU exited with status {returncode} before the guest wrote anything"

@@ -157,3 +157,21 @@ def test_confidential_guest_without_hardware_is_boundary(qemu_binary, qemu_caps,
     assert out.status is Status.BOUNDARY, out.summary()
     assert message in out.error
     assert not out.report
+
+
+def test_ghcb_io_mode_natively_resets_without_output(qemu_binary, guest_images, tmp_path):
+    """The payload's GHCB seam on a native platform: output is dropped and
+    the MSR-protocol exit (wrmsr 0xC0010130 + VMGEXIT) faults with no IDT,
+    so the CPU triple-faults; -no-reboot makes QEMU exit 0.  The guest ran,
+    so this is BOOTED with an empty report, not ABORTED."""
+    from harness.fixtures.native import LongModeImage
+    from harness.guests.protocol import IoMode
+    img = LongModeImage(guest_images["payload64"])
+    img.config.io_mode = IoMode.GHCB_MSR
+    path = tmp_path / "ghcb.igvm"
+    path.write_bytes(img.build())
+    out = run(QemuCommand(qemu_binary, accel="tcg", igvm=str(path)), tmp_path / "r", timeout=20)
+    assert out.status is Status.BOOTED, out.summary()
+    assert out.exit_code == 0
+    assert not out.report
+    assert "reset" in out.error
