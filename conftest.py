@@ -12,4 +12,6 @@ def _plugin_installed() -> bool:
     return False
 
 
-pytest_plugins = [] if _plugin_installed() else ["harness.plugin"]
+pytest_plugins = ([] if _plugin_installed() else ["harness.plugin"]) + [
+    "harness.matrix.pytest_plugin",  # the conformance matrix report (also under xdist)
+]

@@ -139,6 +139,11 @@ def _sources(value: Any, where: str, key: str = "source") -> tuple[str, ...]:
     return tuple(v.strip() for v in value)
 
 
+def _line(text: Any) -> str:
+    """Multi-line TOML text as one line (reports show it on one line)."""
+    return " ".join(str(text).split())
+
+
 def _choice(value: Any, allowed: tuple[str, ...], where: str, key: str) -> str:
     if value not in allowed:
         raise ExpectDataError(f"{where}: '{key}' is {value!r}, not one of {', '.join(allowed)}")
@@ -181,7 +186,7 @@ def _deviation(raw: dict, where: str) -> Deviation:
     if not isinstance(reason, str) or not reason.strip():
         raise ExpectDataError(f"{where}: a deviation needs a 'reason'")
     return Deviation(outcome=outcome, stage=_choice(raw.get("stage"), STAGES, where, "stage"),
-                     reason=reason.strip(), reference=_sources(raw.get("reference"), where,
+                     reason=_line(reason), reference=_sources(raw.get("reference"), where,
                                                                 "reference"),
                      error=error, qemu=_range(raw.get("qemu"), where))
 
@@ -203,7 +208,7 @@ def _expectation(raw: dict, where: str) -> Expectation:
     dev = raw.get("deviation")
     return Expectation(outcome=outcome, stage=stage, source=_sources(raw.get("source"), where),
                        error=error, qemu=_range(raw.get("qemu"), where),
-                       note=str(raw.get("note", "")).strip(),
+                       note=_line(raw.get("note", "")),
                        deviation=_deviation(dev, f"{where}.deviation") if dev else None)
 
 
@@ -257,7 +262,7 @@ def _platform(name: str, raw: dict) -> Platform:
             raise ExpectDataError(f"{where}.boundary: needs an 'error' regex")
         boundary = Boundary(observable=observable, error=error,
                             source=_sources(b.get("source"), f"{where}.boundary"),
-                            description=str(b.get("description", "")).strip())
+                            description=_line(b.get("description", "")))
     return Platform(name=name, object_type=raw.get("object") or None,
                     properties={str(k): str(v) for k, v in raw.get("properties", {}).items()},
                     source=_sources(raw.get("source"), where), boundary=boundary)

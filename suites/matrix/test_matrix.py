@@ -7,6 +7,8 @@ missing capability."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from harness.expect import verdict as V
@@ -42,7 +44,7 @@ def cell_run(request, matrix_env, matrix_results, tmp_path):
         "observed": res.observed, "form": cell.case.form, "check": cell.id}]))
     if res.log_dir:
         from harness.plugin import _RUNS_KEY
-        request.node.stash.setdefault(_RUNS_KEY, []).append(res.log_dir)
+        request.node.stash.setdefault(_RUNS_KEY, []).append(Path(res.log_dir))
     if res.status == V.SUITE_ERROR:
         raise RuntimeError(f"suite error in cell {cell.id}: {res.reason}")
     return res
