@@ -55,7 +55,11 @@ class Observed:
     def evidence(self) -> str:
         """One line saying what was seen (QEMU's error line or guest report)."""
         if self.kind == BOOTED:
-            rep = " ".join(f"{k}={v}" for k, v in self.report.items())
+            keys = [k for k in self.report
+                    if k.startswith(("done.", "ghcb.")) or k in ("boot.mode", "boot.io_mode")]
+            rep = " ".join(f"{k}={self.report[k]}" for k in keys)
+            more = len(self.report) - len(keys)
+            rep += f" (+{more} more fields)" if more > 0 else ""
             return f"guest booted{' (reported success)' if self.booted_ok else ''}: {rep}".strip()
         if self.kind == ABORTED:
             return f"QEMU exited {self.exit_status}: {self.error_line or '(no error line)'}"
