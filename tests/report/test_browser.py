@@ -39,7 +39,7 @@ class _Table(html.parser.HTMLParser):
         if tag == "table" and self.depth:
             self.depth -= 1
         elif self.depth == 1 and tag in ("td", "th") and self.cell is not None:
-            self.rows[-1].append(" ".join("".join(self.cell).split()))
+            self.rows[-1].append(" ".join(" ".join(self.cell).split()))
             self.cell = None
 
     def handle_data(self, data):
@@ -92,3 +92,29 @@ def test_dashboard_of_two_hosts_renders_in_chromium(tmp_path):
     assert "lab-a" in grid[0][1] and "10.1.0" in grid[0][2]
     boot = [row for row in grid if row[0].startswith("sev-es.boot")][0]
     assert boot[1].startswith("fail") and boot[2].startswith("boundary")
+
+
+def test_certify_command_output_renders_in_chromium(tmp_path, capsys):
+    """The whole path: a vendor image, one command, the HTML page in a browser."""
+    import hashlib
+
+    from harness.cli import main
+    from harness.igvm.defs import PlatformType
+
+    from . import images
+
+    image = images.with_secrets_page(tmp_path / "vendor.igvm", PlatformType.SEV_ES)
+    assert main(["certify", str(image), "--no-boot", "--output", str(tmp_path / "rep")]) == 1
+    capsys.readouterr()
+    [page] = (tmp_path / "rep").glob("certify-vendor.igvm-*.html")
+    dom = browser.dump_dom(page)
+    rows = {row[0].split()[0]: row for row in _table(dom, "checks")[1:]}
+    assert rows["spec.validate"][2] == "pass"
+    # "Other page types result in an error." (docs/system/igvm.rst)
+    assert rows["sev-es.directives"][2] == "fail"
+    assert "PAGE_DATA(SECRETS)" in rows["sev-es.directives"][3]
+    env = {row[0]: row[1] for row in _table(dom, "environment")}
+    assert hashlib.sha256(image.read_bytes()).hexdigest() in env["image"]
+    matrix = _table(dom, "matrix")
+    assert matrix[0] == ["directive", "sev-es"]
+    assert [r[0] for r in matrix[1:]] == ["PAGE_DATA", "PAGE_DATA(SECRETS)"]
