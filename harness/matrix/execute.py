@@ -73,6 +73,7 @@ class CellResult:
     argv: list[str] = field(default_factory=list)
     duration: float = 0.0
     fixture: str = ""
+    note: str = ""
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -184,4 +185,4 @@ def run_cell(cell: Cell, env: Env, workdir: Path) -> CellResult:
     return _result(cell, p.mode, v.status, expected=v.expected, observed=v.observed,
                    reason=v.reason, source=list(v.source), reference=list(v.reference),
                    error_line=obs.error_line, log_dir=obs.log_dir, argv=outcome.argv,
-                   duration=time.monotonic() - t0, fixture=fx.description)
+                   duration=time.monotonic() - t0, fixture=fx.description, note=exp.note)

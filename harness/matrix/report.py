@@ -97,6 +97,8 @@ def markdown(results: list, meta: dict | None = None) -> str:
         if r.reason:
             evidence = f"{evidence} -- {r.reason}" if evidence else r.reason
         src = "; ".join(r.source + ([f"deviation: {x}" for x in r.reference]))
+        if getattr(r, "note", ""):
+            src += f" (note: {r.note})"
         out.append(f"| `{r.cell_id}` | {r.mode} | **{r.status}** | {_md(r.expected)} | "
                    f"{_md(evidence)} | {_md(src)} |")
     return "\n".join(out) + "\n"
