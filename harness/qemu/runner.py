@@ -2,9 +2,12 @@
 
 Every run gets a log directory (``cmdline.txt``, ``stderr.log``,
 ``console.log``, ``qmp.log``, ``outcome.json``) and a private short socket
-directory (unix socket paths are limited to 108 bytes).  QEMU always starts
-paused (``-S``); the harness listens on the QMP socket, QEMU connects, the
-caller may issue pre-launch queries, then ``cont``.
+directory (unix socket paths are limited to 108 bytes).  The harness
+listens on the QMP socket and QEMU connects to it.  With pre-launch queries
+QEMU starts paused (``-S``): the caller queries, then ``cont``.  Without,
+the guest starts at once and QMP is negotiated while it runs (a guest that
+finishes first just leaves a shorter transcript), which keeps the per-boot
+cost close to the raw QEMU command.
 
 Cleanup is not optional: the process runs in its own process group and is
 killed as a group on timeout, exception or Ctrl-C; a SIGKILLed harness
@@ -198,8 +201,10 @@ class QemuRun:
     """One live QEMU process.  Use :func:`run` unless you need to talk to
     the process while it runs."""
 
-    def __init__(self, cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
+                 paused: bool = True) -> None:
         self.cmd = cmd
+        self.paused = paused
         self.run_dir = Path(run_dir)
         self.timeout = timeout
         self.proc: "subprocess.Popen | None" = None
@@ -231,7 +236,7 @@ class QemuRun:
         self._console_sock = ours
         self.cmd.qmp_path = qmp_path
         self.cmd.console_fd = theirs.fileno()
-        self.cmd.paused = True
+        self.cmd.paused = self.paused
         ewp = supports_exit_with_parent(self.cmd.binary)
         self.cmd.exit_with_parent = ewp
         argv = self.cmd.argv()
@@ -291,12 +296,18 @@ class QemuRun:
                 self.timed_out = self._remaining() <= 0 and self.proc.poll() is None
                 conn.close()
                 return
+        qmp = None
         try:
             qmp = QEMUMonitorProtocol(conn)
             greeting = qmp.connect(negotiate=True)
             qmp.settimeout(max(1.0, self._remaining()))
         except Exception as exc:  # QEMU exited while negotiating
             self._transcript.note("!!", f"QMP negotiation failed: {exc!r}")
+            if qmp is not None:
+                try:
+                    qmp.close()
+                except Exception:
+                    pass
             try:
                 conn.close()
             except OSError:
@@ -321,7 +332,7 @@ class QemuRun:
         return result
 
     def cont(self) -> None:
-        if self.qmp is not None:
+        if self.paused and self.qmp is not None:
             try:
                 self.command("cont")
             except Exception:
@@ -443,14 +454,15 @@ Prelaunch = Callable[[QemuRun], None]
 
 def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
         prelaunch: Prelaunch | None = None) -> Outcome:
-    """Start QEMU paused, run ``prelaunch(run)`` (QMP queries), continue,
-    and return the classified :class:`Outcome`.  The process is reaped and
-    the sockets removed whatever happens (timeout, exception, Ctrl-C)."""
-    qr = QemuRun(cmd, run_dir, timeout)
+    """Start QEMU (paused when there is a ``prelaunch(run)`` hook for QMP
+    queries), continue, and return the classified :class:`Outcome`.  The
+    process is reaped and the sockets removed whatever happens (timeout,
+    exception, Ctrl-C)."""
+    qr = QemuRun(cmd, run_dir, timeout, paused=prelaunch is not None)
     try:
         qr.start()
-        if qr.qmp is not None and prelaunch is not None:
-            prelaunch(qr)
+        if prelaunch is not None and qr.qmp is not None:
+            prelaunch(qr)   # (no QMP: QEMU already exited; the outcome says why)
         qr.cont()
         return qr.wait()
     finally:

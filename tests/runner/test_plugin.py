@@ -64,5 +64,5 @@ def test_failing_boot_attaches_logs(tmp_path, qemu_binary, guest_images):
     out = res.stdout
     assert "igvm-harness QEMU run boot-1" in out
     for part in ("--- cmdline.txt", "igvm-cfg,id=igvm0", "--- console.log", "IGVMT done",
-                 "--- qmp.log", "'execute': 'cont'"):
+                 "--- qmp.log", "--- stderr.log", "--- outcome.json"):
         assert part in out, part

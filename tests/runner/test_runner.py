@@ -48,7 +48,7 @@ def test_boot_reports_reset_state_and_keeps_logs(any_qemu, reset_rom, tmp_path, 
     for name in ("cmdline.txt", "stderr.log", "console.log", "qmp.log", "outcome.json"):
         assert (tmp_path / "r" / name).is_file(), name
     assert "IGVMT done" in (tmp_path / "r" / "console.log").read_text()
-    assert "cont" in (tmp_path / "r" / "qmp.log").read_text()
+    assert (tmp_path / "r" / "qmp.log").is_file()    # transcript (maybe short: not paused)
     assert _own_socket_dirs() == []
     assert live_runs() == []
 
@@ -73,7 +73,9 @@ def test_prelaunch_queries_see_paused_vm_and_smp(any_qemu, reset_rom, tmp_path):
     assert out.status is Status.BOOTED
     assert seen["status"]["status"] == "prelaunch"
     assert len(seen["cpus"]) == 3
-    assert "query-cpus-fast" in (tmp_path / "r" / "qmp.log").read_text()
+    transcript = (tmp_path / "r" / "qmp.log").read_text()
+    assert "'QMP'" in transcript                      # the greeting
+    assert transcript.index("query-cpus-fast") < transcript.index("'execute': 'cont'")
 
 
 def test_bad_option_is_aborted_with_qemu_error_line(any_qemu, reset_rom, tmp_path):
