@@ -107,12 +107,16 @@ def _result(cell: Cell, mode: str, status: str, **kw) -> CellResult:
                       mode=mode, status=status, **kw)
 
 
-def _cbitpos(env: Env, p: Plan) -> int:
+def _host_sev_bits(env: Env, p: Plan) -> tuple[int, int]:
+    """(cbitpos, reduced-phys-bits) for the SEV object: the host's CPUID
+    0x8000001F (EBX[5:0], EBX[11:6]) on SEV hardware, where QEMU checks
+    them (target/i386/sev.c sev_common_kvm_init); fixed values under TCG,
+    where nothing checks them."""
     host = getattr(env.caps, "host", None)
     cpuid = getattr(host, "cpuid", None) or {}
     if p.mode == "hardware" and cpuid.get("cbitpos"):
-        return int(cpuid["cbitpos"])
-    return recipes.DEFAULT_CBIT
+        return int(cpuid["cbitpos"]), int(cpuid.get("phys_addr_reduction") or 1)
+    return recipes.DEFAULT_CBIT, 1
 
 
 def observed_from(outcome, fixture: recipes.Fixture) -> V.Observed:
@@ -154,7 +158,7 @@ def run_cell(cell: Cell, env: Env, workdir: Path) -> CellResult:
                        reason=f"no expectation recorded for QEMU {env.version} on {cell.platform}")
     doc, dev = V.effective_pair(exp, p.boundary, env.version)
     workdir.mkdir(parents=True, exist_ok=True)
-    cbit = _cbitpos(env, p)
+    cbit, reduced = _host_sev_bits(env, p)
     try:
         fx = recipes.build(cell.case.recipe, recipes.Context(
             case_id=cell.case.id, form=cell.case.form, platform=cell.platform,
@@ -169,7 +173,7 @@ def run_cell(cell: Cell, env: Env, workdir: Path) -> CellResult:
         props = dict(platform.properties)
         policy = int(props.pop("policy"), 0) if "policy" in props else None
         cgs = ConfidentialGuest(type=platform.object_type, policy=policy, cbitpos=cbit,
-                                reduced_phys_bits=1, properties=props)
+                                reduced_phys_bits=reduced, properties=props)
     cmd = QemuCommand(binary=env.qemu, machine="q35", accel=p.accel, memory="256M",
                       smp=cell.case.smp, igvm=str(fx.igvm_path), igvm_syntax=cell.syntax,
                       confidential=cgs, extra=list(fx.extra_args))
