@@ -58,3 +58,15 @@ def test_early_syntax_skips_when_qemu_lacks_it():
 def test_accel_option_is_honoured_for_native():
     p = plan(cell("page-normal", "native"), Env("/q", caps(False), TABLE, accel="tcg"))
     assert p.accel == "tcg"
+
+
+def test_unbuildable_fixture_is_a_suite_error_not_a_qemu_verdict(tmp_path):
+    from harness.expect.verdict import SUITE_ERROR, SKIP
+    from harness.matrix.execute import run_cell
+    env = Env("/nonexistent/qemu", caps(sev_host=False), TABLE, guests={})  # no payloads
+    r = run_cell(cell("page-normal", "native"), env, tmp_path)
+    assert r.status == SUITE_ERROR and "fixture not built" in r.reason and not r.argv
+    assert r.expected.startswith("guest boots")
+    # a cell that cannot run here is a skip naming why, before any fixture is built
+    r = run_cell(cell("page-normal", "sev", "sev-guest"), env, tmp_path)
+    assert r.status == SKIP and "igvm-file" in r.reason
