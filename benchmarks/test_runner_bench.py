@@ -73,6 +73,35 @@ def test_bench_harness_boot(benchmark, qemu_binary, image, bench_accel, tmp_path
     benchmark.pedantic(once, rounds=20, warmup_rounds=2)
 
 
+def test_bench_overhead_ratio(benchmark, qemu_binary, image, bench_accel, tmp_path):
+    """Raw and harness boots interleaved (so load drift on a shared machine
+    hits both alike); extra_info carries median(harness) / median(raw)."""
+    import statistics
+    console = tmp_path / "console.txt"
+    argv = _raw_argv(qemu_binary, image, bench_accel, console)
+    raw, har, n = [], [], iter(range(10**6))
+
+    def pair():
+        t0 = time.perf_counter()
+        subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+        t1 = time.perf_counter()
+        out = run(QemuCommand(qemu_binary, accel=bench_accel, igvm=str(image)),
+                  tmp_path / f"r{next(n)}", timeout=30)
+        t2 = time.perf_counter()
+        assert out.status is Status.BOOTED
+        raw.append(t1 - t0)
+        har.append(t2 - t1)
+
+    benchmark.pedantic(pair, rounds=25, warmup_rounds=2)
+    ratio = statistics.median(har) / statistics.median(raw)
+    benchmark.extra_info.update(raw_ms=round(statistics.median(raw) * 1000, 1),
+                                harness_ms=round(statistics.median(har) * 1000, 1),
+                                ratio=round(ratio, 2))
+    print(f"\n{bench_accel}: raw {statistics.median(raw)*1000:.1f} ms, harness "
+          f"{statistics.median(har)*1000:.1f} ms, ratio {ratio:.2f} (target <= 1.3)")
+
+
 def test_bench_native_suite_n2(benchmark, qemu_binary, tmp_path):
     """Wall time of ``pytest suites/native -n 2`` (one round)."""
     result = {}
