@@ -79,13 +79,20 @@ SOCKET_PREFIX = "igvmt-"
 
 
 def _pid_alive(pid: int) -> bool:
+    """True for a running process; a zombie (killed, not yet reaped by its
+    parent, e.g. a SIGKILLed xdist worker) counts as dead."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
         return True
-    return True
+    state = stat.rpartition(")")[2].split()[0]
+    return state not in ("Z", "X")
 
 
 def sweep_stale_socket_dirs(base: Path) -> int:

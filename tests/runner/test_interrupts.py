@@ -142,3 +142,45 @@ def _read(path: Path) -> str:
         return path.read_text(errors="replace")
     except OSError:
         return ""
+
+
+def _ppid(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise AssertionError("no PPid")
+
+
+def test_killed_xdist_worker_leaves_nothing(tmp_path, hanging):
+    """SIGKILL the pytest-xdist worker that owns a running QEMU: QEMU dies
+    with it, and the replacement worker's next boot sweeps the dead
+    worker's socket directory."""
+    pytest.importorskip("xdist")
+    boots = (f"from pathlib import Path\nfrom harness.qemu.cmdline import QemuCommand\n"
+             f"from harness.qemu.runner import run\n"
+             f"out = run(QemuCommand({hanging['qemu']!r}, bios={hanging['rom']!r}),"
+             f" Path({str(tmp_path / 'inner-run-b')!r}), timeout=20)\n"
+             f"assert out.status.value == 'BOOTED'\n")
+    body = ("def test_a_hangs():\n"
+            + textwrap.indent(SCRIPT.format(rundir=str(tmp_path / "inner-run"), **hanging), "    ")
+            + "\n\ndef test_b_boots():\n" + textwrap.indent(boots, "    "))
+    test_file = tmp_path / "test_inner_worker.py"
+    test_file.write_text(body)
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             "-n", "1", "--rootdir", str(tmp_path), str(test_file)],
+                            cwd=tmp_path, env=hanging["env"], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        qemus = _wait_for(lambda: _pids_with(hanging["config"]))
+        assert qemus, "QEMU never started"
+        worker = _ppid(qemus[0])
+        assert worker != proc.pid
+        os.kill(worker, signal.SIGKILL)
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert _wait_for(lambda: not _pids_with(hanging["config"]), timeout=5), "orphan QEMU"
+    assert b"1 passed" in out, out.decode()[-2000:]       # the second test ran after the crash
+    assert list(hanging["sockbase"].iterdir()) == []
