@@ -48,3 +48,16 @@ def test_assembly_error_is_one_line(tmp_path, sources):
 def test_unknown_guest(tmp_path):
     with pytest.raises(gb.GuestBuildError, match="unknown guest"):
         gb.build_guest("nope", cache=tmp_path)
+
+
+def test_concurrent_builds_publish_one_image(tmp_path, sources):
+    """pytest-xdist workers may build the same payload at once: one copy
+    wins the atomic rename, the others reuse it; no temp dirs remain."""
+    from concurrent.futures import ThreadPoolExecutor
+    cache = tmp_path / "c"
+    with ThreadPoolExecutor(4) as pool:
+        images = list(pool.map(lambda _: gb.build_guest("payload64", cache=cache,
+                                                         source_dir=sources), range(4)))
+    assert len({img.path for img in images}) == 1
+    assert images[0].data == images[-1].data and images[0].size > 0
+    assert [p.name for p in cache.iterdir()] == [images[0].path.name]
