@@ -60,4 +60,4 @@ def test_concurrent_builds_publish_one_image(tmp_path, sources):
                                                          source_dir=sources), range(4)))
     assert len({img.path for img in images}) == 1
     assert images[0].data == images[-1].data and images[0].size > 0
-    assert [p.name for p in cache.iterdir()] == [images[0].path.name]
+    assert [p.name for p in cache.iterdir()] == [images[0].path.parent.name]
