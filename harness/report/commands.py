@@ -118,9 +118,13 @@ def _matrix_run(args: argparse.Namespace) -> int:
     outdir = Path(args.output) if args.output else matrix_run.default_output(spec)
     cells = matrix_run.expand(spec)
     if args.dry_run:
+        for q in spec.qemus:
+            if q.source:
+                print(f"qemu {q.name}: built from {q.source} before the cells run")
         for i, cell in enumerate(cells, 1):
             print(f"[{i}/{len(cells)}] {cell.label}")
         return 0
+    matrix_run.build_qemus(spec, progress=_stderr)
     results = matrix_run.run(spec, cells, outdir, progress=_stderr)
     jsons = [p for r in results for p in r.json_files]
     dashboard = merge.merge_files(jsons, history_limit=args.history) if jsons else None

@@ -26,6 +26,14 @@ Example::
     [[qemu]]
     name = "lab-build"
     path = "/opt/qemu-10.2/bin/qemu-system-x86_64"
+
+    [[qemu]]
+    name = "my-tree"
+    source = "~/src/qemu"             # built first with `qemu build --source` (cached)
+
+A ``source`` entry is built (or taken from the cache) by
+``harness.qemu.build.build`` before the cells run; the QEMU-under-test the
+harness uses by default is left as it was.
 """
 
 from __future__ import annotations
@@ -56,6 +64,7 @@ _KEYS = {"name", "platforms", "accels", "pytest_args", "images", "timeout", "qem
 class Qemu:
     name: str
     path: str | None = None
+    source: str | None = None  # a `qemu build --source` argument, built before the cells
 
 
 @dataclass
@@ -127,13 +136,23 @@ def load_spec(path: str | Path) -> Spec:
     for i, q in enumerate(raw.get("qemu", [{"name": "under-test"}])):
         if not isinstance(q, dict) or not isinstance(q.get("name"), str):
             raise HarnessError(f"{path}: [[qemu]] entry {i + 1} needs a name", 1)
-        qpath = q.get("path")
+        qpath, qsource = q.get("path"), q.get("source")
+        if qpath is not None and qsource is not None:
+            raise HarnessError(f"{path}: qemu '{q['name']}': give path or source, not both", 1)
         if qpath is not None:
             qpath = os.path.expanduser(str(qpath))
             if not os.access(qpath, os.X_OK):
                 raise HarnessError(f"{path}: qemu '{q['name']}': {qpath} is not an "
                                    "executable file", 1)
-        qemus.append(Qemu(q["name"], qpath))
+        if qsource is not None:
+            qsource = str(qsource)
+            if not qsource.startswith("debian"):
+                qsource = os.path.expanduser(qsource)
+        unknown_q = set(q) - {"name", "path", "source"}
+        if unknown_q:
+            raise HarnessError(f"{path}: qemu '{q['name']}': unknown key(s) "
+                               f"{', '.join(sorted(unknown_q))}", 1)
+        qemus.append(Qemu(q["name"], qpath, qsource))
     if len({q.name for q in qemus}) != len(qemus):
         raise HarnessError(f"{path}: [[qemu]] names must be unique", 1)
     images = [Path(os.path.expanduser(p)) for p in _list(raw, "images", str(path), [])]
@@ -151,6 +170,25 @@ def load_spec(path: str | Path) -> Spec:
 def expand(spec: Spec) -> list[Cell]:
     return [Cell(q, p, a) for q, p, a in itertools.product(spec.qemus, spec.platforms,
                                                           spec.accels)]
+
+
+def build_qemus(spec: Spec, progress: Callable[[str], None] = lambda line: None) -> None:
+    """Build (or take from the cache) every ``source`` QEMU, keeping the
+    harness's default QEMU-under-test what it was."""
+    todo = [q for q in spec.qemus if q.source and not q.path]
+    if not todo:
+        return
+    from harness.qemu import build
+
+    previous = build.current_binary()
+    try:
+        for q in todo:
+            progress(f"qemu {q.name}: building from {q.source} (cached when unchanged) ...")
+            q.path = str(build.build(q.source).binary)
+            progress(f"qemu {q.name}: {q.path}")
+    finally:
+        if previous is not None:
+            build.set_current(build.cache_root(), previous.parent.parent)
 
 
 def default_output(spec: Spec) -> Path:

@@ -31,10 +31,15 @@ def column_of(doc: dict[str, Any]) -> dict[str, Any]:
     qemu = env["qemu"].get("version") or "unknown"
     accel = env.get("accel") or "-"
     platform = (doc.get("subject") or {}).get("platform") or "-"
+    qpath = env["qemu"].get("path")
+    # Two builds of one QEMU version on a host (a matrix over QEMU builds)
+    # are different configurations: the binary's path tells them apart.
+    where = f" @{qpath}" if qpath else ""
     return {
-        "id": f"{host} | QEMU {qemu} | {accel} | {platform}",
+        "id": f"{host} | QEMU {qemu}{where} | {accel} | {platform}",
         "hostname": host,
         "qemu_version": qemu,
+        "qemu_path": qpath,
         "accel": accel,
         "platform": platform,
         "kernel": env["host"].get("kernel"),

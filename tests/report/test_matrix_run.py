@@ -39,6 +39,8 @@ def test_spec_expands_to_the_product(tmp_path):
     ('[[qemu]]\nname = "x"\npath = "/nonexistent/qemu"', "not an executable"),
     ('images = ["/nonexistent.igvm"]', "no such file"),
     ('timeout = -1', "positive"),
+    ('[[qemu]]\nname = "x"\npath = "/bin/true"\nsource = "debian"', "not both"),
+    ('[[qemu]]\nname = "x"\nsrc = "debian"', "unknown key"),
     ('name = [', "not TOML"),
 ])
 def test_bad_specs_are_one_clear_error(tmp_path, body, match):
@@ -83,3 +85,11 @@ def test_dry_run_lists_cells(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines() == [
         "[1/2] qemu=under-test platform=native accel=tcg",
         "[2/2] qemu=under-test platform=sev accel=tcg"]
+
+
+def test_source_builds_are_announced_in_a_dry_run(tmp_path, capsys):
+    spec = _spec(tmp_path, '[[qemu]]\nname = "deb"\nsource = "debian:10.2.2"')
+    assert main(["matrix", "run", str(spec), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "qemu deb: built from debian:10.2.2 before the cells run"
+    assert out[1] == "[1/1] qemu=deb platform=auto accel=auto"

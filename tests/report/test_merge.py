@@ -103,3 +103,13 @@ def test_cli_merge_validate_render(two_hosts, tmp_path, capsys):
     capsys.readouterr()
     assert main(["report", "merge", str(tmp_path / "nope.json")]) == 2
     assert capsys.readouterr().err == f"igvm-harness: {tmp_path / 'nope.json'}: no such file\n"
+
+
+def test_two_qemu_builds_of_one_version_are_two_columns(tmp_path):
+    a = make_report({"x": "pass"})
+    b = make_report({"x": "fail"})
+    b.environment["qemu"]["path"] = "/opt/other-build/bin/qemu-system-x86_64"
+    dash = merge.merge_files([_write(a, tmp_path, "a"), _write(b, tmp_path, "b")])
+    assert len(dash["columns"]) == 2
+    assert {c["qemu_version"] for c in dash["columns"]} == {"10.2.2"}
+    assert sorted(c["latest"] for c in dash["cells"]) == ["fail", "pass"]
