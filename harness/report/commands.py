@@ -32,6 +32,8 @@ def _counts_line(summary: dict) -> str:
 def _certify(args: argparse.Namespace) -> int:
     from harness.certify import profile
 
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        raise HarnessError(f"{args.output}: not a directory")
     target = profile.prepare(args.file, args.platform, qemu=args.qemu, accel=args.accel,
                              vcpus=args.vcpus, boot=not args.no_boot,
                              boot_timeout=args.boot_timeout,
