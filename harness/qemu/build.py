@@ -14,6 +14,15 @@ Cache layout (``$IGVM_HARNESS_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/igvm-harn
     libigvm/<identity>/             the bundled C library, installed (stamped)
     tools/meson-venv/               meson (+ pycotap) from PyPI for QEMU's configure
 
+Firmware: the +ds source has no ROM blobs and none are installed.  None is
+needed to run IGVM guests: with an ``igvm-cfg`` the PC machines skip the BIOS
+(hw/i386/pc_sysfw.c checks ``X86_MACHINE(pcms)->igvm``) and ``-nodefaults``
+avoids VGA/NIC option ROMs.  The only ROM still looked for is the APIC's
+``kvmvapic.bin``: a harmless ``rom: file kvmvapic.bin ... error`` line on
+stderr, silenced by ``-global apic-common.vapic=off`` (or by ``-L
+/usr/share/qemu`` with Debian's qemu-system-data installed).  Checked with
+q35/pc under TCG and KVM (tests/qemu/test_build_smoke.py).
+
 An entry becomes visible only by ``rename`` of a finished temporary
 directory, so a killed build can never be mistaken for a result; stale
 temporaries are removed on the next run.
