@@ -234,16 +234,30 @@ def measurement(target: "Target", platform: str | None) -> "Outcome":
     except HarnessError as exc:  # the measurement layer refuses the file
         return _outcome("fail", f"no digest: {exc}")
     meas = Measurement(platform=platform, algorithm=str(result.get("algorithm", "")),
-                       digest=result.get("digest"), observed=result.get("observed"),
+                       digest=result.get("digest"),
                        inputs={"vcpus": target.vcpus, **result["inputs"]})
     ev = Evidence(measurements=[meas])
     if not meas.digest:
         return _outcome("error", "the measurement layer returned no digest", ev)
-    if meas.observed and meas.observed != meas.digest:
-        return _outcome("fail", f"observed {meas.observed} differs from predicted", ev)
-    how = "matches the observed launch measurement" if meas.observed else \
-        "predicted (no SEV hardware to observe it here)"
-    return _outcome("pass", f"{meas.algorithm} {meas.digest[:16]}... {how}", ev)
+    on_hardware = (target.boot and target.qemu is not None and target.probe is not None
+                   and boot_mod.choose_accel(target, platform)[1])
+    if not on_hardware:
+        return _outcome("pass", f"{meas.algorithm} {meas.digest[:16]}... predicted "
+                                "(no SEV hardware to observe it here)", ev)
+    from harness.certify import hardware
+
+    try:
+        seen = hardware.verify_on_hardware(target, platform)
+    except HarnessError as exc:
+        ev.details["log"] = getattr(exc, "log", "")[-4096:]
+        return _outcome("fail", f"launch on SEV hardware failed: {exc}", ev)
+    meas.observed = seen["observed"]
+    ev.details.update(seen["details"])
+    if seen["ok"]:
+        return _outcome("pass", f"{meas.algorithm} {meas.digest[:16]}... verified on this "
+                                f"host's {platform} firmware", ev)
+    return _outcome("fail", f"the firmware's measurement does not match the predicted "
+                            f"{meas.algorithm} {meas.digest[:16]}...", ev)
 
 
 def boot(target: "Target", platform: str | None) -> "Outcome":
