@@ -49,7 +49,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 from harness.errors import HarnessError
 from harness.report import schema
