@@ -179,6 +179,15 @@ def run_check(target: Target, planned: Planned) -> tuple[Check, list[MatrixCell]
     return check, outcome.cells
 
 
+def _accel(target: Target) -> str:
+    """The accelerator a native boot uses here ("auto" resolved by the probe)."""
+    if target.accel != "auto" or target.probe is None:
+        return target.accel
+    from harness.certify.boot import choose_accel
+
+    return choose_accel(target, "native")[0]
+
+
 ProgressFn = Callable[[int, int, Planned, "Check | None"], None]
 
 
@@ -190,7 +199,7 @@ def certify(target: Target, progress: ProgressFn | None = None,
     report = Report(
         kind="certification",
         title=f"Certification of {target.image.name}",
-        environment=fingerprint.fingerprint(target.qemu, accel=target.accel,
+        environment=fingerprint.fingerprint(target.qemu, accel=_accel(target),
                                             image=target.image, probe=target.probe),
         subject={"name": target.image.name, "platform": target.requested,
                  "declared_platforms": target.declared + target.other_platforms,

@@ -128,15 +128,25 @@ def _evidence_text(check: Any) -> str:
     return "\n".join(parts)
 
 
+def _free_paths(outdir: Path, stem: str) -> dict[str, Path]:
+    """Paths for ``stem`` that do not overwrite an earlier report (two runs
+    started within the same second get ``-2``, ``-3``, ...)."""
+    for n in range(1, 1000):
+        name = stem if n == 1 else f"{stem}-{n}"
+        paths = {"json": outdir / f"{name}.json", "junit": outdir / f"{name}.xml",
+                 "html": outdir / f"{name}.html"}
+        if not any(p.exists() for p in paths.values()):
+            return paths
+    raise HarnessError(f"{outdir}: too many reports named {stem}*")
+
+
 def write_all(report: Report, outdir: str | Path, stem: str | None = None) -> dict[str, Path]:
     """Write ``STEM.json``, ``STEM.xml`` and ``STEM.html`` into ``outdir``;
     returns their paths by format."""
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise HarnessError(f"{outdir}: not a directory")
-    stem = stem or report_stem(report)
-    paths = {"json": outdir / f"{stem}.json", "junit": outdir / f"{stem}.xml",
-             "html": outdir / f"{stem}.html"}
+    paths = _free_paths(outdir, stem or report_stem(report))
     # Render everything first: a rendering error leaves no partial set behind.
     texts = {"json": to_json(report), "junit": to_junit(report),
              "html": html.render_report(report)}

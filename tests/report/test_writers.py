@@ -92,3 +92,10 @@ def test_matrix_position_with_several_cells_is_coloured_by_the_worst(rich_report
     assert pos["counts"] == [("boundary", 1), ("pass", 1), ("skip", 1)]
     page = writers.html.render_report(rich_report)
     assert '<td class="cell-boundary">' in page and "3 cells" in page
+
+
+def test_two_reports_in_the_same_second_do_not_overwrite(rich_report, tmp_path):
+    first = writers.write_all(rich_report, tmp_path)
+    second = writers.write_all(rich_report, tmp_path)
+    assert second["json"].name == first["json"].name.replace(".json", "-2.json")
+    assert len(list(tmp_path.glob("*.json"))) == 2
