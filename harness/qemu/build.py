@@ -400,6 +400,38 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def sync_libigvm(prefix: Path, stable: Path) -> Path:
+    """Mirror an installed library into a fixed path inside the build tree.
+
+    QEMU's compile commands then name the same ``-I`` path whatever library
+    version is used, and files are replaced only when their content differs,
+    so unchanged headers keep their mtime: a new library means a relink plus
+    the few files including ``<igvm/...>``, not a rebuild of QEMU.  Paths
+    inside ``.pc`` files are rewritten to the fixed location.
+    """
+    seen = set()
+    for src in sorted(prefix.rglob("*")):
+        rel = src.relative_to(prefix)
+        if rel.parts[0].startswith(".") or not src.is_file():
+            continue
+        seen.add(rel)
+        data = src.read_bytes()
+        if src.suffix == ".pc":
+            data = data.replace(str(prefix).encode(), str(stable).encode())
+        dst = stable / rel
+        if dst.is_file() and dst.read_bytes() == data:
+            continue
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(dst.name + ".tmp")
+        tmp.write_bytes(data)
+        os.chmod(tmp, src.stat().st_mode & 0o777)
+        os.replace(tmp, dst)
+    for dst in sorted(stable.rglob("*"), reverse=True) if stable.is_dir() else ():
+        if dst.is_file() and dst.relative_to(stable) not in seen:
+            dst.unlink()
+    return stable
+
+
 def _prepared_tree(resolved: source.Resolved, work: Path, log: TextIO,
                    progress: Progress) -> Path:
     """The source tree in *work* (extracted and patched once, stamped)."""
@@ -505,13 +537,20 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
             timings["extract"] = round(time.monotonic() - t, 1)
             bdir = work / "build"
             env = dict(os.environ)
+            pc_text = ""
             if lib.pkgconfig_dir:
+                stable = sync_libigvm(Path(lib.pkgconfig_dir).parent.parent, work / "libigvm")
+                pc_dir = stable / "lib" / "pkgconfig"
+                pc_text = (pc_dir / "igvm.pc").read_text()
                 env["PKG_CONFIG_PATH"] = os.pathsep.join(
-                    p for p in (lib.pkgconfig_dir, env.get("PKG_CONFIG_PATH")) if p)
+                    p for p in (str(pc_dir), env.get("PKG_CONFIG_PATH")) if p)
             cmd = [str(tree / "configure"), f"--python={python}", f"--prefix={INSTALL_PREFIX}",
                    *options]
             stamp = work / ".configured"
-            want = json.dumps({"cmd": cmd, "libigvm": lib.identity,
+            # A new library at the same path needs no new configure unless its
+            # .pc changed (a system library is part of the identity instead).
+            want = json.dumps({"cmd": cmd, "igvm.pc": pc_text,
+                               "libigvm": "" if lib.pkgconfig_dir else lib.identity,
                                "pkg_config_path": env.get("PKG_CONFIG_PATH", "")})
             t = time.monotonic()
             if not (stamp.is_file() and stamp.read_text() == want

@@ -211,3 +211,31 @@ def test_build_tree_reused_across_library_changes(tmp_path, stubbed, monkeypatch
     third = build.build(str(tree), jobs=1, root=root, progress=quiet())
     assert not third.cached and build.is_complete(third.entry)
     assert "configure args:" not in (third.entry / "build.log").read_text()  # configured tree reused
+
+
+def test_sync_libigvm_keeps_unchanged_files_and_rewrites_pc(tmp_path):
+    a = tmp_path / "libigvm" / "bundled-a"
+    (a / "include" / "igvm").mkdir(parents=True)
+    (a / "lib" / "pkgconfig").mkdir(parents=True)
+    (a / "include" / "igvm" / "igvm.h").write_text("/* h */\n")
+    (a / "lib" / "libigvm.a").write_bytes(b"!<arch>\nA")
+    (a / "lib" / "pkgconfig" / "igvm.pc").write_text(f"prefix={a}\nVersion: 0.4.0\n")
+    (a / ".complete").write_text("x")
+    stable = tmp_path / "work" / "libigvm"
+    build.sync_libigvm(a, stable)
+    assert (stable / "lib" / "pkgconfig" / "igvm.pc").read_text() == f"prefix={stable}\nVersion: 0.4.0\n"
+    assert not (stable / ".complete").exists()
+    h_mtime = (stable / "include" / "igvm" / "igvm.h").stat().st_mtime_ns
+    b = tmp_path / "libigvm" / "bundled-b"
+    shutil.copytree(a, b)
+    (b / "lib" / "libigvm.a").write_bytes(b"!<arch>\nB")
+    (b / "lib" / "pkgconfig" / "igvm.pc").write_text(f"prefix={b}\nVersion: 0.4.0\n")
+    (b / "include" / "igvm" / "extra.h").write_text("")
+    (a / "include" / "igvm" / "igvm.h").unlink()  # only b matters now
+    build.sync_libigvm(b, stable)
+    assert (stable / "include" / "igvm" / "igvm.h").stat().st_mtime_ns == h_mtime
+    assert (stable / "lib" / "libigvm.a").read_bytes() == b"!<arch>\nB"
+    assert (stable / "lib" / "pkgconfig" / "igvm.pc").read_text() == f"prefix={stable}\nVersion: 0.4.0\n"
+    (b / "include" / "igvm" / "extra.h").unlink()
+    build.sync_libigvm(b, stable)
+    assert not (stable / "include" / "igvm" / "extra.h").exists()
