@@ -38,11 +38,21 @@ class _Collector:
         self.checks: dict[str, Check] = {}
         self.cells: list[MatrixCell] = []
         self.written: tuple[Report, dict[str, Path]] | None = None
+        self.run_dirs: dict[str, set[str]] = {}
 
     # -- one test's reports (setup, call, teardown) ------------------------
+    def _runs(self, check: Check, rep: pytest.TestReport) -> None:
+        seen = self.run_dirs.setdefault(rep.nodeid, set())
+        for key, value in rep.user_properties:
+            if key == "qemu_run" and value not in seen:
+                seen.add(value)
+                _add_run_logs(check.evidence, Path(value))
+
     def add(self, rep: pytest.TestReport) -> None:
         verdict = _verdict(rep)
         if verdict is None:
+            if rep.when == "teardown" and rep.nodeid in self.checks:
+                self._runs(self.checks[rep.nodeid], rep)
             return
         existing = self.checks.get(rep.nodeid)
         if existing is not None:  # teardown after the call: only an error counts
@@ -50,6 +60,7 @@ class _Collector:
             if verdict == "error" and existing.verdict not in ("fail", "error"):
                 existing.verdict, existing.message = "error", _message(rep, verdict)
                 existing.evidence.logs.append(Log("teardown failure", rep.longreprtext))
+            self._runs(existing, rep)  # run directories recorded while the call was reported
             return
         props = dict(rep.user_properties)
         extra = props.get("igvm_check") or {}
@@ -62,9 +73,6 @@ class _Collector:
         for name, text in rep.sections:
             if text.strip() and not name.startswith("igvm-harness QEMU run"):
                 evidence.logs.append(Log(name, text))
-        for key, value in rep.user_properties:
-            if key == "qemu_run":  # a runner log directory (harness.plugin records them)
-                _add_run_logs(evidence, Path(value))
         module = rep.nodeid.split("::", 1)[0]
         check = Check(
             id=extra.get("id") or rep.nodeid,
@@ -76,6 +84,7 @@ class _Collector:
             evidence=evidence,
         )
         self.checks[rep.nodeid] = check
+        self._runs(check, rep)  # runner log directories (harness.plugin records them)
         for cell in props.get("igvm_cells") or []:
             self.cells.append(MatrixCell(**{k: cell[k] for k in cell
                                             if k in MatrixCell.__dataclass_fields__}))

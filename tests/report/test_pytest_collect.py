@@ -127,3 +127,25 @@ def test_runner_log_directories_become_evidence(tmp_path):
     assert check["verdict"] == "pass"
     assert check["evidence"]["console"] == "IGVMT status=ok\n"
     assert [log["name"] for log in check["evidence"]["logs"]] == ["QEMU stderr (run1)"]
+
+
+def test_run_directories_recorded_while_the_call_is_reported(tmp_path):
+    # harness.plugin appends ("qemu_run", dir) in a makereport hookwrapper,
+    # after the call report was built: the teardown report carries it.
+    run = tmp_path / "run2"
+    run.mkdir()
+    (run / "console.log").write_text("IGVMT late=1\n")
+    (tmp_path / "conftest.py").write_text(textwrap.dedent(f'''
+        import pytest
+
+        @pytest.hookimpl(hookwrapper=True)
+        def pytest_runtest_makereport(item, call):
+            yield
+            if call.when == "call":
+                item.user_properties.append(("qemu_run", {str(run)!r}))
+    '''))
+    (tmp_path / "test_late.py").write_text("def test_late():\n    pass\n")
+    proc = _pytest(tmp_path, "test_late.py", "--igvm-report-dir", "out", "-q")
+    assert proc.returncode == 0, proc.stdout
+    [check] = json.loads(next((tmp_path / "out").glob("*.json")).read_text())["checks"]
+    assert check["evidence"]["console"] == "IGVMT late=1\n"
