@@ -370,6 +370,24 @@ def clean_stale(root: Path) -> None:
         shutil.rmtree(t, ignore_errors=True)
 
 
+KEEP_ENTRIES = 4
+
+
+def prune(root: Path, keep: int = KEEP_ENTRIES) -> list[Path]:
+    """Remove all but the *keep* newest complete entries (never the current one)."""
+    d = builds_dir(root)
+    cur = current_binary(root)
+    entries = sorted((e for e in d.iterdir() if is_complete(e)) if d.is_dir() else (),
+                     key=lambda e: (e / "build-info.json").stat().st_mtime, reverse=True)
+    removed = []
+    for e in entries[keep:]:
+        if cur is not None and cur.parent.parent == e:
+            continue
+        shutil.rmtree(e, ignore_errors=True)
+        removed.append(e)
+    return removed
+
+
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -598,6 +616,7 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     set_current(root, final)
+    prune(root)
     progress.phase(f"built {final / 'bin' / BINARY} "
                    f"(configure {timings['configure']} s, compile {timings['compile']} s)")
     return BuildResult(final / "bin" / BINARY, final, False, info)

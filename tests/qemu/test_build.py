@@ -239,3 +239,19 @@ def test_sync_libigvm_keeps_unchanged_files_and_rewrites_pc(tmp_path):
     (b / "include" / "igvm" / "extra.h").unlink()
     build.sync_libigvm(b, stable)
     assert not (stable / "include" / "igvm" / "extra.h").exists()
+
+
+def test_prune_keeps_newest_and_current(tmp_path):
+    entries = []
+    for i in range(6):
+        e = build.builds_dir(tmp_path) / f"qemu-10.2.2-{i}"
+        (e / "bin").mkdir(parents=True)
+        (e / "bin" / build.BINARY).write_text("#!/bin/sh\n")
+        (e / "bin" / build.BINARY).chmod(0o755)
+        (e / "build-info.json").write_text("{}")
+        os.utime(e / "build-info.json", (1000 + i, 1000 + i))
+        entries.append(e)
+    build.set_current(tmp_path, entries[0])  # the oldest is current
+    removed = build.prune(tmp_path, keep=3)
+    assert sorted(removed) == sorted(entries[1:3])
+    assert all(e.exists() for e in [entries[0], *entries[3:]])
