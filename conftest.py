@@ -1,17 +1,17 @@
-"""Top-level conftest: makes the checkout's plugin load even when the
-package is not installed (the installed package registers it through the
-``pytest11`` entry point, so it is never registered twice)."""
+"""Top-level conftest: loads the harness's pytest plugins from the checkout
+when the package is not installed.  An installed harness registers the same
+modules through its ``pytest11`` entry points (pyproject.toml), so none is
+ever registered twice.  Listing them here rather than in suites/*/conftest.py
+matters under pytest-xdist: the controller, which writes the matrix and the
+reports, only loads the root conftest."""
 
 import importlib.metadata
 
+PLUGINS = {
+    "igvm_harness": "harness.plugin",                     # options, fixtures, skips
+    "igvm_harness_matrix": "harness.matrix.pytest_plugin",  # conformance matrix summary
+    "igvm_harness_reports": "harness.report.pytest_collect",  # JSON/JUnit/HTML reports
+}
 
-def _plugin_installed() -> bool:
-    for ep in importlib.metadata.entry_points(group="pytest11"):
-        if ep.name == "igvm_harness":
-            return True
-    return False
-
-
-pytest_plugins = ([] if _plugin_installed() else ["harness.plugin"]) + [
-    "harness.matrix.pytest_plugin",  # the conformance matrix report (also under xdist)
-]
+_installed = {ep.name for ep in importlib.metadata.entry_points(group="pytest11")}
+pytest_plugins = [module for name, module in PLUGINS.items() if name not in _installed]
