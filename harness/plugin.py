@@ -298,7 +298,7 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         if ("qemu_run", str(d)) not in item.user_properties:
             item.user_properties.append(("qemu_run", str(d)))
     if report.failed:
-        for d in runs:
+        for d in map(Path, runs):
             parts = []
             for name in ("cmdline.txt", "stderr.log", "console.log", "qmp.log", "outcome.json"):
                 parts.append(f"--- {name}\n{_tail(d / name)}")
