@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from harness.errors import HarnessError
+from harness.qemu.pids import pid_alive
 from harness.qemu import deps, source
 
 BINARY = "qemu-system-x86_64"
@@ -365,7 +366,7 @@ def clean_stale(root: Path) -> None:
         return
     for t in [*d.glob(".tmp-*"), *(root / "qemu").glob(".work-*")]:
         pid = t.name.rsplit("-", 1)[-1]
-        if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
+        if pid.isdigit() and pid_alive(int(pid)) and int(pid) != os.getpid():
             continue
         shutil.rmtree(t, ignore_errors=True)
 
@@ -388,14 +389,6 @@ def prune(root: Path, keep: int = KEEP_ENTRIES) -> list[Path]:
     return removed
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from harness.errors import HarnessError
 from harness.guests.protocol import GuestReport
 from harness.qemu.cmdline import QemuCommand
+from harness.qemu.pids import pid_alive
 from harness.qemu.outcome import Outcome, Status, classify
 
 DEFAULT_TIMEOUT = 30.0
@@ -78,21 +79,6 @@ def _child_setup() -> None:  # runs in the child between fork and exec
 SOCKET_PREFIX = "igvmt-"
 
 
-def _pid_alive(pid: int) -> bool:
-    """True for a running process; a zombie (killed, not yet reaped by its
-    parent, e.g. a SIGKILLed xdist worker) counts as dead."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except PermissionError:
-            return True
-        return True
-    state = stat.rpartition(")")[2].split()[0]
-    return state not in ("Z", "X")
 
 
 def sweep_stale_socket_dirs(base: Path) -> int:
@@ -107,7 +93,7 @@ def sweep_stale_socket_dirs(base: Path) -> int:
         if not entry.name.startswith(SOCKET_PREFIX):
             continue
         pid_text = entry.name[len(SOCKET_PREFIX):].split("-", 1)[0]
-        if pid_text.isdigit() and not _pid_alive(int(pid_text)):
+        if pid_text.isdigit() and not pid_alive(int(pid_text)):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed += 1
     return removed
