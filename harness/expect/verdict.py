@@ -131,7 +131,7 @@ def matches(eff: Effective, obs: Observed) -> bool:
     if eff.outcome == "boots":
         return obs.kind == BOOTED and obs.booted_ok
     if eff.outcome == "loads":
-        return obs.kind in (BOOTED, HUNG)
+        return obs.kind in (BOOTED, HUNG, "STOPPED")  # STOPPED: guest ran, VM paused for good
     if obs.kind != ABORTED or obs.exit_status != QEMU_ERROR_EXIT:
         return False
     text = obs.stderr or obs.error_line

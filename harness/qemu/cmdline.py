@@ -97,6 +97,11 @@ class QemuCommand:
     no_reboot: bool = True             # a guest reset (triple fault) ends QEMU
     vapic_off: bool = True             # no kvmvapic.bin option ROM (see module doc)
     exit_with_parent: bool = False     # -run-with exit-with-parent=on (QEMU >= 9.1)
+    # A guest panic pauses the VM (run state guest-panicked) instead of
+    # QEMU's default "shutdown" (system/runstate-action.c, qemu-options.hx
+    # -action panic=...): the runner sees STOP and reports STOPPED.
+    panic_action: str | None = "pause"
+    pvpanic: bool = False              # -device pvpanic (ISA, port 0x505: hw/misc/pvpanic-isa.c)
     extra: list[str] = field(default_factory=list)
 
     def machine_arg(self) -> str:
@@ -134,6 +139,10 @@ class QemuCommand:
                   "-device", "isa-serial,chardev=con0,iobase=0x3f8,irq=4"]
         if self.debug_exit:
             a += ["-device", f"isa-debug-exit,iobase=0x{self.debug_exit_iobase:x}"]
+        if self.pvpanic:
+            a += ["-device", "pvpanic"]
+        if self.panic_action is not None:
+            a += ["-action", f"panic={self.panic_action}"]
         if self.exit_with_parent:
             a += ["-run-with", "exit-with-parent=on"]
         if self.paused:

@@ -6,7 +6,29 @@
 * HUNG     -- the deadline passed: the harness killed QEMU; console tail kept;
 * BOUNDARY -- QEMU stopped at a hardware boundary it cannot cross here
               (e.g. TCG asked for a confidential guest): the conformance
-              matrix counts this as "reached the boundary", not a failure.
+              matrix counts this as "reached the boundary", not a failure;
+* STOPPED  -- QEMU paused the VM for good (run state ``guest-panicked`` or
+              ``internal-error``, seen through the QMP STOP event and
+              ``query-status``): the runner quit QEMU at once instead of
+              waiting for the deadline.  Carries the run state.
+
+Why STOPPED exists (QEMU 10.2 sources):
+
+* guest panic: hw/misc/pvpanic.c handle_event -> system/runstate.c
+  qemu_system_guest_panicked, which with ``-action panic=pause``
+  (system/runstate-action.c; the default is ``shutdown``, qemu-options.hx)
+  sends GUEST_PANICKED (action ``pause``) and calls
+  ``vm_stop(RUN_STATE_GUEST_PANICKED)``;
+* SEV-ES/SNP termination request (GHCB MSR protocol, AMD GHCB spec): KVM
+  exits with KVM_EXIT_SYSTEM_EVENT / KVM_SYSTEM_EVENT_SEV_TERM.
+  accel/kvm/kvm-all.c kvm_cpu_exec handles SHUTDOWN, RESET and CRASH only
+  and passes other types to target/i386/kvm/kvm.c kvm_arch_handle_exit,
+  whose KVM_EXIT_SYSTEM_EVENT switch knows only KVM_SYSTEM_EVENT_TDX_FATAL
+  and returns -1 without a message; kvm_cpu_exec then prints the register
+  dump (cpu_dump_state to stderr) and calls
+  ``vm_stop(RUN_STATE_INTERNAL_ERROR)``: QEMU stays alive, paused, in
+  ``internal-error``.  This path needs SEV-ES/SNP hardware; here only the
+  panic path is exercised for real (tests/runner/test_runner.py).
 """
 
 from __future__ import annotations
@@ -27,6 +49,12 @@ class Status(str, Enum):
     CRASHED = "CRASHED"
     HUNG = "HUNG"
     BOUNDARY = "BOUNDARY"
+    STOPPED = "STOPPED"
+
+
+#: QMP run states (qapi/run-state.json RunState) in which a stopped VM never
+#: resumes by itself: the runner ends the run when QEMU enters one.
+STOP_STATES = ("guest-panicked", "internal-error")
 
 
 #: stderr patterns meaning "stopped at a hardware boundary", with sources.
@@ -76,6 +104,8 @@ class Outcome:
     duration: float = 0.0
     argv: list[str] = field(default_factory=list)
     prelaunch: dict = field(default_factory=dict)
+    run_state: str | None = None      # QMP run state when the VM stopped for good
+    events: list = field(default_factory=list)   # every QMP event, as QEMU sent it
 
     @property
     def guest_status(self) -> int | None:
@@ -104,15 +134,23 @@ class Outcome:
         return {"status": self.status.value, "exit_code": self.exit_code,
                 "signal": self.signal, "error": self.error, "duration": self.duration,
                 "argv": self.argv, "guest_status": self.guest_status,
-                "records": [r.line for r in self.report], "prelaunch": self.prelaunch}
+                "records": [r.line for r in self.report], "prelaunch": self.prelaunch,
+                "run_state": self.run_state, "events": self.events}
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1, default=str))
 
 
 def classify(*, returncode: int | None, timed_out: bool, console: str, stderr: str,
-             timeout: float | None = None) -> tuple[Status, str | None]:
-    """The status of a finished (or killed) run, with its reason line."""
+             timeout: float | None = None,
+             run_state: str | None = None) -> tuple[Status, str | None]:
+    """The status of a finished (or killed) run, with its reason line.
+    ``run_state`` is the QMP run state of a VM the runner saw stop for good
+    (then QEMU was quit by the runner, so its exit status says nothing)."""
+    if run_state in STOP_STATES:
+        line = qemu_error_line(stderr)
+        return Status.STOPPED, (f"QEMU stopped the VM: run state '{run_state}'"
+                                + (f"; QEMU: {line}" if line else ""))
     if timed_out:
         return Status.HUNG, f"no exit within {timeout:g} s; QEMU killed" if timeout else "hung"
     if returncode is not None and returncode < 0:
@@ -125,7 +163,7 @@ def classify(*, returncode: int | None, timed_out: bool, console: str, stderr: s
         return Status.BOOTED, None
     if returncode == 0:
         # QEMU exits 0 only for a shutdown it was asked for; the harness
-        # never sends "quit", and -no-reboot turns a guest reset (triple
+        # sends "quit" only after a stop (handled above), and -no-reboot turns a guest reset (triple
         # fault) into a shutdown: the guest ran but wrote nothing.
         return Status.BOOTED, "guest reset or shut down before writing anything (QEMU exit 0)"
     err = qemu_error_line(stderr)

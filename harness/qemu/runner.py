@@ -14,11 +14,21 @@ killed as a group on timeout, exception or Ctrl-C; a SIGKILLed harness
 (e.g. a killed xdist worker) takes it along (``-run-with exit-with-parent=on``
 where QEMU has it, else ``PR_SET_PDEATHSIG`` set between fork and exec); an ``atexit`` hook kills whatever is still registered; the
 socket directory is removed in every case.
+
+QMP events.  Every event QEMU sends (STOP, RESUME, GUEST_PANICKED,
+SHUTDOWN, ...) is written to ``qmp.log`` with the harness's clock (QEMU's
+own ``timestamp`` is inside the event) and kept in ``Outcome.events``.
+While waiting, the runner watches the console and the QMP socket together;
+on a STOP event it asks ``query-status``, and when the VM stopped for good
+(``guest-panicked``, ``internal-error``: outcome.STOP_STATES) it quits QEMU
+at once and the run is STOPPED instead of HUNG at the deadline.
 """
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import errno
 import ctypes
 import os
 import select
@@ -39,9 +49,11 @@ from harness.errors import HarnessError
 from harness.guests.protocol import GuestReport
 from harness.qemu.cmdline import QemuCommand
 from harness.qemu.pids import pid_alive
-from harness.qemu.outcome import Outcome, Status, classify
+from harness.qemu.outcome import STOP_STATES, Outcome, Status, classify
 
 DEFAULT_TIMEOUT = 30.0
+EVENT_SETTLE = 0.05   # s to wait for further QMP events once one arrived
+QUIT_GRACE = 10.0     # s QEMU gets to exit after "quit" before it is killed
 SOCKET_PATH_MAX = 107
 
 # ------------------------------------------------------- process registry
@@ -212,6 +224,10 @@ class QemuRun:
         self._deadline = 0.0
         self.timed_out = False
         self.prelaunch: dict = {}
+        self.events: list[dict] = []
+        self.run_state: str | None = None     # set when the VM stopped for good
+        self._qmp_fd: int | None = None       # dup of the QMP socket, for select()
+        self._seen = 0                        # events already looked at for STOP
 
     # ------------------------------------------------------------ start
     def start(self) -> "QemuRun":
@@ -308,6 +324,9 @@ class QemuRun:
             return
         self._transcript.note("<-", greeting)
         self.qmp = qmp
+        # A private duplicate: the asyncio transport owns (and closes) conn,
+        # and a closed descriptor number may be reused by the time we select.
+        self._qmp_fd = os.dup(conn.fileno())
 
     # ---------------------------------------------------------- control
     def command(self, name: str, **args):
@@ -322,7 +341,100 @@ class QemuRun:
             self._transcript.note("<-", f"error: {exc}")
             raise
         self._transcript.note("<-", result)
+        self.collect_events()
         return result
+
+    # ----------------------------------------------------------- events
+    def collect_events(self, wait: float = 0.0) -> list[dict]:
+        """Move the QMP events QEMU sent so far into ``self.events`` and the
+        transcript (waiting up to ``wait`` s for the first one); returns
+        the new ones."""
+        if self.qmp is None:
+            return []
+        new: list[dict] = []
+        pending: float = wait
+        while True:
+            try:
+                got = self.qmp.get_events(wait=float(pending) if pending > 0 else False)
+            except (asyncio.TimeoutError, TimeoutError):
+                got = []
+            except Exception as exc:  # connection gone (QEMU exiting)
+                if self._transcript is not None:
+                    self._transcript.note("!!", f"QMP event read failed: {exc!r}")
+                self._stop_watching_qmp()
+                got = []
+            if not got:
+                break
+            for event in got:
+                self.events.append(event)
+                if self._transcript is not None:
+                    self._transcript.note("<-", event)
+            new += got
+            pending = EVENT_SETTLE if wait > 0 else 0.0
+        return new
+
+    def _stop_watching_qmp(self) -> None:
+        if self._qmp_fd is not None:
+            os.close(self._qmp_fd)
+            self._qmp_fd = None
+
+    def _qmp_readable(self) -> None:
+        """The QMP socket is readable: read events, or notice EOF."""
+        assert self._qmp_fd is not None
+        try:
+            peek = socket.socket(fileno=os.dup(self._qmp_fd))
+            try:
+                data = peek.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            finally:
+                peek.close()
+        except BlockingIOError:
+            data = None          # already consumed by the QMP library's buffer
+        except OSError as exc:
+            data = b"" if exc.errno in (errno.ECONNRESET, errno.EBADF) else None
+        if data == b"":          # QEMU closed QMP (it is exiting)
+            self._stop_watching_qmp()
+            return
+        self.collect_events(wait=EVENT_SETTLE)
+
+    def _check_stopped(self) -> bool:
+        """After a STOP event: is the VM stopped for good?  Then record the
+        run state and quit QEMU (killing it if it does not go).
+
+        Only a STOP triggers ``query-status``: a command sent while a
+        running guest leaves through isa-debug-exit (exit() on the vCPU
+        thread) can hang QEMU 10.2 for good (seen in about 5 of 100 KVM
+        boots), so the runner never probes a running VM."""
+        fresh, self._seen = self.events[self._seen:], len(self.events)
+        if self.qmp is None or not any(e.get("event") == "STOP" for e in fresh):
+            return False
+        if any(e.get("event") == "GUEST_PANICKED" and e.get("data", {}).get("action") != "pause"
+               for e in self.events):
+            return False         # panic action poweroff: QEMU shuts down by itself
+        try:
+            state = self.command("query-status").get("status")
+        except Exception:
+            return False         # QEMU is going away by itself; EOF tells
+        if state not in STOP_STATES:
+            return False
+        self.run_state = state
+        try:
+            self.command("quit")
+        except Exception:
+            pass
+        try:
+            wait_exit(self.proc, QUIT_GRACE)
+        except Exception:
+            self.kill()
+        self._stop_watching_qmp()
+        return True
+
+    def _drain_console(self, timeout: float = 0.0) -> bool:
+        """Read what the console has (logging it); True at EOF."""
+        assert self.console
+        try:
+            return self.console.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=timeout) == 0
+        except OSError:
+            return True
 
     def cont(self) -> None:
         if self.paused and self.qmp is not None:
@@ -339,13 +451,11 @@ class QemuRun:
 
     # ----------------------------------------------------------- finish
     def wait(self) -> Outcome:
-        """Read the console until QEMU exits or the deadline passes."""
+        """Read the console and QMP events until QEMU exits, the VM stops
+        for good (then QEMU is quit) or the deadline passes."""
         assert self.proc and self.console
         if not self.timed_out:
-            try:
-                self.console.expect(pexpect.EOF, timeout=self._remaining())
-            except pexpect.TIMEOUT:
-                self.timed_out = self.proc.poll() is None
+            self._watch()
         if not self.timed_out:
             try:
                 wait_exit(self.proc, max(0.5, self._remaining()))
@@ -355,6 +465,27 @@ class QemuRun:
             self.kill()
         returncode = self.proc.wait()
         return self._finish(returncode)
+
+    def _watch(self) -> None:
+        assert self.proc and self.console
+        console_fd = self.console.child_fd
+        while True:
+            # New events, including those that came with a command's reply
+            # (e.g. "cont") before the loop started.
+            if self._check_stopped():
+                self._drain_console(timeout=1.0)   # the rest, up to EOF
+                return
+            if self._drain_console():
+                return                       # console EOF: QEMU exited
+            remaining = self._remaining()
+            if remaining <= 0:
+                self.timed_out = self.proc.poll() is None
+                return
+            qmp_fd = self._qmp_fd
+            fds = [console_fd] + ([qmp_fd] if qmp_fd is not None else [])
+            ready, _, _ = select.select(fds, [], [], remaining)
+            if qmp_fd is not None and qmp_fd in ready:
+                self._qmp_readable()
 
     def _console_text(self) -> str:
         data = b""
@@ -377,12 +508,14 @@ class QemuRun:
         except OSError:
             stderr = ""
         status, error = classify(returncode=returncode, timed_out=self.timed_out,
-                                 console=console, stderr=stderr, timeout=self.timeout)
+                                 console=console, stderr=stderr, timeout=self.timeout,
+                                 run_state=self.run_state)
         out = Outcome(status=status, exit_code=returncode if returncode >= 0 else None,
                       signal=-returncode if returncode < 0 else None, error=error,
                       console=console, report=GuestReport.parse(console),
                       run_dir=self.run_dir, duration=time.monotonic() - self._t0,
-                      argv=self.cmd.argv(), prelaunch=self.prelaunch)
+                      argv=self.cmd.argv(), prelaunch=self.prelaunch,
+                      run_state=self.run_state, events=list(self.events))
         if status is Status.HUNG:
             out.error = f"{error}; console tail:\n{out.tail(10)}"
         self.cleanup()
@@ -417,6 +550,7 @@ class QemuRun:
             except Exception:
                 pass
             self.qmp = None
+        self._stop_watching_qmp()
         for sock in (self._listener, self._console_sock):
             if sock is not None:
                 try:
@@ -450,8 +584,15 @@ def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     """Start QEMU (paused when there is a ``prelaunch(run)`` hook for QMP
     queries), continue, and return the classified :class:`Outcome`.  The
     process is reaped and the sockets removed whatever happens (timeout,
-    exception, Ctrl-C)."""
-    qr = QemuRun(cmd, run_dir, timeout, paused=prelaunch is not None)
+    exception, Ctrl-C).
+
+    Runs that can stop the VM for good also start paused: a panic device
+    (``cmd.pvpanic``) or a confidential guest (GHCB termination on
+    SEV-ES/SNP hardware).  QEMU sends no events before QMP capabilities
+    negotiation, and an unpaused guest runs while that happens, so an early
+    STOP would go unheard and the run end HUNG."""
+    paused = prelaunch is not None or cmd.pvpanic or cmd.confidential is not None
+    qr = QemuRun(cmd, run_dir, timeout, paused=paused)
     try:
         qr.start()
         if prelaunch is not None and qr.qmp is not None:

@@ -2,7 +2,14 @@
 
 Reset-state facts come from the Intel SDM vol. 3, table 9-1 (CS selector
 F000H, CR0 = 60000010H after RESET); the exit-status rule from QEMU's
-hw/misc/debugexit.c (exit((val << 1) | 1)).
+hw/misc/debugexit.c (exit((val << 1) | 1)).  Guest-panic facts from
+QEMU 10.2: hw/misc/pvpanic-isa.c (ISA port 0x505), hw/misc/pvpanic.c
+handle_event (bit 0 = PVPANIC_PANICKED -> qemu_system_guest_panicked),
+system/runstate.c qemu_system_guest_panicked (GUEST_PANICKED with action
+"pause" + vm_stop(RUN_STATE_GUEST_PANICKED) under -action panic=pause; action
+"poweroff" + shutdown request with cause guest-panic under the default
+"shutdown", system/runstate-action.c), qapi/run-state.json (STOP event,
+run state "guest-panicked", shutdown reasons "host-qmp-quit", "guest-panic").
 """
 
 from __future__ import annotations
@@ -177,3 +184,90 @@ def test_ghcb_io_mode_natively_resets_without_output(qemu_binary, guest_images, 
     assert out.exit_code == 0
     assert not out.report
     assert "reset" in out.error
+
+
+def _panic_cmd(qemu, rom, config_blob, accel="tcg", **kw):
+    # The guest "exits" with status 1 to port 0x505: that is the pvpanic
+    # port, and 1 is PVPANIC_PANICKED.
+    return _cmd(qemu, rom, accel, pvpanic=True,
+                extra=config_blob(ConfigPage(exit_port=0x505, exit_status=1)), **kw)
+
+
+def _open_fds() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("hook", [True, False], ids=["prelaunch", "no-prelaunch"])
+def test_guest_panic_is_stopped_at_once(any_qemu, reset_rom, tmp_path, config_blob,
+                                        rom_accel, hook):
+    timeout = 60
+    out = run(_panic_cmd(any_qemu, reset_rom, config_blob, rom_accel), tmp_path / "r",
+              timeout=timeout, prelaunch=(lambda qr: None) if hook else None)
+    # with a panic device the run starts paused even without a hook, so
+    # that no STOP can happen before QMP negotiation
+    assert " -S" in (tmp_path / "r" / "cmdline.txt").read_text()
+    assert out.status is Status.STOPPED, out.summary()
+    assert out.run_state == "guest-panicked"
+    assert "guest-panicked" in out.error
+    assert out.report.done                    # the guest ran up to the panic
+    assert out.exit_code == 0 and out.signal is None   # QEMU quit, not killed
+    assert out.duration < timeout             # not the deadline
+    names = [e["event"] for e in out.events]
+    assert names[-1] == "SHUTDOWN" and out.events[-1]["data"]["reason"] == "host-qmp-quit"
+    panic = next(e for e in out.events if e["event"] == "GUEST_PANICKED")
+    assert panic["data"]["action"] == "pause"
+    assert names.index("RESUME") < names.index("GUEST_PANICKED") < names.index("STOP")
+    transcript = (tmp_path / "r" / "qmp.log").read_text()
+    for event in out.events:                  # every event, with QEMU's timestamp
+        assert f"'event': '{event['event']}'" in transcript
+        assert "seconds" in event["timestamp"]
+    assert "'status': 'guest-panicked'" in transcript      # the query-status reply
+    saved = (tmp_path / "r" / "outcome.json").read_text()
+    assert '"run_state": "guest-panicked"' in saved and '"STOPPED"' in saved
+    assert live_runs() == []
+    assert _own_socket_dirs() == []
+
+
+def test_stopped_runs_leak_no_descriptors(any_qemu, reset_rom, tmp_path, config_blob):
+    # The first run may create the process's asyncio loop (qemu.qmp.legacy);
+    # after that, each run must give back every descriptor it opened.
+    cmd = _panic_cmd(any_qemu, reset_rom, config_blob)
+    run(cmd, tmp_path / "r0", timeout=60, prelaunch=lambda qr: None)
+    fds = _open_fds()
+    for i in (1, 2):
+        out = run(cmd, tmp_path / f"r{i}", timeout=60, prelaunch=lambda qr: None)
+        assert out.status is Status.STOPPED, out.summary()
+    assert _open_fds() == fds
+
+
+def test_guest_panic_with_qemu_default_action_shuts_down(any_qemu, reset_rom, tmp_path,
+                                                          config_blob):
+    """Without -action panic=pause QEMU powers off on a panic by itself:
+    the runner does not interfere (not STOPPED, QEMU not quit)."""
+    out = run(_panic_cmd(any_qemu, reset_rom, config_blob, panic_action=None),
+              tmp_path / "r", timeout=60, prelaunch=lambda qr: None)
+    assert out.status is Status.BOOTED, out.summary()
+    assert out.run_state is None
+    assert out.exit_code == 0
+    panic = next(e for e in out.events if e["event"] == "GUEST_PANICKED")
+    assert panic["data"]["action"] == "poweroff"
+    shutdown = [e for e in out.events if e["event"] == "SHUTDOWN"]
+    assert shutdown and shutdown[0]["data"]["reason"] == "guest-panic"
+    assert live_runs() == []
+    assert _own_socket_dirs() == []
+
+
+def test_pause_on_request_is_not_stopped(any_qemu, reset_rom, tmp_path, config_blob):
+    """A plain 'stop' (run state 'paused') is not final: the run goes on to
+    the deadline and is HUNG, as before."""
+    qr = QemuRun(_cmd(any_qemu, reset_rom, extra=config_blob(ConfigPage(exit_port=0x80))),
+                 tmp_path / "r", timeout=3)
+    with qr:
+        qr.cont()
+        qr.expect("IGVMT done")
+        qr.command("stop")
+        out = qr.wait()
+    assert out.status is Status.HUNG, out.summary()
+    assert out.run_state is None
+    assert "STOP" in [e["event"] for e in out.events]
+    assert live_runs() == []

@@ -60,6 +60,41 @@ def test_classify(kw, status):
     assert classify(**kw)[0] is status
 
 
+def test_cmdline_panic_action_and_pvpanic():
+    # qemu-options.hx: "-action panic=pause|shutdown|exit-failure|none" (default shutdown);
+    # hw/misc/pvpanic-isa.c: ISA device "pvpanic", ioport property default 0x505.
+    argv = QemuCommand("qemu").argv()
+    assert _arg_after(argv, "-action", "panic") == ["panic=pause"]
+    assert not _arg_after(argv, "-device", "pvpanic")
+    argv = QemuCommand("qemu", pvpanic=True, panic_action=None).argv()
+    assert _arg_after(argv, "-device", "pvpanic") == ["pvpanic"]
+    assert "-action" not in argv
+
+
+# MOCK (no SEV-ES/SNP hardware here): the stderr of QEMU 10.2 after a GHCB
+# MSR termination request, i.e. KVM_SYSTEM_EVENT_SEV_TERM, which
+# target/i386/kvm/kvm.c kvm_arch_handle_exit answers with -1, so that
+# accel/kvm/kvm-all.c kvm_cpu_exec dumps the registers (cpu_dump_state) and
+# calls vm_stop(RUN_STATE_INTERNAL_ERROR).  The real panic path is booted
+# in test_runner.py.
+SEV_TERM_STDERR = ("RAX=0000000000000100 RBX=0000000000000000 RCX=00000000c0010130 "
+                   "RDX=0000000000000000\nRSI=0000000000000000 RDI=0000000000000000\n")
+
+
+@pytest.mark.parametrize("state", ["internal-error", "guest-panicked"])
+def test_classify_stop_states_are_stopped_not_hung(state):
+    status, error = classify(returncode=0, timed_out=False, console="IGVMT boot",
+                             stderr=SEV_TERM_STDERR, run_state=state)
+    assert status is Status.STOPPED
+    assert f"'{state}'" in error and "RAX=" in error
+
+
+def test_classify_other_run_states_keep_old_rules():
+    # 'paused' (qapi/run-state.json) is a stop someone asked for: not a final state
+    assert classify(returncode=-9, timed_out=True, console="", stderr="",
+                    run_state="paused")[0] is Status.HUNG
+
+
 def test_error_line_skips_warnings():
     err = ("qemu-system-x86_64: warning: host doesn't support requested feature\n"
            "rom: file kvmvapic.bin        : error Failed to open file\n"
