@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -165,12 +166,35 @@ class Capabilities:
 
 def _run(qemu: str, args: list[str], timeout: float = HELP_TIMEOUT,
          stdin: str | None = None) -> subprocess.CompletedProcess:
+    """Run ``qemu args`` in a session of its own, so that a timeout or Ctrl-C
+    kills whatever it started too (a wrapper script's children); a binary the
+    kernel cannot execute is a one-line HarnessError."""
     try:
-        return subprocess.run([qemu, *args], input=stdin, capture_output=True, text=True,
-                              errors="replace", timeout=timeout,
-                              stdin=None if stdin is not None else subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        return subprocess.CompletedProcess(exc.cmd, -9, exc.stdout or "", "timed out")
+        proc = subprocess.Popen([qemu, *args], stdin=subprocess.PIPE if stdin is not None
+                                else subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, errors="replace",
+                                start_new_session=True)
+    except OSError as exc:
+        raise HarnessError(f"cannot run {qemu}: {exc.strerror or exc}") from None
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        out, err = proc.communicate()
+        return subprocess.CompletedProcess(proc.args, -9, out or "", "timed out")
+    except BaseException:
+        _kill_group(proc)
+        proc.wait()
+        raise
+    _kill_group(proc)  # anything the binary left running in its session
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 VERSION_RE = re.compile(r"QEMU emulator version (\d+\.\d+\.\d+)")

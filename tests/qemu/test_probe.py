@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -146,3 +147,42 @@ def test_cli_bad_input_is_one_line(tmp_path):
         assert res.returncode == 2, (argv, res.stderr)
         assert res.stderr.startswith("igvm-harness: ") and res.stderr.count("\n") == 1, res.stderr
         assert "Traceback" not in res.stderr
+
+
+def test_unexecutable_binary_is_one_clear_error(tmp_path):
+    """An executable file the kernel cannot run (ENOEXEC: no ELF header, no
+    shebang) is a one-line error, not an OSError traceback."""
+    fake = tmp_path / "qemu-system-x86_64"
+    fake.write_bytes(b"IGVM\x00\x01not a program")
+    fake.chmod(0o755)
+    with pytest.raises(probe.HarnessError, match=r"cannot run .*Exec format error"):
+        probe.probe(fake, cache=tmp_path / "c")
+    res = subprocess.run([sys.executable, "-m", "harness.cli", "qemu", "probe", "--qemu",
+                          str(fake)], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.startswith("igvm-harness: cannot run ") and res.stderr.count("\n") == 1
+
+
+def test_timed_out_helper_leaves_no_process(tmp_path):
+    """A wrapper that starts a child and hangs: on timeout the whole session
+    goes, not just the wrapper (the child would otherwise be orphaned)."""
+    pidfile = tmp_path / "child.pid"
+    fake = tmp_path / "qemu-wrapper"
+    fake.write_text(f"#!/bin/sh\nsleep 300 &\necho $! > {pidfile}\nwait\n")
+    fake.chmod(0o755)
+    res = probe._run(str(fake), ["--version"], timeout=1.0)
+    assert res.returncode == -9 and res.stderr == "timed out"
+    child = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(child), "the wrapper's child outlived the probe"
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
