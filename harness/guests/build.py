@@ -45,12 +45,22 @@ class GuestSpec:
     doc: str
 
 
-GUESTS: dict[str, GuestSpec] = {g.name: g for g in (
-    GuestSpec("reset16", ("reset16.s",), 16, 0xF000, "start",
-              "real-mode guest for the reset-vector page at 0xFFFFF000 (linked as CS offsets)"),
-    GuestSpec("payload64", ("payload64.s", "io_ghcb.s"), 64, 0x100000, "_start",
-              "long-mode payload entered through a native VP context"),
-)}
+#: Every payload, as data: name, sources (relative to fixtures/guests/; the
+#: first holds the entry symbol), bits, link address, entry symbol, purpose.
+#: The reset-vector pages are linked at 0xF000 (CS base 0xFFFF0000 at reset,
+#: Intel SDM vol. 3, 9.1.4), the long-mode payloads at 1 MiB.
+GUEST_TABLE: tuple[tuple, ...] = (
+    ("reset16", ("reset16.s",), 16, 0xF000, "start",
+     "real-mode guest for the reset-vector page at 0xFFFFF000 (linked as CS offsets)"),
+    ("payload64", ("payload64.s", "io_ghcb.s"), 64, 0x100000, "_start",
+     "long-mode payload entered through a native VP context"),
+    ("payload64-ghcb", ("payload64.s", "ghcb/io_ghcb_page.s"), 64, 0x100000, "_start",
+     "payload64 with console and exit through a shared GHCB page (SEV-ES/SEV-SNP)"),
+    ("reset-long", ("ghcb/reset_long.s",), 64, 0xF000, "start",
+     "reset-vector page that enters payload64 in long mode (no VP context), for every platform"),
+)
+
+GUESTS: dict[str, GuestSpec] = {row[0]: GuestSpec(*row) for row in GUEST_TABLE}
 
 
 @dataclass(frozen=True)
