@@ -98,12 +98,15 @@ def boot(target: "Target", platform: str) -> "Outcome":
     if target.qemu is None:
         raise Unavailable("boot unavailable: no QEMU with IGVM found ("
                           + "; ".join(target.qemu_notes) + ")")
-    if target.probe is not None and target.probe.missing("igvm-cfg"):
+    if target.probe is None:  # never run a binary the probe could not call QEMU
+        raise Unavailable("boot unavailable: QEMU " + target.qemu + " could not be probed ("
+                          + "; ".join(target.qemu_notes) + ")")
+    if target.probe.missing("igvm-cfg"):
         raise Unavailable(f"boot unavailable: {target.probe.missing('igvm-cfg')}")
     runner = adapters.need("harness.qemu.runner", "boot", "run")
     cmdline = adapters.need("harness.qemu.cmdline", "boot", "QemuCommand")
     accel, hardware, why = choose_accel(target, platform)
-    if target.probe is not None and target.probe.missing(accel):
+    if target.probe.missing(accel):
         raise Unavailable(f"boot unavailable: {target.probe.missing(accel)}")
     confidential, boundary = None, None
     if platform != "native":

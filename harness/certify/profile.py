@@ -118,12 +118,19 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
         raise HarnessError(f"{image}: not an IGVM file: {exc}", 1) from None
     declared, other = _declared(model)
     platforms = declared if platform == "auto" else [platform]
+    if not boot_timeout > 0:  # also refuses NaN
+        raise HarnessError(f"--boot-timeout must be a positive number of seconds, "
+                           f"not {boot_timeout}")
     found, notes = adapters.find_qemu(qemu)
     caps = None
     if found:
         try:
             caps = adapters.probe(found)
-        except (Unavailable, HarnessError) as exc:
+        except Unavailable as exc:
+            notes.append(str(exc))
+        except HarnessError as exc:
+            if qemu:  # the QEMU asked for is not one (e.g. --qemu /bin/true)
+                raise HarnessError(f"--qemu {qemu}: {exc}") from None
             notes.append(str(exc))
     return Target(image=image, data=data, model=model, declared=declared,
                   other_platforms=other, platforms=platforms, requested=platform,

@@ -38,6 +38,10 @@ def _certify(args: argparse.Namespace) -> int:
                              vcpus=args.vcpus, boot=not args.no_boot,
                              boot_timeout=args.boot_timeout,
                              workdir=Path(args.output) / "work")
+    try:  # before the first boot writes its logs under OUTPUT/work
+        Path(args.output).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HarnessError(f"{args.output}: cannot create: {exc.strerror or exc}") from None
     sha = None
     if not args.quiet:
         from harness.report.fingerprint import sha256_file

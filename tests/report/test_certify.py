@@ -134,3 +134,42 @@ def test_cli_writes_reports_and_summarises(tmp_path, capsys):
     doc = json.loads(next((tmp_path / "rep").glob("*.json")).read_text())
     assert doc["environment"]["image"]["sha256"] == __import__("hashlib").sha256(
         image.read_bytes()).hexdigest()
+
+
+def test_a_non_qemu_binary_is_refused_not_booted(tmp_path, capsys, monkeypatch):
+    """`--qemu /bin/true`: /bin/true exits 0 without output, which a boot
+    check must not take for a guest that ran; the explicit choice is a usage
+    error naming why (it is not QEMU), exit 2, and no report is written."""
+    monkeypatch.chdir(tmp_path)
+    image = images.native_hello(tmp_path / "v.igvm", PlatformType.NATIVE)
+    rc = main(["certify", str(image), "--qemu", "/bin/true", "--output", "out"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("igvm-harness: --qemu /bin/true: ")
+    assert "is not QEMU" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_boot_without_a_probe_is_a_skip_naming_why(tmp_path):
+    """A QEMU found by discovery that the probe could not describe is never run."""
+    image = images.native_hello(tmp_path / "v.igvm", PlatformType.NATIVE)
+    target = profile.prepare(image, "native", boot=True, workdir=tmp_path / "work")
+    target.probe, target.qemu, target.qemu_notes = None, "/bin/true", ["/bin/true is not QEMU"]
+    check, _ = profile.run_check(target, next(p for p in profile.plan(target)
+                                              if p.id == "native.boot"))
+    assert check.verdict == "skip" and "could not be probed" in check.message
+    assert "/bin/true is not QEMU" in check.message
+    assert not (tmp_path / "work").exists()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--output", "/proc/igvm-harness-out"], "/proc/igvm-harness-out: cannot create: "),
+    (["--boot-timeout", "-1"], "--boot-timeout must be a positive number"),
+    (["--boot-timeout", "nan"], "--boot-timeout must be a positive number"),
+])
+def test_bad_options_are_one_line(tmp_path, capsys, monkeypatch, argv, match):
+    monkeypatch.chdir(tmp_path)
+    image = images.native_hello(tmp_path / "v.igvm", PlatformType.NATIVE)
+    rc = main(["certify", str(image), *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith(f"igvm-harness: {match}") and err.count("\n") == 1
+    assert not (tmp_path / "reports").exists()
