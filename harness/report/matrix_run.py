@@ -132,8 +132,11 @@ def load_spec(path: str | Path) -> Spec:
         if bad or not value:
             raise HarnessError(f"{path}: '{key}' must list some of {', '.join(allowed)}"
                                + (f" (not {', '.join(bad)})" if bad else ""), 1)
+    entries = raw.get("qemu", [{"name": "under-test"}])
+    if not isinstance(entries, list):
+        raise HarnessError(f"{path}: 'qemu' must be [[qemu]] tables (name, path or source)", 1)
     qemus = []
-    for i, q in enumerate(raw.get("qemu", [{"name": "under-test"}])):
+    for i, q in enumerate(entries):
         if not isinstance(q, dict) or not isinstance(q.get("name"), str):
             raise HarnessError(f"{path}: [[qemu]] entry {i + 1} needs a name", 1)
         qpath, qsource = q.get("path"), q.get("source")
@@ -160,7 +163,7 @@ def load_spec(path: str | Path) -> Spec:
         if not image.is_file():
             raise HarnessError(f"{path}: image {image}: no such file", 1)
     timeout = raw.get("timeout", 3600)
-    if not isinstance(timeout, (int, float)) or timeout <= 0:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise HarnessError(f"{path}: 'timeout' must be a positive number of seconds", 1)
     return Spec(name=str(raw.get("name", path.stem)), qemus=qemus, platforms=platforms,
                 accels=accels, pytest_args=_list(raw, "pytest_args", str(path), ["suites/"]),
@@ -193,7 +196,8 @@ def build_qemus(spec: Spec, progress: Callable[[str], None] = lambda line: None)
 
 def default_output(spec: Spec) -> Path:
     stamp = re.sub(r"[^0-9T]", "", utc_now())[:15]
-    return Path("reports") / f"matrix-{spec.name}-{stamp}Z"
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", spec.name).lstrip(".") or "matrix"  # stays in reports/
+    return Path("reports") / f"matrix-{name}-{stamp}Z"
 
 
 def _collector_in_entry_points() -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -42,6 +43,9 @@ def test_spec_expands_to_the_product(tmp_path):
     ('[[qemu]]\nname = "x"\npath = "/bin/true"\nsource = "debian"', "not both"),
     ('[[qemu]]\nname = "x"\nsrc = "debian"', "unknown key"),
     ('name = [', "not TOML"),
+    ('qemu = 5', "'qemu' must be \\[\\[qemu\\]\\] tables"),  # was a TypeError traceback
+    ('timeout = true', "positive"),                           # a TOML boolean is no number
+    ('timeout = nan', "positive"),
 ])
 def test_bad_specs_are_one_clear_error(tmp_path, body, match):
     with pytest.raises(HarnessError, match=match):
@@ -93,3 +97,12 @@ def test_source_builds_are_announced_in_a_dry_run(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "qemu deb: built from debian:10.2.2 before the cells run"
     assert out[1] == "[1/1] qemu=deb platform=auto accel=auto"
+
+
+@pytest.mark.parametrize("name", ["../../escape", "/abs/path", "a/b", ".."])
+def test_default_output_stays_in_reports(tmp_path, name):
+    """The matrix name becomes part of a directory name, never a path."""
+    spec = matrix_run.load_spec(_spec(tmp_path, f'name = "{name}"'))
+    out = matrix_run.default_output(spec)
+    assert out.parent == Path("reports") and out.name not in ("", ".", "..")
+    assert out.name.startswith("matrix-") and "/" not in out.name
