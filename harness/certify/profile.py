@@ -22,6 +22,7 @@ from harness.certify import adapters, checks
 from harness.certify.adapters import Unavailable
 from harness.errors import HarnessError
 from harness.igvm.defs import PlatformType
+from harness.inputs import read_input
 from harness.report import fingerprint
 from harness.report.model import Check, Evidence, MatrixCell, Report, utc_now
 
@@ -102,14 +103,7 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
                            f"{', '.join(PLATFORM_CHOICES)})")
     if vcpus < 1:
         raise HarnessError("--vcpus must be at least 1")
-    try:
-        data = image.read_bytes()
-    except FileNotFoundError:
-        raise HarnessError(f"{image}: no such file") from None
-    except IsADirectoryError:
-        raise HarnessError(f"{image}: is a directory") from None
-    except OSError as exc:
-        raise HarnessError(f"{image}: cannot read: {exc.strerror or exc}") from None
+    data = read_input(image)
     try:
         model = adapters.parse(data)
     except Unavailable as exc:

@@ -31,6 +31,7 @@ from harness.igvm.defs import (
     IGVM_MAGIC, OPTIONAL_BIT,
 )
 from harness.igvm.rules import STRICT_RULES, IgvmFormatError, Violation
+from harness.inputs import open_input
 
 _U32 = struct.Struct("<I")
 _TLV = defs.VARIABLE_HEADER.st
@@ -665,18 +666,17 @@ def parse(data, check: bool = True, source: str | None = None) -> m.IgvmFile:
 def read(path) -> mmap.mmap | bytes:
     """Map (or, if empty, read) a file; I/O problems become HarnessError."""
     path = os.fspath(path)
+    fd = open_input(path)  # regular files only: a FIFO would block, /dev/zero never end
     try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size == 0:
-                return b""
-            return mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
-    except IsADirectoryError:
-        raise HarnessError(f"{path}: is a directory") from None
+        if os.fstat(fd).st_size == 0:
+            return b""
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     except OSError as exc:
         raise HarnessError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:  # mmap of a special file
+    except ValueError as exc:
         raise HarnessError(f"{path}: cannot map: {exc}") from None
+    finally:
+        os.close(fd)  # the mapping keeps its own reference
 
 
 def load(path, check: bool = True) -> m.IgvmFile:

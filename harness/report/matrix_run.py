@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Callable
 
 from harness.errors import HarnessError
+from harness.inputs import read_text_input
 from harness.report import schema
 from harness.report.model import utc_now
 
@@ -113,12 +114,9 @@ def _list(raw: dict, key: str, where: str, default: list | None = None) -> list:
 def load_spec(path: str | Path) -> Spec:
     """Read and check a matrix description (one clear error per problem)."""
     path = Path(path)
+    text = read_text_input(path, "TOML")
     try:
-        raw = tomllib.loads(path.read_text("utf-8"))
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path}: cannot read: {exc}") from None
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise HarnessError(f"{path}: not TOML: {exc}", 1) from None
     unknown = set(raw) - _KEYS

@@ -18,6 +18,7 @@ from typing import Any
 import jsonschema
 
 from harness.errors import HarnessError
+from harness.inputs import read_text_input
 
 SCHEMAS = {
     ("igvm-harness/results", 1): "results-v1.schema.json",
@@ -65,12 +66,7 @@ def validate(doc: Any, where: str = "document") -> dict[str, Any]:
 def load(path: str | Path) -> dict[str, Any]:
     """Read and validate a results or dashboard JSON file."""
     path = Path(path)
-    try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise HarnessError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise HarnessError(f"{path}: cannot read: {exc}") from None
+    text = read_text_input(path, "JSON")
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
