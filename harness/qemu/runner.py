@@ -4,10 +4,11 @@ Every run gets a log directory (``cmdline.txt``, ``stderr.log``,
 ``console.log``, ``qmp.log``, ``outcome.json``) and a private short socket
 directory (unix socket paths are limited to 108 bytes).  The harness
 listens on the QMP socket and QEMU connects to it.  With pre-launch queries
-QEMU starts paused (``-S``): the caller queries, then ``cont``.  Without,
-the guest starts at once and QMP is negotiated while it runs (a guest that
-finishes first just leaves a shorter transcript), which keeps the per-boot
-cost close to the raw QEMU command.
+QEMU starts paused (``-S``): the caller queries, then ``cont``; so do runs
+that may stop the VM for good (a panic device, a confidential guest: see
+:func:`run`).  Otherwise the guest starts at once and QMP is negotiated
+while it runs (a guest that finishes first just leaves a shorter
+transcript), which keeps the per-boot cost close to the raw QEMU command.
 
 Cleanup is not optional: the process runs in its own process group and is
 killed as a group on timeout, exception or Ctrl-C; a SIGKILLed harness
@@ -52,7 +53,7 @@ from harness.qemu.pids import pid_alive
 from harness.qemu.outcome import STOP_STATES, Outcome, Status, classify
 
 DEFAULT_TIMEOUT = 30.0
-EVENT_SETTLE = 0.05   # s to wait for further QMP events once one arrived
+EVENT_SETTLE = 0.05   # s to wait for the event whose bytes made the QMP socket readable
 QUIT_GRACE = 10.0     # s QEMU gets to exit after "quit" before it is killed
 SOCKET_PATH_MAX = 107
 
@@ -370,7 +371,12 @@ class QemuRun:
                 if self._transcript is not None:
                     self._transcript.note("<-", event)
             new += got
-            pending = EVENT_SETTLE if wait > 0 else 0.0
+            # The library parses everything it has read in one go, so the
+            # rest is already queued; anything still on the socket makes
+            # it readable again for the caller's select().  (Waiting here
+            # would cost a boot the whole settle time: QEMU sends SHUTDOWN
+            # right before it exits.)
+            pending = 0.0
         return new
 
     def _stop_watching_qmp(self) -> None:
