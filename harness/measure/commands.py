@@ -19,6 +19,18 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
 
 
+def _unsigned(bits: int):
+    """An argparse type for an unsigned field of ``bits`` bits: a policy,
+    CPUID value or feature mask outside it cannot reach the firmware."""
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not 0 <= value < 1 << bits:
+            raise argparse.ArgumentTypeError(f"{text} is not a {bits}-bit unsigned value")
+        return value
+    parse.__name__ = f"u{bits}"
+    return parse
+
+
 def _positive(text: str) -> int:
     value = _int(text)
     if value < 1:
@@ -45,6 +57,10 @@ def _measure(args: argparse.Namespace) -> int:
     from harness.measure.launch import predict
 
     f = load(args.file)
+    if args.policy is not None and args.platform != "sev-snp" and args.policy >> 32:
+        # target/i386/sev.c: sev-guest's "policy" is a uint32 (SNP's is 64-bit)
+        raise HarnessError(f"--policy {args.policy:#x} does not fit the 32-bit "
+                           f"{args.platform} guest policy")
     host = host_from_args(args)
     pred = predict(f, args.platform, args.vcpus, host, args.policy)
     out = pred.as_dict()
@@ -97,9 +113,9 @@ def add_host_arguments(p: argparse.ArgumentParser) -> None:
                    help="host kernel behaviour for sev_features of legacy VMs (default: %(default)s)")
     p.add_argument("--vcpu-type", default=DEFAULT_CPU_MODEL,
                    help="QEMU -cpu model, for the CPU signature in RDX (default: %(default)s)")
-    p.add_argument("--cpu-signature", type=_int, default=None,
+    p.add_argument("--cpu-signature", type=_unsigned(32), default=None,
                    help="CPUID.1:EAX to use instead of --vcpu-type")
-    p.add_argument("--supported-sev-features", type=_int, default=None, metavar="MASK",
+    p.add_argument("--supported-sev-features", type=_unsigned(64), default=None, metavar="MASK",
                    help="the host's KVM_X86_SEV_VMSA_FEATURES (refuse VMSAs asking for more)")
     p.add_argument("--no-host-cr4-mce", action="store_true",
                    help="the host runs without CR4.MCE (KVM ORs the host's MCE bit into CR4)")
@@ -112,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--platform", required=True, choices=sorted(PLATFORM_NAMES))
     p.add_argument("--vcpus", type=_positive, default=1)
-    p.add_argument("--policy", type=_int, default=None,
+    p.add_argument("--policy", type=_unsigned(64), default=None,
                    help="guest policy (default: QEMU's, 0x1 SEV / 0x5 SEV-ES; SNP: the file's GUEST_POLICY)")
     add_host_arguments(p)
     p.add_argument("--expect", metavar="HEX", default=None,
