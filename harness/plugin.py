@@ -39,6 +39,19 @@ _RUNS_KEY = pytest.StashKey[list]()
 NO_QEMU_HINT = "run ./setup.sh or `igvm-harness qemu build`, or pass --qemu"
 
 
+def _seconds(text: str) -> float:
+    """--boot-timeout: a positive number (a zero, negative or NaN deadline
+    would turn every boot into a timeout)."""
+    import argparse
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("igvm-harness", "IGVM conformance harness")
     group.addoption("--platform", choices=PLATFORMS, default="auto",
@@ -49,7 +62,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="accelerator for boots (default: auto: tcg, and kvm where usable)")
     group.addoption("--igvm", metavar="FILE", default=None,
                     help="a vendor IGVM image to certify")
-    group.addoption("--boot-timeout", type=float, default=DEFAULT_BOOT_TIMEOUT, metavar="S",
+    group.addoption("--boot-timeout", type=_seconds, default=DEFAULT_BOOT_TIMEOUT, metavar="S",
                     help=f"deadline of one QEMU run in seconds (default {DEFAULT_BOOT_TIMEOUT:g})")
 
 
