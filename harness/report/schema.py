@@ -52,7 +52,10 @@ def validate(doc: Any, where: str = "document") -> dict[str, Any]:
     schema_id, version = doc.get("schema"), doc.get("schema_version")
     if not isinstance(schema_id, str) or not schema_id.startswith("igvm-harness/"):
         raise HarnessError(f"{where}: not an igvm-harness report (no 'schema' field)", 1)
-    schema = load_schema(schema_id, version)
+    try:
+        schema = load_schema(schema_id, version)
+    except HarnessError as exc:  # a newer harness's file: say which file
+        raise HarnessError(f"{where}: {exc}", exc.exit_code) from None
     validator = jsonschema.Draft202012Validator(
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))

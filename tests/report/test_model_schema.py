@@ -49,6 +49,7 @@ def test_schema_rejects_broken_documents(rich_report, breakage, where):
         schema.validate(doc, "broken.json")
     assert info.value.exit_code == 1
     assert "\n" not in str(info.value)
+    assert str(info.value).startswith("broken.json: ")  # every refusal names the file
 
 
 def test_load_reports_unreadable_and_non_json_files(tmp_path):
