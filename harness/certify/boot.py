@@ -115,7 +115,7 @@ def boot(target: "Target", platform: str) -> "Outcome":
         boundary = table.platforms[platform].boundary
     cmd = cmdline.QemuCommand(binary=target.qemu, accel=accel, memory=BOOT_MEMORY,
                               smp=target.vcpus, igvm=str(target.image.resolve()),
-                              confidential=confidential)
+                              confidential=confidential, pvpanic=True)
     run_dir = target.workdir / f"{target.image.stem}-boot-{platform}"
     outcome = runner.run(cmd, run_dir, timeout=target.boot_timeout)
     status = getattr(outcome.status, "value", str(outcome.status))
@@ -147,6 +147,10 @@ def boot(target: "Target", platform: str) -> "Outcome":
         return Outcome("fail", f"QEMU refused the image: {outcome.error}", ev)
     if status == "CRASHED":
         return Outcome("fail", f"QEMU crashed: {outcome.error}", ev)
+    if status == "STOPPED":
+        # guest-panicked, or internal-error (on SEV-ES/SNP hardware: a GHCB
+        # termination request; see harness.qemu.outcome): the guest gave up.
+        return Outcome("fail", f"QEMU stopped the guest: {outcome.error}", ev)
     if status == "HUNG":
         if wrote:
             return Outcome("pass", f"guest ran under {accel} and wrote {wrote} bytes to COM1; "

@@ -25,12 +25,23 @@ HELLO_CODE = bytes.fromhex(
 )
 
 
-def reset_page() -> bytes:
+#: Writes "P" to COM1, then reports a guest panic to the pvpanic ISA device
+#: (port 0x505, bit 0 = panicked: hw/misc/pvpanic-isa.c, hw/misc/pvpanic.c).
+PANIC_CODE = bytes.fromhex(
+    "BAF803"   # mov dx, 0x3f8
+    "B050" "EE"  # mov al, 'P'; out dx, al
+    "BA0505"   # mov dx, 0x505
+    "B001" "EE"  # mov al, 1; out dx, al
+    "F4"       # hlt
+)
+
+
+def reset_page(code: bytes = HELLO_CODE) -> bytes:
     """The page at 0xFFFFF000: code at offset 0xF00, and at the reset vector
     0xFFFFFFF0 (offset 0xFF0) a near jump back to it (E9 rel16:
     0xF00 - 0xFF3 = -0xF3 = 0xFF0D)."""
     page = bytearray(4096)
-    page[0xF00:0xF00 + len(HELLO_CODE)] = HELLO_CODE
+    page[0xF00:0xF00 + len(code)] = code
     page[0xFF0:0xFF3] = bytes.fromhex("E90DFF")
     return bytes(page)
 
@@ -40,6 +51,14 @@ def native_hello(path: Path, *platforms: PlatformType) -> Path:
     for p in platforms or (PlatformType.NATIVE,):
         b.platform(p)
     b.page(0xFFFFF000, reset_page())
+    b.write(path)
+    return path
+
+
+def native_panic(path: Path) -> Path:
+    b = IgvmBuilder()
+    b.platform(PlatformType.NATIVE)
+    b.page(0xFFFFF000, reset_page(PANIC_CODE))
     b.write(path)
     return path
 

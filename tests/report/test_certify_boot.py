@@ -40,6 +40,16 @@ def test_native_image_boots_and_its_console_is_evidence(tmp_path, qemu):
     assert "-nodefaults" in check.evidence.command
 
 
+def test_panicking_image_fails_at_once(tmp_path, qemu):
+    # A guest that reports a panic must fail the boot check, quickly (the
+    # runner sees GUEST_PANICKED/STOP over QMP), not pass or time out.
+    image = images.native_panic(tmp_path / "panic.igvm")
+    check = _boot(tmp_path, image, "native", qemu)
+    assert check.verdict == "fail", check.message
+    assert "guest-panicked" in check.message
+    assert check.evidence.details["outcome"]["status"] == "STOPPED"
+
+
 def test_sev_es_without_hardware_stops_at_the_boundary(tmp_path, qemu):
     image = images.native_hello(tmp_path / "es.igvm", PlatformType.SEV_ES)
     check = _boot(tmp_path, image, "sev-es", qemu)
