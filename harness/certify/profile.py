@@ -101,8 +101,9 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
     if platform not in PLATFORM_CHOICES:
         raise HarnessError(f"unknown platform {platform!r} (choose from "
                            f"{', '.join(PLATFORM_CHOICES)})")
-    if vcpus < 1:
-        raise HarnessError("--vcpus must be at least 1")
+    from harness.measure.launch import MAX_VCPUS
+    if not 1 <= vcpus <= MAX_VCPUS:
+        raise HarnessError(f"--vcpus must be 1 to {MAX_VCPUS} (QEMU's q35 limit)")
     data = read_input(image)
     try:
         model = adapters.parse(data)

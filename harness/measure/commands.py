@@ -31,10 +31,11 @@ def _unsigned(bits: int):
     return parse
 
 
-def _positive(text: str) -> int:
+def _vcpus(text: str) -> int:
+    from harness.measure.launch import MAX_VCPUS
     value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
+    if not 1 <= value <= MAX_VCPUS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_VCPUS} (QEMU's q35 limit)")
     return value
 
 
@@ -127,7 +128,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "compute for FILE.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--platform", required=True, choices=sorted(PLATFORM_NAMES))
-    p.add_argument("--vcpus", type=_positive, default=1)
+    p.add_argument("--vcpus", type=_vcpus, default=1)
     p.add_argument("--policy", type=_unsigned(64), default=None,
                    help="guest policy (default: QEMU's, 0x1 SEV / 0x5 SEV-ES; SNP: the file's GUEST_POLICY)")
     add_host_arguments(p)

@@ -73,6 +73,11 @@ def _check_sev_es_policy(ptype: PlatformType, policy: int) -> None:
         raise HarnessError(f"policy {policy:#x} has the ES bit (0x4): QEMU would select the SEV-ES platform")
 
 
+#: The most vCPUs QEMU 10.2 starts a q35 guest with (hw/i386/pc_q35.c:
+#: pc_q35_machine_options, ``max_cpus``); a larger count is no launch at all.
+MAX_VCPUS = 4096
+
+
 def predict(f: m.IgvmFile, platform, vcpus: int, host: HostProfile | None = None,
             policy: int | None = None) -> Prediction:
     """The launch digest for ``platform`` with ``vcpus`` vCPUs on ``host``."""

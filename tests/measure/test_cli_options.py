@@ -53,3 +53,17 @@ def test_edges_of_the_ranges_are_accepted(sev_es_image, capsys):
                "0xffffffff", "--supported-sev-features", "0", str(sev_es_image)])
     out = capsys.readouterr().out
     assert rc == 0 and "policy=0xffffffff" in out and "cpu-signature=0xffffffff" in out
+
+
+@pytest.mark.parametrize("value", ["0", "4097", "10000000"])
+def test_vcpus_beyond_qemus_q35_limit_are_usage_errors(sev_es_image, capsys, value):
+    """hw/i386/pc_q35.c (QEMU 10.2): pc_q35_machine_options sets max_cpus = 4096.
+    (Ten million vCPUs used to run for minutes and print every one.)"""
+    with pytest.raises(SystemExit) as exc:
+        main(["measure", "--platform", "sev-es", "--vcpus", value, str(sev_es_image)])
+    assert exc.value.code == 2 and "must be 1 to 4096" in capsys.readouterr().err
+
+
+def test_vcpus_at_the_limit_are_measured(sev_es_image, capsys):
+    rc = main(["measure", "--platform", "sev-es", "--vcpus", "4096", str(sev_es_image)])
+    assert rc == 0 and "vcpus=4096" in capsys.readouterr().out

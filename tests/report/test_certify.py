@@ -165,6 +165,8 @@ def test_boot_without_a_probe_is_a_skip_naming_why(tmp_path):
     (["--output", "/proc/igvm-harness-out"], "/proc/igvm-harness-out: cannot create: "),
     (["--boot-timeout", "-1"], "--boot-timeout must be a positive number"),
     (["--boot-timeout", "nan"], "--boot-timeout must be a positive number"),
+    (["--vcpus", "4097"], "--vcpus must be 1 to 4096"),  # hw/i386/pc_q35.c max_cpus
+    (["--vcpus", "0"], "--vcpus must be 1 to 4096"),
 ])
 def test_bad_options_are_one_line(tmp_path, capsys, monkeypatch, argv, match):
     monkeypatch.chdir(tmp_path)
