@@ -37,7 +37,10 @@ def find(explicit: str | None = None, env: Mapping[str, str] | None = None,
     if explicit:
         return Discovered(resolve_binary(explicit), "--qemu"), notes
     if env.get("QEMU"):
-        return Discovered(resolve_binary(env["QEMU"]), "$QEMU"), notes
+        try:
+            return Discovered(resolve_binary(env["QEMU"]), "$QEMU"), notes
+        except HarnessError as exc:  # a forgotten export should say where it came from
+            raise HarnessError(f"$QEMU: {exc}") from None
     built = build.current_binary(cache)
     if built is not None:
         return Discovered(str(built), "cache"), notes

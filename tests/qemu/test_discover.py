@@ -66,3 +66,11 @@ def test_path_qemu_used_only_with_igvm(tmp_path):
     else:
         assert found is None
         assert caps.missing("igvm-cfg") in notes
+
+
+def test_bad_environment_qemu_names_the_variable(tmp_path):
+    """$QEMU outranks the cached build (see test_order); when it names nothing
+    runnable the error says the value came from the environment."""
+    with pytest.raises(HarnessError) as exc:
+        discover.discover(None, {"QEMU": str(tmp_path / "nope"), "PATH": ""}, tmp_path)
+    assert str(exc.value).startswith("$QEMU: QEMU binary ") and "does not exist" in str(exc.value)
