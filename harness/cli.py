@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from harness import __version__
@@ -42,22 +43,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
+    # SIGTERM (CI cancel, `kill`) unwinds like Ctrl-C, so that the runner's
+    # finally-blocks reap QEMU and remove its socket directory; the default
+    # action would end the process with both left behind.
+    try:
+        previous = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread (main() called from a worker)
+        previous = None
     try:
         return int(args.func(args) or 0)
     except HarnessError as exc:
         print(f"igvm-harness: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("igvm-harness: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        signum = exc.args[0] if exc.args and isinstance(exc.args[0], int) else signal.SIGINT
+        print("igvm-harness: " + ("terminated" if signum == signal.SIGTERM else "interrupted"),
+              file=sys.stderr)
+        return 128 + signum
     except BrokenPipeError:
         return 0
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
