@@ -81,7 +81,14 @@ def pytest_configure(config: pytest.Config) -> None:
             signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     except ValueError:  # not the main thread
         pass
-    config.stash[_STATE_KEY] = _State(config)
+    state = config.stash[_STATE_KEY] = _State(config)
+    if config.getoption("--qemu") is not None:
+        # A QEMU the user named explicitly that is not there, or not a QEMU,
+        # is a usage error: skipping every test would look like a clean run.
+        # (A real QEMU without IGVM still runs, and its tests skip naming it.)
+        state.resolve()
+        if state.caps is None:
+            raise pytest.UsageError(f"--qemu: {state.why_none}")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

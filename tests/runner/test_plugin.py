@@ -42,9 +42,22 @@ def _inner(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
 
 
-def test_skips_name_the_missing_qemu(tmp_path):
+def test_a_named_qemu_that_does_not_exist_is_a_usage_error(tmp_path):
+    # Skipping everything would let a typo in --qemu pass as a clean CI run.
     res = _inner(tmp_path, "--qemu", str(tmp_path / "no-such-qemu"), "--platform", "native")
-    assert "no-such-qemu does not exist" in res.stdout
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "no-such-qemu does not exist" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_a_named_binary_that_is_not_qemu_is_a_usage_error(tmp_path):
+    res = _inner(tmp_path, "--qemu", "/bin/true", "--platform", "native")
+    assert res.returncode == 4, res.stdout + res.stderr
+    assert "/bin/true" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_skips_name_the_unselected_platform(tmp_path, qemu_binary):
+    res = _inner(tmp_path, "--qemu", qemu_binary, "--platform", "native", "-k", "not boot_fails")
     assert "platform sev-snp not selected (--platform=native)" in res.stdout
 
 
