@@ -16,7 +16,7 @@ from typing import Any
 
 from harness.errors import HarnessError
 from harness.report import html, schema
-from harness.report.writers import _atomic_write
+from harness.report.writers import write_files
 from harness.report.model import FAILING, VERDICTS, utc_now
 
 DASHBOARD_ID = "igvm-harness/dashboard"
@@ -157,9 +157,5 @@ def write_dashboard(dashboard: dict[str, Any], outdir: str | Path) -> dict[str, 
     texts = {"json": json.dumps(dashboard, indent=2) + "\n",
              "html": html.render_dashboard(dashboard)}
     paths = {"json": outdir / "dashboard.json", "html": outdir / "dashboard.html"}
-    try:
-        for key, path in paths.items():
-            _atomic_write(path, texts[key])
-    except OSError as exc:
-        raise HarnessError(f"{outdir}: cannot write dashboard: {exc.strerror or exc}") from None
+    write_files(outdir, paths, texts, "dashboard")
     return paths

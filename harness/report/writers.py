@@ -45,6 +45,16 @@ def _atomic_write(path: Path, data: str) -> None:
         raise
 
 
+def write_files(outdir: Path, paths: dict[str, Path], texts: dict[str, str], what: str) -> None:
+    """Write each already-rendered ``texts[key]`` to ``paths[key]`` atomically;
+    an OS error becomes one line naming ``outdir`` and ``what`` was written."""
+    try:
+        for key, path in paths.items():
+            _atomic_write(path, texts[key])
+    except OSError as exc:
+        raise HarnessError(f"{outdir}: cannot write {what}: {exc.strerror or exc}") from None
+
+
 def report_stem(report: Report) -> str:
     """A file-name stem: kind, subject and start time, e.g.
     ``certify-vendor-20261126T110000Z``."""
@@ -150,9 +160,5 @@ def write_all(report: Report, outdir: str | Path, stem: str | None = None) -> di
     # Render everything first: a rendering error leaves no partial set behind.
     texts = {"json": to_json(report), "junit": to_junit(report),
              "html": html.render_report(report)}
-    try:
-        for key, path in paths.items():
-            _atomic_write(path, texts[key])
-    except OSError as exc:
-        raise HarnessError(f"{outdir}: cannot write report: {exc.strerror or exc}") from None
+    write_files(outdir, paths, texts, "report")
     return paths
