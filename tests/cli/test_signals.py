@@ -16,6 +16,7 @@ import pytest
 from harness.igvm.builder import IgvmBuilder
 from harness.igvm.defs import PlatformType
 from harness.qemu import discover
+from harness.qemu.pids import pid_alive  # a zombie counts as gone
 
 
 def _qemu() -> str:
@@ -31,14 +32,6 @@ def _children(pid: int) -> list[int]:
             return [int(x) for x in fh.read().split()]
     except OSError:
         return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @pytest.mark.parametrize("signum, word", [(signal.SIGINT, "interrupted"),
@@ -73,6 +66,6 @@ def test_signal_during_a_boot_leaves_nothing(tmp_path, signum, word):
     assert proc.returncode == 128 + signum, err
     assert err.splitlines()[-1] == f"igvm-harness: {word}" and "Traceback" not in err
     time.sleep(0.2)
-    assert not [k for k in kids if _alive(k)], "QEMU outlived the harness"
+    assert not [k for k in kids if pid_alive(k)], "QEMU outlived the harness"
     left = [n for n in os.listdir(tempfile.gettempdir()) if f"-{proc.pid}-" in n]
     assert not left, left

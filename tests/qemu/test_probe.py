@@ -16,6 +16,7 @@ import time
 import pytest
 
 from harness.qemu import build, probe
+from harness.qemu.pids import pid_alive  # a zombie counts as gone
 
 BUILT = build.current_binary()
 ON_PATH = shutil.which("qemu-system-x86_64")
@@ -174,15 +175,8 @@ def test_timed_out_helper_leaves_no_process(tmp_path):
     assert res.returncode == -9 and res.stderr == "timed out"
     child = int(pidfile.read_text())
     deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
+    while pid_alive(child) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(child), "the wrapper's child outlived the probe"
+    assert not pid_alive(child), "the wrapper's child outlived the probe"
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for its reaper counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
