@@ -5,8 +5,11 @@
 (``native``, ``sev``, ``sev-es``, ``sev-snp``); ``data/platforms.toml``
 holds per platform the confidential-guest object and, for hosts without the
 hardware, the *boundary*: how far QEMU gets under TCG and the error it stops
-with there.  This module only loads and checks the data; the judgement of
-an observed run lives in :mod:`harness.expect.verdict`.
+with there; ``data/constructs.toml`` names, per IGVM construct a vendor
+file can use, the case that describes it (for the certification profile's
+directive check).  This module only loads and checks the data; the
+judgement of an observed run -- or the prediction for a file that is not
+run -- lives in :mod:`harness.expect.verdict`.
 
 Every expectation names its ``source``: a QEMU source path with the function
 (``"backends/igvm.c: qigvm_directive_vp_context"``) or a section of QEMU's
@@ -121,12 +124,27 @@ class Platform:
 class Table:
     cases: list[Case] = field(default_factory=list)
     platforms: dict[str, Platform] = field(default_factory=dict)
+    #: construct name (harness.expect.constructs) -> ids of the cases that
+    #: describe its plain use, first match wins
+    constructs: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def case(self, case_id: str) -> Case:
         for c in self.cases:
             if c.id == case_id:
                 return c
         raise ExpectDataError(f"no expectation case {case_id!r}")
+
+    def construct_expectation(self, construct: str, platform: str,
+                              qemu_version: str | None) -> tuple[Case | None,
+                                                                  Expectation | None]:
+        """The first case recorded for ``construct`` (constructs.toml) with an
+        expectation for ``platform`` at ``qemu_version``; (None, None) if none."""
+        for case_id in self.constructs.get(construct, ()):
+            case = self.case(case_id)
+            exp = case.expectation(platform, qemu_version)
+            if exp is not None:
+                return case, exp
+        return None, None
 
 
 # ---------------------------------------------------------------- parsing
@@ -268,11 +286,30 @@ def _platform(name: str, raw: dict) -> Platform:
                     source=_sources(raw.get("source"), where), boundary=boundary)
 
 
-def parse_tables(cases_toml: str, platforms_toml: str) -> Table:
-    """Build a :class:`Table` from the text of the two data files."""
+def _constructs(raw: dict, ids: set[str]) -> dict[str, tuple[str, ...]]:
+    table = raw.get("constructs", {})
+    if not isinstance(table, dict):
+        raise ExpectDataError("constructs data: [constructs] must be a table")
+    out: dict[str, tuple[str, ...]] = {}
+    for name, cases in table.items():
+        if (not isinstance(cases, list) or not cases
+                or not all(isinstance(c, str) for c in cases)):
+            raise ExpectDataError(f"constructs data: {name!r} must list case ids")
+        missing = [c for c in cases if c not in ids]
+        if missing:
+            raise ExpectDataError(f"constructs data: {name!r} names unknown case(s) "
+                                  f"{', '.join(missing)}")
+        out[name] = tuple(cases)
+    return out
+
+
+def parse_tables(cases_toml: str, platforms_toml: str,
+                 constructs_toml: str | None = None) -> Table:
+    """Build a :class:`Table` from the text of the data files."""
     try:
         cases_raw = tomllib.loads(cases_toml)
         plat_raw = tomllib.loads(platforms_toml)
+        cons_raw = tomllib.loads(constructs_toml) if constructs_toml is not None else {}
     except tomllib.TOMLDecodeError as exc:
         raise ExpectDataError(f"expectation data is not valid TOML: {exc}") from None
     table = Table()
@@ -290,6 +327,7 @@ def parse_tables(cases_toml: str, platforms_toml: str) -> Table:
         table.cases.append(case)
     if not table.cases:
         raise ExpectDataError("expectation data holds no cases")
+    table.constructs = _constructs(cons_raw, seen)
     return table
 
 
@@ -302,7 +340,8 @@ def load() -> Table:
     """The harness's expectation tables (parsed once per process)."""
     d = data_dir()
     try:
-        return parse_tables((d / "cases.toml").read_text(), (d / "platforms.toml").read_text())
+        return parse_tables((d / "cases.toml").read_text(), (d / "platforms.toml").read_text(),
+                            (d / "constructs.toml").read_text())
     except OSError as exc:
         raise ExpectDataError(f"cannot read expectation data in {d}: {exc.strerror}") from None
 

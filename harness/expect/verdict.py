@@ -6,7 +6,11 @@ Two steps, both pure functions so that they are tested without QEMU:
   can be seen on this host: under the TCG fallback for an SEV platform, an
   expectation decided at a stage QEMU never reaches without the hardware
   becomes "reached hardware boundary" with the platform's boundary error;
-* :func:`judge` compares an :class:`Observed` run with that.
+* :func:`judge` compares an :class:`Observed` run with that;
+* :func:`predict` answers the same question for a file that is not run
+  construct by construct (a vendor image in the certification profile):
+  what QEMU does with one construct, from the same expectation and its
+  recorded deviation.
 
 Verdicts: ``pass`` (observed what the documentation says), ``fail`` (both
 texts shown), ``xfail`` (observed what a recorded deviation says),
@@ -158,3 +162,46 @@ def judge(doc: Effective, dev: Effective | None, obs: Observed,
     return Verdict(FAIL, doc.describe(), seen,
                    "observed behaviour differs from the expectation", doc.source,
                    dev.source if dev else ())
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What QEMU does with one construct, by the expectation data alone.
+
+    ``accepted``: QEMU goes on with the file (outcome ``boots`` or ``loads``).
+    ``status`` uses the matrix's words: ``pass`` where QEMU behaves as
+    documented and accepts, ``fail`` where it refuses, ``xfail`` where a
+    recorded deviation (QEMU's code against its documentation) decides and
+    QEMU accepts.  ``expected`` is the documented behaviour, ``predicted``
+    what QEMU's code does."""
+
+    accepted: bool
+    status: str
+    expected: str
+    predicted: str
+    reason: str = ""
+    source: tuple[str, ...] = ()
+    reference: tuple[str, ...] = ()
+
+
+def predict(exp: Expectation, qemu_version: str | None = None) -> Prediction:
+    """The prediction for one expectation at ``qemu_version`` (None: any).
+
+    A deviation valid for the version is what QEMU's code does, so it
+    decides (the matrix observes it as xfail); otherwise the documented
+    expectation does.  No boundary applies: the question is what QEMU does
+    with the construct when it runs the file to the end."""
+    doc, dev = effective_pair(exp, None, qemu_version)
+    code = dev or doc
+    accepted = code.outcome in ("boots", "loads")
+    reason = ""
+    if dev is not None:
+        reason = (f"known deviation: {exp.deviation.reason}" if exp.deviation else
+                  "known deviation")
+    if accepted:
+        status = XFAIL if dev is not None and doc.outcome == "aborts" else PASS
+    else:
+        status = FAIL
+    return Prediction(accepted=accepted, status=status, expected=doc.describe(),
+                      predicted=code.describe(), reason=reason, source=doc.source,
+                      reference=dev.source if dev else ())

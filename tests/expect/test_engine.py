@@ -135,3 +135,40 @@ def test_loads_accepts_a_running_guest_but_not_a_crash_or_refusal():
     # without a 'loads' expectation a hang is a failure
     doc, _ = V.effective_pair(exp("boots", "guest"), None)
     assert V.judge(doc, None, V.Observed(kind=V.HUNG)).status == V.FAIL
+
+
+# ------------------------------------------------- predict (no QEMU run)
+def test_predict_documented_support_and_refusal():
+    p = V.predict(exp("boots", "guest"))
+    assert (p.accepted, p.status, p.reason) == (True, V.PASS, "")
+    p = V.predict(exp("aborts", "igvm", error="Invalid page type"))
+    assert (p.accepted, p.status) == (False, V.FAIL)
+    assert "Invalid page type" in p.expected and p.source == ("docs/x.rst#Y",)
+
+
+def test_predict_a_recorded_deviation_decides_within_its_version_range():
+    # QEMU's code accepts what its documentation refuses (the SNP SECRETS
+    # page case): accepted, as the matrix's xfail, both references given.
+    dev = T.Deviation(outcome="boots", stage="guest", reason="code loads it",
+                      reference=("target/i386/sev.c: cgs_set_guest_state",), qemu=">=10.1")
+    e = exp("aborts", "launch", error="Invalid page type", deviation=dev)
+    p = V.predict(e, "10.2.2")
+    assert (p.accepted, p.status) == (True, V.XFAIL)
+    assert "code loads it" in p.reason and p.reference == dev.reference
+    assert "aborts" in p.expected and p.predicted.startswith("guest boots")
+    # a QEMU outside the deviation's range behaves as documented
+    assert V.predict(e, "10.0.0").accepted is False
+    # and the reverse: documented as supported, refused by the code
+    rev = T.Deviation(outcome="aborts", stage="igvm", reason="not implemented",
+                      reference=("backends/igvm.c: f",), error="unsupported")
+    p = V.predict(exp("boots", "guest", deviation=rev), "10.2.2")
+    assert (p.accepted, p.status) == (False, V.FAIL) and "not implemented" in p.reason
+
+
+def test_constructs_data_names_only_existing_cases():
+    d = T.data_dir()
+    cases, plats = (d / "cases.toml").read_text(), (d / "platforms.toml").read_text()
+    table = T.parse_tables(cases, plats, (d / "constructs.toml").read_text())
+    assert table.constructs["PAGE_DATA(SECRETS)"] == ("page-secrets",)
+    with pytest.raises(T.ExpectDataError, match="unknown case"):
+        T.parse_tables(cases, plats, '[constructs]\n"PAGE_DATA" = ["no-such-case"]\n')
