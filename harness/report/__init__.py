@@ -1,8 +1,11 @@
 """Reports: the results model and everything rendered from it.
 
 - :mod:`model` -- ``Report`` / ``Check`` / ``Evidence`` / ``MatrixCell``; verdicts
-  ``pass fail error boundary skip xfail xpass`` ("boundary": ran as far as the
-  host allows, never a pass);
+  ``pass fail error boundary predicted skip xfail xpass`` ("boundary": ran as
+  far as the host allows; "predicted": computed, nothing on the host confirmed
+  it; neither is a pass);
+- :mod:`text` -- every string made safe (escape sequences, control
+  characters, what XML cannot hold) before any writer renders it;
 - :mod:`schema` -- versioned JSON Schemas (``schema/results-v1.schema.json``,
   ``schema/dashboard-v1.schema.json``) and validation through ``jsonschema``;
 - :mod:`fingerprint` -- environment fingerprint (harness, QEMU version and

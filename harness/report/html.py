@@ -11,6 +11,7 @@ from typing import Any
 
 import jinja2
 
+from harness.report import text
 from harness.report.model import SCHEMA_ID, SCHEMA_VERSION, VERDICTS, Report
 
 PLATFORM_ORDER = ("native", "sev", "sev-es", "sev-snp", "tdx", "vsm")
@@ -37,7 +38,7 @@ def _platform_key(name: str) -> tuple[int, str]:
 
 
 #: Which verdict colours a matrix position holding several cells.
-SEVERITY = ("fail", "error", "xpass", "boundary", "xfail", "pass", "skip")
+SEVERITY = ("fail", "error", "xpass", "boundary", "predicted", "xfail", "pass", "skip")
 
 
 def matrix_view(report: Report) -> dict[str, Any]:
@@ -60,6 +61,7 @@ def matrix_view(report: Report) -> dict[str, Any]:
 
 
 def render_report(report: Report) -> str:
+    report = text.safe_report(report)
     template = _env().get_template("report.html.j2")
     return template.render(
         report=report,
@@ -73,6 +75,7 @@ def render_report(report: Report) -> str:
 
 
 def render_dashboard(dashboard: dict[str, Any]) -> str:
+    dashboard = text.safe(dashboard)
     template = _env().get_template("dashboard.html.j2")
     cells = {(c["row"], c["column"]): c for c in dashboard["cells"]}
     return template.render(dash=dashboard, cells=cells, verdicts=VERDICTS)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
-from harness.report import html, schema
+from harness.report import html, schema, text
 from harness.report.writers import write_files
 from harness.report.model import FAILING, VERDICTS, utc_now
 
@@ -154,7 +154,7 @@ def write_dashboard(dashboard: dict[str, Any], outdir: str | Path) -> dict[str, 
     outdir = Path(outdir)
     if outdir.exists() and not outdir.is_dir():
         raise HarnessError(f"{outdir}: not a directory")
-    texts = {"json": json.dumps(dashboard, indent=2) + "\n",
+    texts = {"json": json.dumps(text.safe(dashboard), indent=2) + "\n",
              "html": html.render_dashboard(dashboard)}
     paths = {"json": outdir / "dashboard.json", "html": outdir / "dashboard.html"}
     write_files(outdir, paths, texts, "dashboard")

@@ -21,8 +21,12 @@ SCHEMA_VERSION = 1
 
 # Verdicts, in the order a summary shows them.  "boundary" is a status of its
 # own: the check ran as far as this host allows (e.g. QEMU reached the SEV
-# hardware boundary under TCG) and is never counted as a pass.
-VERDICTS = ("pass", "fail", "error", "boundary", "skip", "xfail", "xpass")
+# hardware boundary under TCG) and is never counted as a pass.  "predicted"
+# likewise: a value was computed (a launch measurement) but nothing on this
+# host confirmed it (no SEV firmware measured the launch).
+VERDICTS = ("pass", "fail", "error", "boundary", "predicted", "skip", "xfail", "xpass")
+#: Verdicts that leave a run undecided ("partial"), neither failed nor passed.
+OPEN = frozenset({"skip", "boundary", "predicted"})
 FAILING = frozenset({"fail", "error", "xpass"})
 
 KINDS = ("certification", "suite", "matrix-cell")
@@ -126,13 +130,14 @@ class Report:
 
     def verdict(self) -> str:
         """``fail`` if anything failed, ``pass`` if every check passed (expected
-        failures included), otherwise ``partial`` (skips or boundaries)."""
+        failures included), otherwise ``partial`` (skips, boundaries,
+        predictions nothing confirmed)."""
         counts = self.counts()
         if any(counts[v] for v in FAILING):
             return "fail"
         if not self.checks:
             return "empty"
-        if counts["skip"] or counts["boundary"]:
+        if any(counts[v] for v in OPEN):
             return "partial"
         return "pass"
 

@@ -19,7 +19,7 @@ from typing import Any
 from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
 
 from harness.errors import HarnessError
-from harness.report import html, schema
+from harness.report import html, schema, text
 from harness.report.model import Report
 
 
@@ -69,7 +69,7 @@ def report_stem(report: Report) -> str:
 
 
 def to_json(report: Report) -> str:
-    doc = schema.validate(report.to_dict(), "report")
+    doc = schema.validate(text.safe(report.to_dict()), "report")
     return json.dumps(doc, indent=2, sort_keys=False) + "\n"
 
 
@@ -78,7 +78,10 @@ def to_junit(report: Report) -> str:
 
     Verdicts map so that CI dashboards never count a non-pass as a pass:
     ``boundary`` and ``xfail`` become skipped with their reason, ``xpass``
-    a failure (as pytest does under ``xfail_strict``)."""
+    a failure (as pytest does under ``xfail_strict``), ``predicted`` skipped
+    (nothing confirmed it).  Console text is made safe for XML first
+    (:mod:`harness.report.text`)."""
+    report = text.safe_report(report)
     suite = TestSuite(report.title)
     env = report.environment
     props = {
@@ -111,6 +114,8 @@ def to_junit(report: Report) -> str:
             case.result = [Skipped(f"reached hardware boundary: {message}", "boundary")]
         elif check.verdict == "xfail":
             case.result = [Skipped(f"expected failure: {message}", "xfail")]
+        elif check.verdict == "predicted":
+            case.result = [Skipped(f"predicted, not verified: {message}", "predicted")]
         out = _evidence_text(check)
         if out:
             case.system_out = out
