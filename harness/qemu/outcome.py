@@ -106,6 +106,7 @@ class Outcome:
     prelaunch: dict = field(default_factory=dict)
     run_state: str | None = None      # QMP run state when the VM stopped for good
     events: list = field(default_factory=list)   # every QMP event, as QEMU sent it
+    matched: str | None = None        # console text that matched the run's ``until``
 
     @property
     def guest_status(self) -> int | None:
@@ -135,7 +136,7 @@ class Outcome:
                 "signal": self.signal, "error": self.error, "duration": self.duration,
                 "argv": self.argv, "guest_status": self.guest_status,
                 "records": [r.line for r in self.report], "prelaunch": self.prelaunch,
-                "run_state": self.run_state, "events": self.events}
+                "run_state": self.run_state, "events": self.events, "matched": self.matched}
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1, default=str))
@@ -143,14 +144,19 @@ class Outcome:
 
 def classify(*, returncode: int | None, timed_out: bool, console: str, stderr: str,
              timeout: float | None = None,
-             run_state: str | None = None) -> tuple[Status, str | None]:
+             run_state: str | None = None,
+             matched: str | None = None) -> tuple[Status, str | None]:
     """The status of a finished (or killed) run, with its reason line.
     ``run_state`` is the QMP run state of a VM the runner saw stop for good
-    (then QEMU was quit by the runner, so its exit status says nothing)."""
+    (then QEMU was quit by the runner, so its exit status says nothing);
+    ``matched``: the console showed what the caller waited for, and the
+    runner killed QEMU there (its exit status says nothing either)."""
     if run_state in STOP_STATES:
         line = qemu_error_line(stderr)
         return Status.STOPPED, (f"QEMU stopped the VM: run state '{run_state}'"
                                 + (f"; QEMU: {line}" if line else ""))
+    if matched is not None:
+        return Status.BOOTED, None
     if timed_out:
         return Status.HUNG, f"no exit within {timeout:g} s; QEMU killed" if timeout else "hung"
     if returncode is not None and returncode < 0:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import codecs
 import errno
 import ctypes
 import os
@@ -40,6 +41,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from re import Pattern
 from typing import Callable
 
 import pexpect
@@ -203,14 +205,46 @@ class QmpTranscript:
         self._fh.close()
 
 
+class ConsoleLog:
+    """``console.log`` as pexpect's ``logfile_read`` that can also watch the
+    stream for a pattern (``until``): the text is decoded incrementally
+    (UTF-8 split across reads stays whole) and searched in a bounded window,
+    so a long console costs neither memory nor quadratic time."""
+
+    WINDOW = 64 * 1024
+
+    def __init__(self, path: Path, until: Pattern[str] | None = None) -> None:
+        self._fh = open(path, "wb")
+        self._until = until
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
+        self._window = ""
+        self.matched: str | None = None
+
+    def write(self, data: bytes) -> None:
+        self._fh.write(data)
+        if self._until is None or self.matched is not None:
+            return
+        self._window = (self._window + self._decoder.decode(data))[-self.WINDOW:]
+        found = self._until.search(self._window)
+        if found:
+            self.matched = found.group(0)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
 class QemuRun:
     """One live QEMU process.  Use :func:`run` unless you need to talk to
     the process while it runs."""
 
     def __init__(self, cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
-                 paused: bool = True) -> None:
+                 paused: bool = True, until: Pattern[str] | None = None) -> None:
         self.cmd = cmd
         self.paused = paused
+        self.until = until  # console pattern that ends the run (then killed: BOOTED)
         self.run_dir = Path(run_dir)
         self.timeout = timeout
         self.proc: "subprocess.Popen | None" = None
@@ -252,7 +286,7 @@ class QemuRun:
         argv = self.cmd.argv()
         (self.run_dir / "cmdline.txt").write_text(self.cmd.shell() + "\n")
         self._transcript = QmpTranscript(self.run_dir / "qmp.log")
-        self._console_log = open(self.run_dir / "console.log", "wb")
+        self._console_log = ConsoleLog(self.run_dir / "console.log", self.until)
         stderr = open(self.run_dir / "stderr.log", "wb")
         self._t0 = time.monotonic()
         self._deadline = self._t0 + self.timeout
@@ -483,6 +517,9 @@ class QemuRun:
                 return
             if self._drain_console():
                 return                       # console EOF: QEMU exited
+            if self._console_log is not None and self._console_log.matched is not None:
+                self.kill()                  # the caller's marker: nothing more to wait for
+                return
             remaining = self._remaining()
             if remaining <= 0:
                 self.timed_out = self.proc.poll() is None
@@ -513,15 +550,16 @@ class QemuRun:
             stderr = (self.run_dir / "stderr.log").read_text("utf-8", "replace")
         except OSError:
             stderr = ""
+        matched = self._console_log.matched if self._console_log else None
         status, error = classify(returncode=returncode, timed_out=self.timed_out,
                                  console=console, stderr=stderr, timeout=self.timeout,
-                                 run_state=self.run_state)
+                                 run_state=self.run_state, matched=matched)
         out = Outcome(status=status, exit_code=returncode if returncode >= 0 else None,
                       signal=-returncode if returncode < 0 else None, error=error,
                       console=console, report=GuestReport.parse(console),
                       run_dir=self.run_dir, duration=time.monotonic() - self._t0,
                       argv=self.cmd.argv(), prelaunch=self.prelaunch,
-                      run_state=self.run_state, events=list(self.events))
+                      run_state=self.run_state, events=list(self.events), matched=matched)
         if status is Status.HUNG:
             out.error = f"{error}; console tail:\n{out.tail(10)}"
         self.cleanup()
@@ -586,7 +624,7 @@ Prelaunch = Callable[[QemuRun], None]
 
 
 def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
-        prelaunch: Prelaunch | None = None) -> Outcome:
+        prelaunch: Prelaunch | None = None, until: Pattern[str] | None = None) -> Outcome:
     """Start QEMU (paused when there is a ``prelaunch(run)`` hook for QMP
     queries), continue, and return the classified :class:`Outcome`.  The
     process is reaped and the sockets removed whatever happens (timeout,
@@ -596,9 +634,13 @@ def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     (``cmd.pvpanic``) or a confidential guest (GHCB termination on
     SEV-ES/SNP hardware).  QEMU sends no events before QMP capabilities
     negotiation, and an unpaused guest runs while that happens, so an early
-    STOP would go unheard and the run end HUNG."""
+    STOP would go unheard and the run end HUNG.
+
+    ``until``: a console pattern; once the guest prints it the run ends
+    there (QEMU killed, status BOOTED, ``Outcome.matched`` the text) instead
+    of at the guest's exit or the deadline."""
     paused = prelaunch is not None or cmd.pvpanic or cmd.confidential is not None
-    qr = QemuRun(cmd, run_dir, timeout, paused=paused)
+    qr = QemuRun(cmd, run_dir, timeout, paused=paused, until=until)
     try:
         qr.start()
         if prelaunch is not None and qr.qmp is not None:

@@ -15,6 +15,7 @@ run state "guest-panicked", shutdown reasons "host-qmp-quit", "guest-panic").
 from __future__ import annotations
 
 import os
+import re
 import signal
 
 import pytest
@@ -103,6 +104,26 @@ def test_hung_guest_is_killed_with_console_tail(any_qemu, reset_rom, tmp_path, c
     assert out.signal == signal.SIGKILL      # killed by the runner, not by QEMU
     assert live_runs() == []
     assert _own_socket_dirs() == []
+
+
+def test_until_ends_the_run_at_the_console_marker(any_qemu, reset_rom, tmp_path, config_blob):
+    # the same guest halts forever after its report; with ``until`` the run
+    # ends at the marker: BOOTED (not HUNG at the deadline), QEMU killed by
+    # the runner, the matched text kept
+    out = run(_cmd(any_qemu, reset_rom, extra=config_blob(ConfigPage(exit_port=0x80))),
+              tmp_path / "r", timeout=60, until=re.compile(r"IGVMT done status=\S+"))
+    assert out.status is Status.BOOTED, out.summary()
+    assert out.matched is not None and out.matched.startswith("IGVMT done status=")
+    assert out.signal == signal.SIGKILL and out.error is None
+    assert out.to_json()["matched"] == out.matched
+    assert live_runs() == [] and _own_socket_dirs() == []
+
+
+def test_until_that_never_matches_changes_nothing(any_qemu, reset_rom, tmp_path):
+    out = run(_cmd(any_qemu, reset_rom), tmp_path / "r", timeout=20,
+              until=re.compile("never printed"))
+    assert out.status is Status.BOOTED and out.matched is None
+    assert out.exit_code == (0 << 1) | 1   # the guest ended QEMU itself
 
 
 def test_sigkill_of_qemu_is_crashed(any_qemu, reset_rom, tmp_path, config_blob):

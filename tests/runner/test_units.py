@@ -60,6 +60,31 @@ def test_classify(kw, status):
     assert classify(**kw)[0] is status
 
 
+def test_classify_a_run_killed_at_its_marker_is_booted():
+    # the runner killed QEMU (SIGKILL) because the console showed ``until``
+    assert classify(returncode=-9, timed_out=False, console="Shell> ", stderr="",
+                    matched="Shell> ") == (Status.BOOTED, None)
+
+
+def test_console_log_watches_across_reads_in_a_bounded_window(tmp_path):
+    from harness.qemu.runner import ConsoleLog
+
+    log = ConsoleLog(tmp_path / "console.log", re.compile("Interactive Shell \u2713"))
+    data = "UEFI Interactive Shell \u2713".encode()
+    for i in range(len(data)):           # one byte per read: UTF-8 split mid-character
+        assert log.matched is None
+        log.write(data[i:i + 1])
+    assert log.matched == "Interactive Shell \u2713"
+    log.write(b"x" * (3 * ConsoleLog.WINDOW))  # matched once: no more searching
+    log.close()
+    assert (tmp_path / "console.log").read_bytes().startswith(data)
+    big = ConsoleLog(tmp_path / "big.log", re.compile("never"))
+    for _ in range(10):
+        big.write(b"y" * ConsoleLog.WINDOW)
+    assert len(big._window) <= ConsoleLog.WINDOW and big.matched is None
+    big.close()
+
+
 def test_cmdline_panic_action_and_pvpanic():
     # qemu-options.hx: "-action panic=pause|shutdown|exit-failure|none" (default shutdown);
     # hw/misc/pvpanic-isa.c: ISA device "pvpanic", ioport property default 0x505.
