@@ -62,6 +62,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="accelerator for boots (default: auto: tcg, and kvm where usable)")
     group.addoption("--igvm", metavar="FILE", default=None,
                     help="a vendor IGVM image to certify")
+    group.addoption("--expect-console", metavar="REGEX", default=None,
+                    help="with --igvm: what the boot check waits for on the console "
+                         "(default: the markers of the payload found in the image)")
     group.addoption("--boot-timeout", type=_seconds, default=DEFAULT_BOOT_TIMEOUT, metavar="S",
                     help=f"deadline of one QEMU run in seconds (default {DEFAULT_BOOT_TIMEOUT:g})")
 

@@ -10,22 +10,27 @@ This module only chooses the command line and reads the outcome.
 
 A vendor image is not one of our guests: it does not speak the harness's
 line protocol.  "Booted" therefore means: QEMU accepted the file, started
-the guest, and guest code wrote to COM1 (or the guest ended QEMU itself)
-before the deadline; a firmware that keeps running is stopped there.
+the guest, and the guest printed the expected marker on COM1 before the
+deadline (:mod:`harness.certify.console`: ``--expect-console REGEX``, else
+the markers of the payload found in the image: OVMF's boot manager or
+shell, a Linux banner, the harness guests' last line).  The run ends as
+soon as the marker shows; a guest that prints something else, or nothing,
+fails, naming what it printed last.
 """
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from harness.certify import adapters
-from harness.certify.adapters import Unavailable
+from harness.certify import console as console_mod
+from harness.certify.model import Outcome, Target, Unavailable
+from harness.expect import table as expect_table
+from harness.qemu import runner
+from harness.qemu.cmdline import ConfidentialGuest, QemuCommand
+from harness.qemu.probe import Capabilities
 from harness.report.model import Evidence, Log
-
-if TYPE_CHECKING:
-    from harness.certify.profile import Outcome, Target
+from harness.report.text import clean
 
 #: kvm_amd parameter that must be enabled for each platform to run on hardware.
 KVM_AMD_LEVEL = {"sev": "sev", "sev-es": "sev_es", "sev-snp": "sev_snp"}
@@ -35,12 +40,12 @@ BOOT_MEMORY = "512M"
 TCG_CBITPOS = 51  # placeholder C-bit position where no SEV host tells the real one
 
 
-def _usable(caps: Any, accel: str) -> bool:
-    acc = (getattr(caps, "accels", None) or {}).get(accel)
-    return bool(acc and getattr(acc, "usable", False))
+def _usable(caps: Capabilities | None, accel: str) -> bool:
+    acc = caps.accels.get(accel) if caps is not None else None
+    return bool(acc and acc.usable)
 
 
-def choose_accel(target: "Target", platform: str) -> tuple[str, bool, str]:
+def choose_accel(target: Target, platform: str) -> tuple[str, bool, str]:
     """(accelerator, runs on hardware, why) for this platform on this host."""
     caps = target.probe
     kvm = _usable(caps, "kvm")
@@ -48,7 +53,7 @@ def choose_accel(target: "Target", platform: str) -> tuple[str, bool, str]:
         if target.accel != "auto":
             return target.accel, False, f"--accel {target.accel}"
         return ("kvm", False, "KVM usable") if kvm else ("tcg", False, "KVM not usable")
-    host = getattr(caps, "host", None)
+    host = caps.host if caps is not None else None
     level = KVM_AMD_LEVEL[platform]
     enabled = bool(host and host.enabled(level))
     if enabled and kvm and target.accel in ("auto", "kvm"):
@@ -58,9 +63,8 @@ def choose_accel(target: "Target", platform: str) -> tuple[str, bool, str]:
     return "tcg", False, why + ": running to the hardware boundary under TCG"
 
 
-def _confidential(platform: str, caps: Any, table: Any) -> Any:
-    from harness.qemu.cmdline import ConfidentialGuest
-
+def _confidential(platform: str, caps: Capabilities,
+                  table: expect_table.Table) -> ConfidentialGuest:
     plat = table.platforms.get(platform)
     if plat is None or not plat.object_type:
         raise Unavailable(f"boot unavailable: no confidential-guest object recorded for "
@@ -74,8 +78,8 @@ def _confidential(platform: str, caps: Any, table: Any) -> Any:
     # cbitpos is checked against the host's CPUID on SEV hardware only
     # (target/i386/sev.c: sev_common_kvm_init), so it comes from the host
     # when known and is a placeholder under TCG.
-    sevcaps = getattr(caps, "sev_capabilities", None) or {}
-    cpuid = getattr(getattr(caps, "host", None), "cpuid", None) or {}
+    sevcaps = caps.sev_capabilities or {}
+    cpuid = (caps.host.cpuid if caps.host is not None else None) or {}
     cg.cbitpos = int(sevcaps.get("cbitpos") or cpuid.get("cbitpos") or TCG_CBITPOS)
     cg.reduced_phys_bits = int(sevcaps.get("reduced-phys-bits") or 1)
     return cg
@@ -90,9 +94,13 @@ def _read(path: Path, limit: int) -> str:
     return (f"[... {len(data) - limit} bytes cut ...]\n" if len(data) > limit else "") + text
 
 
-def boot(target: "Target", platform: str) -> "Outcome":
-    from harness.certify.profile import Outcome
+def _tail(text: str, lines: int = 3, limit: int = 200) -> str:
+    """The last lines of a console, escape sequences dropped, for a message."""
+    shown = [ln.strip() for ln in clean(text).splitlines() if ln.strip()]
+    return " | ".join(shown[-lines:])[-limit:]
 
+
+def boot(target: Target, platform: str) -> Outcome:
     if not target.boot:
         return Outcome("skip", "boot not requested (--no-boot)")
     if target.qemu is None:
@@ -103,22 +111,21 @@ def boot(target: "Target", platform: str) -> "Outcome":
                           + "; ".join(target.qemu_notes) + ")")
     if target.probe.missing("igvm-cfg"):
         raise Unavailable(f"boot unavailable: {target.probe.missing('igvm-cfg')}")
-    runner = adapters.need("harness.qemu.runner", "boot", "run")
-    cmdline = adapters.need("harness.qemu.cmdline", "boot", "QemuCommand")
     accel, hardware, why = choose_accel(target, platform)
     if target.probe.missing(accel):
         raise Unavailable(f"boot unavailable: {target.probe.missing(accel)}")
+    expect = console_mod.expectation(target.model, target.mask(platform), target.expect_console)
     confidential, boundary = None, None
     if platform != "native":
-        table = adapters.expectations()
+        table = expect_table.load()
         confidential = _confidential(platform, target.probe, table)
         boundary = table.platforms[platform].boundary
-    cmd = cmdline.QemuCommand(binary=target.qemu, accel=accel, memory=BOOT_MEMORY,
-                              smp=target.vcpus, igvm=str(target.image.resolve()),
-                              confidential=confidential, pvpanic=True)
+    cmd = QemuCommand(binary=target.qemu, accel=accel, memory=BOOT_MEMORY,
+                      smp=target.vcpus, igvm=str(target.image.resolve()),
+                      confidential=confidential, pvpanic=True)
     run_dir = target.workdir / f"{target.image.stem}-boot-{platform}"
-    outcome = runner.run(cmd, run_dir, timeout=target.boot_timeout)
-    status = getattr(outcome.status, "value", str(outcome.status))
+    outcome = runner.run(cmd, run_dir, timeout=target.boot_timeout, until=expect.pattern)
+    status = outcome.status.value
     console = outcome.console[-CONSOLE_LIMIT:] if outcome.console else None
     ev = Evidence(
         command=list(outcome.argv),
@@ -126,7 +133,7 @@ def boot(target: "Target", platform: str) -> "Outcome":
         logs=[Log("QEMU stderr", _read(run_dir / "stderr.log", LOG_LIMIT)),
               Log("QMP transcript", _read(run_dir / "qmp.log", LOG_LIMIT))],
         details={"outcome": outcome.to_json(), "accel": accel, "on_hardware": hardware,
-                 "why": why, "log_dir": str(run_dir)},
+                 "why": why, "log_dir": str(run_dir), "expect_console": expect.as_dict()},
     )
     ev.logs = [log for log in ev.logs if log.text]
     wrote = len(outcome.console or "")
@@ -151,12 +158,14 @@ def boot(target: "Target", platform: str) -> "Outcome":
         # guest-panicked, or internal-error (on SEV-ES/SNP hardware: a GHCB
         # termination request; see harness.qemu.outcome): the guest gave up.
         return Outcome("fail", f"QEMU stopped the guest: {outcome.error}", ev)
+    if outcome.matched is not None:
+        return Outcome("pass", f"guest reached {outcome.matched.strip()!r} under {accel} after "
+                               f"{outcome.duration:.1f} s ({expect.description})", ev)
+    seen = (f"it wrote {wrote} bytes to COM1, last: {_tail(outcome.console)!r}" if wrote
+            else "it wrote nothing to COM1")
     if status == "HUNG":
-        if wrote:
-            return Outcome("pass", f"guest ran under {accel} and wrote {wrote} bytes to COM1; "
-                                   f"stopped at the {target.boot_timeout:g} s deadline", ev)
-        return Outcome("fail", f"the guest wrote nothing to COM1 within "
-                               f"{target.boot_timeout:g} s under {accel} (QEMU kept running; "
-                               "raise --boot-timeout if the firmware is slow)", ev)
-    return Outcome("pass", f"guest ran under {accel}, wrote {wrote} bytes to COM1 and ended "
-                           f"QEMU with exit status {outcome.exit_code}", ev)
+        return Outcome("fail", f"no {expect.description} within {target.boot_timeout:g} s "
+                               f"under {accel}: {seen} (raise --boot-timeout if the firmware "
+                               "is slow, or say what booted means with --expect-console)", ev)
+    return Outcome("fail", f"the guest ended QEMU (exit status {outcome.exit_code}) without "
+                           f"{expect.description}: {seen}", ev)

@@ -22,7 +22,10 @@ import itertools
 from pathlib import Path
 from typing import Any, Iterator
 
-from harness.certify import adapters
+from harness.certify.model import Target
+from harness.igvm import builder
+from harness.measure import kvm_vmsa, launch as launch_mod, verify
+from harness.qemu import cmdline, runner
 
 _RUNS = itertools.count(1)
 LAUNCH_TIMEOUT = 60.0
@@ -47,10 +50,6 @@ def launcher(qemu: str, workdir: Path, *, accel: str = "kvm", vcpus: int = 1,
              memory: str = LAUNCH_MEMORY, timeout: float = LAUNCH_TIMEOUT):
     """A launcher for ``harness.measure.verify``: each launch is one paused
     QEMU with its own log directory under ``workdir``."""
-    runner = adapters.need("harness.qemu.runner", "hardware launch", "QemuRun")
-    cmdline = adapters.need("harness.qemu.cmdline", "hardware launch", "QemuCommand")
-    verify = adapters.need("harness.measure.verify", "hardware launch", "LaunchFailed")
-
     @contextlib.contextmanager
     def launch(props: dict, igvm_path: str | None) -> Iterator[_Qmp]:
         props = dict(props)
@@ -91,9 +90,6 @@ def capabilities_qmp(qemu: str, workdir: Path, accel: str = "kvm") -> Iterator[_
     It never runs a guest, but q35 still needs a firmware image to start; a
     64 KiB zero ROM (the smallest size QEMU maps as BIOS) stands in, since
     Debian's QEMU source ships none (issue 3)."""
-    runner = adapters.need("harness.qemu.runner", "hardware launch", "QemuRun")
-    cmdline = adapters.need("harness.qemu.cmdline", "hardware launch", "QemuCommand")
-    verify = adapters.need("harness.measure.verify", "hardware launch", "QmpCommandError")
     run_dir = workdir / f"caps-{next(_RUNS)}"
     run_dir.mkdir(parents=True, exist_ok=True)
     rom = run_dir / "zero-rom.bin"
@@ -108,13 +104,9 @@ def capabilities_qmp(qemu: str, workdir: Path, accel: str = "kvm") -> Iterator[_
         run.cleanup()
 
 
-def verify_on_hardware(target: Any, platform: str) -> dict[str, Any]:
+def verify_on_hardware(target: Target, platform: str) -> dict[str, Any]:
     """Observed launch measurement for ``platform`` on this SEV host:
     ``{"ok", "observed", "details"}``."""
-    verify = adapters.need("harness.measure.verify", "hardware verification",
-                           "verify_sev", "verify_snp")
-    kvm_vmsa = adapters.need("harness.measure.kvm_vmsa", "hardware verification",
-                             "HostProfile")
     workdir = target.workdir / f"{target.image.stem}-measure-{platform}"
     workdir.mkdir(parents=True, exist_ok=True)
     launch = launcher(target.qemu, workdir, vcpus=target.vcpus)
@@ -128,9 +120,6 @@ def verify_on_hardware(target: Any, platform: str) -> dict[str, Any]:
                             "policy": f"{v.policy:#x}", "launch_measure": v.measurement,
                             "attestation_matches": v.attestation_matches,
                             "triage": v.report}}
-    builder = adapters.need("harness.igvm.builder", "hardware verification", "serialize")
-    launch_mod = adapters.need("harness.measure.launch", "hardware verification",
-                               "DEFAULT_SNP_POLICY")
     caps = target.probe.sev_capabilities or {}
     good, tampered = verify.verify_snp(
         target.model, target.vcpus, host, launch_mod.DEFAULT_SNP_POLICY,

@@ -14,63 +14,24 @@ The list of checks is data (:func:`plan`) so that the CLI, the pytest suite
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
-from harness.certify import adapters, checks
-from harness.certify.adapters import Unavailable
+from harness.certify import boot, checks, console
+from harness.certify.model import (BOOT_TIMEOUT, PLATFORM_CHOICES, QEMU_PLATFORMS, CheckFn,
+                                   Outcome, Target, Unavailable)
 from harness.errors import HarnessError
-from harness.igvm.defs import PlatformType
+from harness.igvm import model as m
+from harness.igvm import parser
 from harness.inputs import read_input
+from harness.measure.launch import MAX_VCPUS
+from harness.qemu import discover, probe
 from harness.report import fingerprint
-from harness.report.model import Check, Evidence, MatrixCell, Report, utc_now
+from harness.report.model import Check, MatrixCell, Report, utc_now
 
-#: IGVM platform types QEMU implements, by the names the harness uses.
-QEMU_PLATFORMS = {
-    PlatformType.NATIVE: "native",
-    PlatformType.SEV: "sev",
-    PlatformType.SEV_ES: "sev-es",
-    PlatformType.SEV_SNP: "sev-snp",
-}
-PLATFORM_CHOICES = ("auto", *QEMU_PLATFORMS.values())
-
-
-@dataclass
-class Target:
-    """Everything the checks need to know about the image and the host."""
-
-    image: Path
-    data: bytes
-    model: Any
-    declared: list[str]
-    other_platforms: list[str]
-    platforms: list[str]
-    requested: str
-    qemu: str | None
-    qemu_notes: list[str]
-    probe: Any
-    accel: str
-    vcpus: int
-    boot: bool
-    boot_timeout: float
-    workdir: Path
-
-    def mask(self, platform: str) -> int:
-        for ptype, name in QEMU_PLATFORMS.items():
-            if name == platform:
-                return self.model.mask_for(ptype)
-        return 0
-
-
-@dataclass
-class Outcome:
-    """What a check function returns."""
-
-    verdict: str
-    message: str
-    evidence: Evidence = field(default_factory=Evidence)
-    cells: list[MatrixCell] = field(default_factory=list)
+__all__ = ["PLATFORM_CHOICES", "QEMU_PLATFORMS", "Outcome", "Planned", "Target",
+           "certify", "plan", "prepare", "run_check"]
 
 
 @dataclass
@@ -79,10 +40,10 @@ class Planned:
     name: str
     group: str
     platform: str | None
-    func: Callable[["Target", str | None], Outcome]
+    func: CheckFn
 
 
-def _declared(model: Any) -> tuple[list[str], list[str]]:
+def _declared(model: m.IgvmFile) -> tuple[list[str], list[str]]:
     qemu, other = [], []
     for ptype in model.platform_types():
         name = QEMU_PLATFORMS.get(ptype)
@@ -95,20 +56,25 @@ def _declared(model: Any) -> tuple[list[str], list[str]]:
 
 def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = None,
             accel: str = "auto", vcpus: int = 1, boot: bool = True,
-            boot_timeout: float = 10.0, workdir: str | Path | None = None) -> Target:
-    """Read the image and find the QEMU under test; bad input is a HarnessError."""
+            boot_timeout: float = BOOT_TIMEOUT, workdir: str | Path | None = None,
+            expect_console: str | None = None) -> Target:
+    """Read the image and find the QEMU under test; bad input is a HarnessError.
+
+    ``expect_console``: the regex a boot must print (``--expect-console``);
+    None: the markers of the payload found in the image."""
     image = Path(image)
     if platform not in PLATFORM_CHOICES:
         raise HarnessError(f"unknown platform {platform!r} (choose from "
                            f"{', '.join(PLATFORM_CHOICES)})")
-    from harness.measure.launch import MAX_VCPUS
     if not 1 <= vcpus <= MAX_VCPUS:
         raise HarnessError(f"--vcpus must be 1 to {MAX_VCPUS} (QEMU's q35 limit)")
+    if expect_console is not None:
+        console.compile_user(expect_console)
     data = read_input(image)
     try:
-        model = adapters.parse(data)
-    except Unavailable as exc:
-        raise HarnessError(str(exc)) from None
+        # check=False: a file with violations still gets its per-platform
+        # checks (the violations are a check of their own)
+        model = parser.parse(data, check=False)
     except HarnessError as exc:
         raise HarnessError(f"{image}: not an IGVM file: {exc}", 1) from None
     declared, other = _declared(model)
@@ -116,13 +82,13 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
     if not boot_timeout > 0:  # also refuses NaN
         raise HarnessError(f"--boot-timeout must be a positive number of seconds, "
                            f"not {boot_timeout}")
-    found, notes = adapters.find_qemu(qemu)
+    discovered, notes = discover.find(qemu)
+    found = discovered.path if discovered else None
+    notes = list(notes)
     caps = None
     if found:
         try:
-            caps = adapters.probe(found)
-        except Unavailable as exc:
-            notes.append(str(exc))
+            caps = probe.probe(found)
         except HarnessError as exc:
             if qemu:  # the QEMU asked for is not one (e.g. --qemu /bin/true)
                 raise HarnessError(f"--qemu {qemu}: {exc}") from None
@@ -131,7 +97,8 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
                   other_platforms=other, platforms=platforms, requested=platform,
                   qemu=found, qemu_notes=notes, probe=caps, accel=accel, vcpus=vcpus,
                   boot=boot, boot_timeout=boot_timeout,
-                  workdir=Path(workdir) if workdir else Path("reports") / "work")
+                  workdir=Path(workdir) if workdir else Path("reports") / "work",
+                  expect_console=expect_console)
 
 
 def plan(target: Target) -> list[Planned]:
@@ -185,9 +152,7 @@ def _accel(target: Target) -> str:
     """The accelerator a native boot uses here ("auto" resolved by the probe)."""
     if target.accel != "auto" or target.probe is None:
         return target.accel
-    from harness.certify.boot import choose_accel
-
-    return choose_accel(target, "native")[0]
+    return boot.choose_accel(target, "native")[0]
 
 
 ProgressFn = Callable[[int, int, Planned, "Check | None"], None]

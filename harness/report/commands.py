@@ -37,7 +37,8 @@ def _certify(args: argparse.Namespace) -> int:
     target = profile.prepare(args.file, args.platform, qemu=args.qemu, accel=args.accel,
                              vcpus=args.vcpus, boot=not args.no_boot,
                              boot_timeout=args.boot_timeout,
-                             workdir=Path(args.output) / "work")
+                             workdir=Path(args.output) / "work",
+                             expect_console=args.expect_console)
     try:  # before the first boot writes its logs under OUTPUT/work
         Path(args.output).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -150,7 +151,7 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 # ----------------------------------------------------------------- register
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from harness.certify.profile import PLATFORM_CHOICES
+    from harness.certify.model import BOOT_TIMEOUT, PLATFORM_CHOICES
 
     p = subparsers.add_parser(
         "certify", help="run the certification profile on a vendor IGVM image",
@@ -166,8 +167,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
     p.add_argument("--vcpus", type=int, default=1, help="vCPUs for measurement and boot")
     p.add_argument("--no-boot", action="store_true", help="skip the boot checks")
-    p.add_argument("--boot-timeout", type=float, default=10.0, metavar="S",
-                   help="seconds a boot may run (default 10)")
+    p.add_argument("--boot-timeout", type=float, default=BOOT_TIMEOUT, metavar="S",
+                   help=f"seconds a boot may take to show its marker (default "
+                        f"{BOOT_TIMEOUT:g}; the run ends at the marker)")
+    p.add_argument("--expect-console", metavar="REGEX", default=None,
+                   help="what a boot must print on COM1 to count as booted (default: the "
+                        "markers of the payload found in the image: OVMF's boot manager or "
+                        "shell, a Linux banner, the harness guests' last line)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_certify)
 

@@ -141,9 +141,10 @@ def _opt(config: pytest.Config, name: str) -> Any:
 
 
 def _qemu_path(explicit: str | None) -> str | None:
-    from harness.certify.adapters import find_qemu
+    from harness.qemu import discover
 
-    return find_qemu(explicit)[0]
+    found, _notes = discover.find(explicit)
+    return found.path if found else None
 
 
 def _verdict(rep: pytest.TestReport) -> str | None:

@@ -39,7 +39,9 @@ def _target(config: pytest.Config):
             try:
                 config.stash[_TARGET] = profile.prepare(
                     image, platform, qemu=config.getoption("qemu"),
-                    accel=config.getoption("accel"))
+                    accel=config.getoption("accel"),
+                    boot_timeout=config.getoption("boot_timeout"),
+                    expect_console=config.getoption("expect_console"))
             except HarnessError as exc:
                 config.stash[_TARGET] = exc
     return config.stash[_TARGET]

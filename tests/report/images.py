@@ -36,6 +36,33 @@ PANIC_CODE = bytes.fromhex(
 )
 
 
+#: Prints the NUL-terminated text at page offset 0x100 (segment offset
+#: 0xF100 under the reset CS base 0xFFFF0000) to COM1, then ends QEMU
+#: through isa-debug-exit.  ``cs lodsb``: DS is 0 at reset, the text is in
+#: the code segment (Intel SDM vol. 2: LODS, segment override 2E).
+PRINT_CODE = bytes.fromhex(
+    "BAF803"   # 0x00 mov dx, 0x3f8
+    "BE00F1"   # 0x03 mov si, 0xF100
+    "FC"       # 0x06 cld
+    "2EAC"     # 0x07 loop: cs lodsb
+    "84C0"     # 0x09 test al, al
+    "7403"     # 0x0b jz done (0x10)
+    "EE"       # 0x0d out dx, al
+    "EBF7"     # 0x0e jmp loop (0x07 - 0x10 = -9)
+    "BA0105"   # 0x10 done: mov dx, 0x501
+    "B000" "EE"  # mov al, 0; out dx, al  -> QEMU exits with status 1
+    "F4"       # hlt
+)
+TEXT_OFFSET, TEXT_LIMIT = 0x100, 0xE00
+#: replaces the isa-debug-exit tail of PRINT_CODE: the guest spins, as a
+#: firmware waiting at its boot manager does ("jmp $", EB FE)
+SPIN = bytes.fromhex("EBFE")
+
+#: OVMF's GUIDed table footer, 48 bytes before the end of the flash image
+#: (hw/i386/pc_sysfw_ovmf.c: OVMF_TABLE_FOOTER_GUID), in EFI_GUID byte order.
+OVMF_FOOTER_GUID = bytes.fromhex("de82b596b21ff745baeaa366c55a082d")
+
+
 def reset_page(code: bytes = HELLO_CODE) -> bytes:
     """The page at 0xFFFFF000: code at offset 0xF00, and at the reset vector
     0xFFFFFFF0 (offset 0xFF0) a near jump back to it (E9 rel16:
@@ -77,5 +104,25 @@ def with_secrets_page(path: Path, platform: PlatformType) -> Path:
     b.platform(platform)
     b.page(0xFFFFF000, reset_page())
     b.page(0x100000, bytes(4096), data_type=PageDataType.SECRETS)
+    b.write(path)
+    return path
+
+
+def console_image(path: Path, text: bytes, *, ovmf_footer: bool = False, spin: bool = False,
+                  platform: PlatformType = PlatformType.NATIVE) -> Path:
+    """A native image whose guest prints ``text`` (raw bytes: escape
+    sequences, control characters) to COM1 and ends QEMU (``spin``: keeps
+    running instead); with ``ovmf_footer`` its top page carries OVMF's footer
+    GUID at 4 GiB - 0x30 so that it is taken for OVMF."""
+    if len(text) >= TEXT_LIMIT or b"\0" in text:
+        raise ValueError("text must be shorter than 0xE00 bytes and hold no NUL")
+    code = PRINT_CODE[:0x10] + SPIN if spin else PRINT_CODE
+    page = bytearray(reset_page(code))
+    page[TEXT_OFFSET:TEXT_OFFSET + len(text)] = text
+    if ovmf_footer:
+        page[0xFD0:0xFE0] = OVMF_FOOTER_GUID
+    b = IgvmBuilder()
+    b.platform(platform)
+    b.page(0xFFFFF000, bytes(page))
     b.write(path)
     return path

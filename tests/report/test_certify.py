@@ -92,14 +92,17 @@ def test_requested_platform_must_be_declared(tmp_path):
     assert not any(i.startswith("sev-snp.") for i in checks)
 
 
-def test_measurement_check_carries_the_digest(tmp_path):
+def test_measurement_nothing_verified_is_predicted_not_pass(tmp_path):
+    """A digest no SEV firmware measured is 'predicted': never a pass, never
+    a failure, and the report stays 'partial'."""
     image = images.native_hello(tmp_path / "v.igvm", PlatformType.SEV_SNP)
-    _, checks = _certify(image)
+    report, checks = _certify(image)
     check = checks["sev-snp.measurement"]
-    if check.verdict == "skip":
-        pytest.skip(check.message)
     [m] = check.evidence.measurements
-    assert check.verdict == "pass" and m.algorithm == "sha384" and len(m.digest) == 96
+    assert check.verdict == "predicted", check.message
+    assert m.algorithm == "sha384" and len(m.digest) == 96 and m.observed is None
+    assert "not verified" in check.message
+    assert report.verdict() == "partial" and report.summary()["predicted"] == 1
 
 
 @pytest.mark.parametrize("content, match, code", [

@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import pytest
 
-from harness.certify import adapters, hardware
+from harness.certify import hardware
 from harness.igvm.defs import PlatformType
+from harness.measure import verify
+from harness.qemu import discover, probe
 
 from . import images
-
-verify = pytest.importorskip("harness.measure.verify",
-                             reason="harness.measure.verify not installed")
 
 
 @pytest.fixture(scope="module")
 def qemu():
-    path, notes = adapters.find_qemu(None)
+    found, notes = discover.find(None)
+    path = found.path if found else None
     if path is None:
         pytest.skip("no QEMU with IGVM: " + "; ".join(notes))
-    caps = adapters.probe(path)
+    caps = probe.probe(path)
     for cap in ("igvm-cfg", "tcg", "sev-guest"):
         if caps.missing(cap):
             pytest.skip(caps.missing(cap))
