@@ -31,7 +31,7 @@ from harness.assets import store
 from harness.assets.extract import extract
 from harness.assets.pins import Pin
 from harness.assets.table import BY_NAME, CONFIGURED, NAMES, NEWEST, AssetSpec
-from harness.debian.apt import AptConfig, Offer, sha256_file
+from harness.debian.apt import AptConfig, Offer, harness_config, sha256_file
 from harness.errors import HarnessError
 
 Progress = Callable[[str], None]
@@ -50,15 +50,9 @@ def specs_for(names: Iterable[str] | None) -> list[AssetSpec]:
     return [BY_NAME[n] for n in dict.fromkeys(names)]
 
 
-def apt_config(extra: Iterable[str] = ()) -> AptConfig:
-    """The private apt configuration, with every suite the table names."""
-    cfg = AptConfig.derive(store.root().parent / "apt")
-    wanted = {s for a in BY_NAME.values() for s in a.suites if not s.startswith("@")}
-    wanted |= set(extra)
-    missing = tuple(s for s in sorted(wanted) if s not in cfg.suites)
-    if missing:
-        cfg.suites = missing + cfg.suites
-    return cfg
+def apt_config() -> AptConfig:
+    """The harness's private apt configuration (shared with the QEMU source)."""
+    return harness_config(store.root().parent / "apt")
 
 
 def allowed_suites(spec: AssetSpec, cfg: AptConfig) -> tuple[str, ...]:

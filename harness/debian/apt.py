@@ -49,6 +49,9 @@ from harness.errors import HarnessError
 DEBIAN_RELEASES: tuple[str, ...] = ("buster", "bullseye", "bookworm", "trixie", "forky")
 UNSTABLE = "unstable"
 SRC_SUITES: tuple[str, ...] = (UNSTABLE,)
+# Named by harness/assets/table.py (ovmf-bookworm: bookworm's OVMF by name),
+# so present whatever release the machine is configured for.
+HARNESS_EXTRA_SUITES: tuple[str, ...] = ("bookworm",)
 SOURCES_NAME = "harness.sources"
 MAX_DEB_SIZE = 512 << 20  # no package the harness fetches is near this; refuse beyond it
 
@@ -121,9 +124,12 @@ class AptConfig:
 
     @classmethod
     def derive(cls, root: Path, etc: Path = Path("/etc/apt"),
-               src_suites: tuple[str, ...] = SRC_SUITES) -> "AptConfig":
+               src_suites: tuple[str, ...] = SRC_SUITES,
+               extra_suites: tuple[str, ...] = ()) -> "AptConfig":
         archive = apt_sources.debian_archive(apt_sources.read_apt_sources(etc))
-        return cls(root, archive, suites_after(archive.suite), src_suites)
+        suites = suites_after(archive.suite)
+        suites = tuple(s for s in extra_suites if s not in suites) + suites
+        return cls(root, archive, suites, src_suites)
 
     # -- files ---------------------------------------------------------------
 
@@ -324,3 +330,9 @@ class AptConfig:
         """``apt-get source --download-only package=version`` into *dest*."""
         return self.run("apt-get", "source", "--download-only", f"{package}={version}",
                         cwd=dest, log=log, check=False)
+
+
+def harness_config(root: Path, etc: Path = Path("/etc/apt")) -> AptConfig:
+    """The one configuration the whole harness shares (QEMU source, firmware):
+    one sources text, so the two users never make each other re-update."""
+    return AptConfig.derive(root, etc, SRC_SUITES, HARNESS_EXTRA_SUITES)
