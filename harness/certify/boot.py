@@ -20,6 +20,7 @@ fails, naming what it printed last.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from harness.certify.model import Outcome, Target, Unavailable
 from harness.expect import table as expect_table
 from harness.qemu import runner
 from harness.qemu.cmdline import ConfidentialGuest, QemuCommand
+from harness.qemu.outcome import Outcome as QemuOutcome
 from harness.qemu.probe import Capabilities
 from harness.report.model import Evidence, Log
 from harness.report.text import clean
@@ -94,6 +96,18 @@ def _read(path: Path, limit: int) -> str:
     return (f"[... {len(data) - limit} bytes cut ...]\n" if len(data) > limit else "") + text
 
 
+#: KVM's exit for an instruction it cannot emulate (linux
+#: include/uapi/linux/kvm.h: KVM_INTERNAL_ERROR_EMULATION = 1), which QEMU
+#: reports as "KVM internal error. Suberror: 1" and stops the VM with run
+#: state internal-error (accel/kvm/kvm-all.c: kvm_handle_internal_error).
+KVM_EMULATION_FAILURE = re.compile(r"KVM internal error\. Suberror: 1\b")
+
+
+def _kvm_emulation_failure(outcome: QemuOutcome, run_dir: Path) -> bool:
+    return (outcome.run_state == "internal-error"
+            and bool(KVM_EMULATION_FAILURE.search(_read(run_dir / "stderr.log", LOG_LIMIT))))
+
+
 def _tail(text: str, lines: int = 3, limit: int = 200) -> str:
     """The last lines of a console, escape sequences dropped, for a message."""
     shown = [ln.strip() for ln in clean(text).splitlines() if ln.strip()]
@@ -125,7 +139,17 @@ def boot(target: Target, platform: str) -> Outcome:
                       confidential=confidential, pvpanic=True)
     run_dir = target.workdir / f"{target.image.stem}-boot-{platform}"
     outcome = runner.run(cmd, run_dir, timeout=target.boot_timeout, until=expect.pattern)
-    status = outcome.status.value
+    kvm_limit = None
+    if (platform == "native" and accel == "kvm" and target.accel == "auto"
+            and _kvm_emulation_failure(outcome, run_dir) and not target.probe.missing("tcg")):
+        # A limit of this host's KVM (nested KVM cannot emulate what the
+        # guest does), not a verdict on the image: "auto" falls back to TCG.
+        kvm_limit = (f"KVM stopped the guest with an emulation failure ({outcome.error}; "
+                     f"logs: {run_dir}), a limit of this host's KVM: booted under TCG instead")
+        accel, why = "tcg", "KVM emulation failure on this host"
+        cmd.accel = "tcg"
+        run_dir = run_dir.with_name(run_dir.name + "-tcg")
+        outcome = runner.run(cmd, run_dir, timeout=target.boot_timeout, until=expect.pattern)
     console = outcome.console[-CONSOLE_LIMIT:] if outcome.console else None
     ev = Evidence(
         command=list(outcome.argv),
@@ -133,9 +157,20 @@ def boot(target: Target, platform: str) -> Outcome:
         logs=[Log("QEMU stderr", _read(run_dir / "stderr.log", LOG_LIMIT)),
               Log("QMP transcript", _read(run_dir / "qmp.log", LOG_LIMIT))],
         details={"outcome": outcome.to_json(), "accel": accel, "on_hardware": hardware,
-                 "why": why, "log_dir": str(run_dir), "expect_console": expect.as_dict()},
+                 "why": why, "log_dir": str(run_dir), "expect_console": expect.as_dict(),
+                 **({"kvm_limit": kvm_limit} if kvm_limit else {})},
     )
     ev.logs = [log for log in ev.logs if log.text]
+    verdict = _judge(target, outcome, run_dir, ev, accel, hardware, why, boundary, expect)
+    if kvm_limit and not verdict.message.endswith(kvm_limit):
+        verdict.message += f"; {kvm_limit}"
+    return verdict
+
+
+def _judge(target: Target, outcome: QemuOutcome, run_dir: Path, ev: Evidence, accel: str,
+           hardware: bool, why: str, boundary, expect: console_mod.Expectation) -> Outcome:
+    """The boot verdict of one finished run."""
+    status = outcome.status.value
     wrote = len(outcome.console or "")
     stderr = _read(run_dir / "stderr.log", LOG_LIMIT)
     if (status == "ABORTED" and boundary is not None and not hardware
@@ -159,13 +194,17 @@ def boot(target: Target, platform: str) -> Outcome:
         # termination request; see harness.qemu.outcome): the guest gave up.
         return Outcome("fail", f"QEMU stopped the guest: {outcome.error}", ev)
     if outcome.matched is not None:
-        return Outcome("pass", f"guest reached {outcome.matched.strip()!r} under {accel} after "
-                               f"{outcome.duration:.1f} s ({expect.description})", ev)
+        marker = expect.which(outcome.matched)
+        ev.details["marker"] = dataclasses.asdict(marker) if marker else None
+        return Outcome("pass", f"guest printed {outcome.matched.strip()!r} under {accel} after "
+                               f"{outcome.duration:.1f} s: "
+                               f"{marker.what if marker else expect.what} ({expect.why})", ev)
     seen = (f"it wrote {wrote} bytes to COM1, last: {_tail(outcome.console)!r}" if wrote
             else "it wrote nothing to COM1")
     if status == "HUNG":
-        return Outcome("fail", f"no {expect.description} within {target.boot_timeout:g} s "
-                               f"under {accel}: {seen} (raise --boot-timeout if the firmware "
-                               "is slow, or say what booted means with --expect-console)", ev)
-    return Outcome("fail", f"the guest ended QEMU (exit status {outcome.exit_code}) without "
-                           f"{expect.description}: {seen}", ev)
+        return Outcome("fail", f"no {expect.what} ({expect.why}) within "
+                               f"{target.boot_timeout:g} s under {accel}: {seen} (raise "
+                               "--boot-timeout if the firmware is slow, or say what booted "
+                               "means with --expect-console)", ev)
+    return Outcome("fail", f"the guest ended QEMU (exit status {outcome.exit_code}) without a "
+                           f"{expect.what} ({expect.why}): {seen}", ev)

@@ -15,11 +15,11 @@ each is a run of plain text the payload prints in one piece.
 from __future__ import annotations
 
 import re
-import uuid
 from dataclasses import dataclass
 
 from harness.errors import HarnessError
 from harness.igvm import model as m
+from harness.igvm import ovmf
 from harness.igvm.defs import PageDataType
 
 
@@ -34,13 +34,16 @@ class Marker:
 MARKERS: tuple[Marker, ...] = (
     Marker("harness-guest", "the guest's final IGVMT line", r"IGVMT done status=",
            "fixtures/guests/reset16.s: msg_done; harness/guests/protocol.py"),
+    Marker("ovmf", "the boot manager processing a boot option",
+           r"BdsDxe: (?:loading|starting|failed to load|failed to start) Boot[0-9A-Fa-f]{4}",
+           "edk2 OvmfPkg/Library/PlatformBmPrintScLib/StatusCodeHandler.c: HandleStatusCode "
+           "(\"%a: %a %s \\\"%s\\\" from %s\", gEfiCallerBaseName BdsDxe)"),
     Marker("ovmf", "the boot manager found nothing to boot",
-           r"BdsDxe: No bootable option or device was found",
+           r"BdsDxe: No bootable option (?:or device )?was found",
            "edk2 OvmfPkg/Library/PlatformBootManagerLib/BdsPlatform.c: "
-           "PlatformBootManagerUnableToBoot (AsciiPrint with gEfiCallerBaseName BdsDxe)"),
-    Marker("ovmf", "the boot manager's prompt", r"Press any key to enter the Boot Manager Menu",
-           "edk2 OvmfPkg/Library/PlatformBootManagerLib/BdsPlatform.c: "
-           "PlatformBootManagerUnableToBoot"),
+           "PlatformBootManagerUnableToBoot (\"No bootable option was found.\" where "
+           "PcdBootRestrictToFirmware is set, as OvmfPkg/AmdSev/AmdSevX64.dsc does; else "
+           "\"No bootable option or device was found.\")"),
     Marker("ovmf", "the UEFI shell's banner", r"UEFI Interactive Shell v\d",
            "edk2 ShellPkg/Application/Shell/Shell.c: UefiMain (STR_VER_OUTPUT_MAIN_SHELL "
            "\"UEFI %s Shell v%d.%d\" with SupportLevel[3] \"Interactive\")"),
@@ -56,12 +59,12 @@ PAYLOAD_MARKERS: dict[str, tuple[str, ...]] = {
     "unknown": ("harness-guest", "ovmf", "linux"),
 }
 
-#: OVMF's GUIDed table footer: QEMU looks for this GUID 48 bytes before the
-#: end of the flash image, i.e. at 4 GiB - 0x30 (hw/i386/pc_sysfw_ovmf.c:
-#: pc_system_parse_ovmf_flash, OVMF_TABLE_FOOTER_GUID; edk2
-#: OvmfPkg/ResetVector/Ia16/ResetVectorVtf0.asm, guidedStructureEnd).
-OVMF_FOOTER_GUID = uuid.UUID("96b582de-1fb2-45f7-baea-a366c55a082d").bytes_le
-OVMF_FOOTER_GPA = 0x1_0000_0000 - 0x30
+#: Where OVMF's GUIDed table footer sits once the firmware ends at 4 GiB:
+#: QEMU looks for its GUID 48 bytes before the end of the flash image
+#: (hw/i386/pc_sysfw_ovmf.c: pc_system_parse_ovmf_flash; the format layer's
+#: harness.igvm.ovmf reads the whole table).
+OVMF_FOOTER_GUID = ovmf.FOOTER_GUID.bytes_le
+OVMF_FOOTER_GPA = ovmf.FOUR_GIB - ovmf.BYTES_AFTER_FOOTER - ovmf.GUID_SIZE
 REGEX_LIMIT = 1000
 
 
@@ -79,16 +82,25 @@ def detect(model: m.IgvmFile, mask: int) -> str:
     return "unknown"
 
 
+#: How a payload kind's markers are named in messages.
+KIND_NAMES = {"harness-guest": "harness guest", "ovmf": "OVMF", "linux": "Linux"}
+
+
 @dataclass(frozen=True)
 class Expectation:
-    """The console regex a boot must show, and why it is that one."""
+    """The console regex a boot must show: ``what`` it is, ``why`` that one."""
 
     pattern: re.Pattern[str]
-    description: str
+    what: str
+    why: str
     markers: tuple[Marker, ...] = ()
 
+    def which(self, text: str) -> Marker | None:
+        """The marker ``text`` (what the console matched) is, if any."""
+        return next((mk for mk in self.markers if re.search(mk.regex, text)), None)
+
     def as_dict(self) -> dict:
-        return {"regex": self.pattern.pattern, "description": self.description,
+        return {"regex": self.pattern.pattern, "what": self.what, "why": self.why,
                 "markers": [{"payload": mk.payload, "what": mk.what, "regex": mk.regex,
                              "source": mk.source} for mk in self.markers]}
 
@@ -99,7 +111,7 @@ def compile_user(regex: str) -> re.Pattern[str]:
         raise HarnessError(f"--expect-console: give a regular expression of 1 to "
                            f"{REGEX_LIMIT} characters")
     try:
-        return re.compile(regex)
+        return re.compile(regex, re.MULTILINE)
     except re.error as exc:
         raise HarnessError(f"--expect-console: not a regular expression: {exc}") from None
 
@@ -108,10 +120,12 @@ def expectation(model: m.IgvmFile, mask: int, user: str | None = None) -> Expect
     """What the boot check looks for: ``user`` (``--expect-console``) if
     given, else the markers of the payload kind found in the image."""
     if user is not None:
-        return Expectation(compile_user(user), f"--expect-console {user!r}")
+        return Expectation(compile_user(user), f"match for --expect-console {user!r}",
+                           "as asked")
     kind = detect(model, mask)
     chosen = tuple(mk for mk in MARKERS if mk.payload in PAYLOAD_MARKERS[kind])
     pattern = re.compile("|".join(f"(?:{mk.regex})" for mk in chosen))
-    names = ", ".join(dict.fromkeys(mk.payload for mk in chosen))
-    what = "OVMF found in the image" if kind == "ovmf" else "payload not recognised"
-    return Expectation(pattern, f"{what}: a marker of {names}", chosen)
+    names = [KIND_NAMES[k] for k in dict.fromkeys(mk.payload for mk in chosen)]
+    what = (", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0])
+    why = "OVMF found in the image" if kind == "ovmf" else "payload not recognised"
+    return Expectation(pattern, f"{what} marker", why, chosen)
