@@ -170,6 +170,8 @@ def test_boot_without_a_probe_is_a_skip_naming_why(tmp_path):
     (["--boot-timeout", "nan"], "--boot-timeout must be a positive number"),
     (["--vcpus", "4097"], "--vcpus must be 1 to 4096"),  # hw/i386/pc_q35.c max_cpus
     (["--vcpus", "0"], "--vcpus must be 1 to 4096"),
+    (["--expect-console", "(unclosed"], "--expect-console: not a regular expression"),
+    (["--expect-console", ""], "--expect-console: give a regular expression"),
 ])
 def test_bad_options_are_one_line(tmp_path, capsys, monkeypatch, argv, match):
     monkeypatch.chdir(tmp_path)
@@ -178,3 +180,29 @@ def test_bad_options_are_one_line(tmp_path, capsys, monkeypatch, argv, match):
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith(f"igvm-harness: {match}") and err.count("\n") == 1
     assert not (tmp_path / "reports").exists()
+
+
+def test_payload_kind_decides_the_default_markers(tmp_path):
+    """OVMF is recognised by its footer GUID at 4 GiB - 0x30
+    (hw/i386/pc_sysfw_ovmf.c); then only OVMF and Linux markers count.
+    Anything else gets every known marker, the harness guests' line included."""
+    from harness.certify import console
+
+    ovmf_like = images.console_image(tmp_path / "o.igvm", b"x", ovmf_footer=True)
+    plain = images.console_image(tmp_path / "p.igvm", b"x")
+    for path, kind in ((ovmf_like, "ovmf"), (plain, "unknown")):
+        target = profile.prepare(path, "native", boot=False)
+        assert console.detect(target.model, target.mask("native")) == kind
+        exp = console.expectation(target.model, target.mask("native"))
+        assert bool(exp.pattern.search("IGVMT done status=0x0")) is (kind == "unknown")
+        for line in ("BdsDxe: loading Boot0001 \"EFI Internal Shell\" from Fv(...)",
+                     "BdsDxe: No bootable option was found.",
+                     "BdsDxe: No bootable option or device was found.",
+                     "UEFI Interactive Shell v2.2", "Shell> ",
+                     "[    0.000000] Linux version 6.1.0-50-amd64"):
+            assert exp.pattern.search(line), (kind, line)
+        assert not exp.pattern.search("BdsDxe: something else")
+    # --expect-console replaces the defaults
+    target = profile.prepare(ovmf_like, "native", boot=False, expect_console="^login: ")
+    exp = console.expectation(target.model, target.mask("native"), target.expect_console)
+    assert exp.pattern.search("host\nlogin: ") and not exp.pattern.search("Shell> ")
