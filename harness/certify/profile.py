@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from harness.certify import boot, checks, console
+from harness.certify import boot as boot_mod
+from harness.certify import checks, console
 from harness.certify.model import (BOOT_TIMEOUT, PLATFORM_CHOICES, QEMU_PLATFORMS, CheckFn,
                                    Outcome, Target, Unavailable)
 from harness.errors import HarnessError
@@ -152,7 +153,7 @@ def _accel(target: Target) -> str:
     """The accelerator a native boot uses here ("auto" resolved by the probe)."""
     if target.accel != "auto" or target.probe is None:
         return target.accel
-    return boot.choose_accel(target, "native")[0]
+    return boot_mod.choose_accel(target, "native")[0]
 
 
 ProgressFn = Callable[[int, int, Planned, "Check | None"], None]
