@@ -39,7 +39,8 @@ class IgvmCertify(Test):
                 qemu=self.params.get("qemu", default=None),
                 accel=self.params.get("accel", default="auto"),
                 boot=str(self.params.get("boot", default="yes")).lower() not in ("no", "0"),
-                workdir=Path(self.outputdir) / "work")
+                workdir=Path(self.outputdir) / "work",
+                expect_console=self.params.get("expect_console", default=None))
         except HarnessError as exc:
             self.error(str(exc))
 
