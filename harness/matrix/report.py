@@ -11,6 +11,7 @@ from typing import Iterable
 
 from harness.expect.table import PLATFORMS
 from harness.expect.verdict import VERDICTS
+from harness.report.text import clean, safe
 
 SYMBOL = {"pass": "PASS", "fail": "FAIL", "xfail": "XFAIL", "boundary": "BOUND",
           "suite-error": "ERROR", "skip": "skip"}
@@ -105,9 +106,12 @@ def markdown(results: list, meta: dict | None = None) -> str:
 
 
 def write(results: list, directory: Path, stem: str, meta: dict | None = None) -> list[Path]:
-    """Write ``<stem>.json`` and ``<stem>.md`` into ``directory``."""
+    """Write ``<stem>.json`` and ``<stem>.md`` into ``directory``; console
+    tails and QEMU lines are made safe first (harness.report.text), as in
+    every other report."""
     directory.mkdir(parents=True, exist_ok=True)
     jp, mp = directory / f"{stem}.json", directory / f"{stem}.md"
-    jp.write_text(json.dumps(to_json(results, meta), indent=1, default=str))
-    mp.write_text(markdown(results, meta))
+    doc = json.loads(json.dumps(to_json(results, meta), default=str))
+    jp.write_text(json.dumps(safe(doc), indent=1))
+    mp.write_text(clean(markdown(results, meta)))
     return [jp, mp]

@@ -148,3 +148,18 @@ def test_report_renderers():
     assert "exit 1 \\| x" in md and "**boundary**" in md
     js = json.loads(json.dumps(report.to_json(rows)))
     assert js["schema"] == report.SCHEMA and len(js["cells"]) == 3
+
+
+def test_report_files_carry_no_escape_sequences(tmp_path):
+    # a hung cell's console tail as OVMF's terminal driver writes it
+    from harness.matrix.execute import CellResult
+    tail = "\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001\r\n\x07"
+    rows = [CellResult("page-normal/native/cfg", "page-normal", "t", ["PAGE_DATA"],
+                       "reset-vector", "native", "cfg", None, "native-tcg", V.FAIL, "boots",
+                       f"hung; console tail: {tail}")]
+    jp, mp = report.write(rows, tmp_path, "m")
+    for path in (jp, mp):
+        text = path.read_text()
+        assert "\x1b" not in text and "\\u001b" not in text and "\x07" not in text
+    assert json.loads(jp.read_text())["cells"][0]["observed"] == \
+        "hung; console tail: BdsDxe: loading Boot0001\n"
