@@ -51,6 +51,8 @@ MARKERS: tuple[Marker, ...] = (
            "edk2 ShellPkg/Application/Shell/Shell.c: DoShellPrompt (STR_SHELL_SHELL)"),
     Marker("linux", "the Linux kernel's banner", r"Linux version \d",
            "linux init/version.c: linux_banner, printed first by init/main.c: start_kernel"),
+    Marker("linux", "the harness initrd's first line (Linux userspace)", r"IGVMT linux kernel=",
+           "fixtures/guests/linux/init (harness/guests/initrd.py): say linux kernel=..."),
 )
 
 #: Which markers count for each payload kind :func:`detect` can name.

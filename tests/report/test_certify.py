@@ -199,7 +199,8 @@ def test_payload_kind_decides_the_default_markers(tmp_path):
                      "BdsDxe: No bootable option was found.",
                      "BdsDxe: No bootable option or device was found.",
                      "UEFI Interactive Shell v2.2", "Shell> ",
-                     "[    0.000000] Linux version 6.1.0-50-amd64"):
+                     "[    0.000000] Linux version 6.1.0-50-amd64",
+                     "IGVMT linux kernel=6.1.0-50-amd64 arch=x86_64"):
             assert exp.pattern.search(line), (kind, line)
         assert not exp.pattern.search("BdsDxe: something else")
     # --expect-console replaces the defaults
