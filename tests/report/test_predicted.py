@@ -53,3 +53,12 @@ def test_dashboard_merges_predicted_cells(tmp_path):
     paths = merge.write_dashboard(dash, tmp_path / "dash")
     assert "v-predicted" in paths["html"].read_text()
     schema.load(paths["json"])
+
+
+def test_a_dashboard_from_before_the_verdict_still_renders(tmp_path):
+    src = writers.write_all(make_report({"a": "pass"}), tmp_path, "r")["json"]
+    dash = merge.merge_files([src])
+    del dash["summary"]["predicted"]  # as an older harness wrote it
+    old = tmp_path / "old-dashboard.json"
+    old.write_text(json.dumps(dash))
+    merge.write_dashboard(schema.load(old), tmp_path / "again")
