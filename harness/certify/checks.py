@@ -183,10 +183,10 @@ def measurement(target: Target, platform: str | None) -> Outcome:
     on_hardware = (target.boot and target.qemu is not None and target.probe is not None
                    and boot_mod.choose_accel(target, platform)[1])
     if not on_hardware:
-        why = ("boot checks off (--no-boot)" if not target.boot
-               else "no SEV hardware to observe it here")
+        why = ("launches are off (--no-boot)" if not target.boot
+               else f"no {platform.upper()} host here to measure the launch")
         return Outcome("predicted", f"{meas.algorithm} {meas.digest[:16]}... predicted, not "
-                                    f"verified ({why})", ev)
+                                    f"verified: {why}", ev)
     from harness.certify import hardware
 
     try:
