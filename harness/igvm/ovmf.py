@@ -353,9 +353,26 @@ def read(data, name: str = "OVMF.fd") -> OvmfImage:
 
 
 def load(path) -> OvmfImage:
-    """Read an OVMF image from ``path`` (memory-mapped, bounded)."""
-    from harness.igvm.parser import read as read_file
-    return read(read_file(path), os.fspath(path))
+    """Read an OVMF image from ``path``: a regular file, refused before reading beyond
+    :data:`MAX_IMAGE` (firmware is small: reading beats mapping, whose page faults
+    cost more than the copy)."""
+    from harness.inputs import open_input
+    name = os.fspath(path)
+    fd = open_input(name)
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_IMAGE:
+            raise _err(name, f"{size} bytes is larger than any x86 firmware image QEMU maps below "
+                             f"4 GiB (limit {MAX_IMAGE >> 20} MiB)")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(size)
+            if fh.read(1):
+                raise _err(name, "the file grew while it was read")
+    except OSError as exc:
+        raise HarnessError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    return read(data, name)
 
 
 def describe(img: OvmfImage) -> dict:

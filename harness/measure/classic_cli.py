@@ -47,7 +47,7 @@ def run(args: argparse.Namespace, data, host) -> int:
             raise HarnessError("--explain of an IGVM file needs the OVMF image it wraps: --firmware FW.fd")
         fw = ovmf.load(args.firmware)
         igvm_file = parse(data, source=args.file)
-    classic = predict_classic(fw, args.platform, args.vcpus, host, args.ap_state)
+    classic = predict_classic(fw, args.platform, args.vcpus, host, args.ap_state, steps=args.explain)
     if not args.explain:
         return _print_classic(args, classic)
     from harness.measure import explain
