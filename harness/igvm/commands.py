@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     w.add_argument("--metadata-pages", choices=("zero", "unmeasured"), default="zero",
                    help="SNP_SEC_MEM / SVSM_CAA / KERNEL_HASHES as IGVM zero pages (measured as NORMAL "
                         "zeros by QEMU) or UNMEASURED pages; neither equals the classic launch's ZERO type")
-    w.add_argument("--cpu-signature", type=lambda t: int(t, 0), default=None,
+    w.add_argument("--cpu-signature", type=_u32, default=None,
                    help="RDX in the VMSAs (CPUID.1:EAX; default: -cpu EPYC-v4's 0x800f12)")
     w.add_argument("--no-parameters", action="store_true",
                    help="leave out the IGVM parameter area even if the firmware declares one")
@@ -103,6 +103,16 @@ def _inspect_ovmf(data, args: argparse.Namespace) -> int:
     else:
         print(ovmf.render_text(img))
     return 0
+
+
+def _u32(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 1 << 32:
+        raise argparse.ArgumentTypeError(f"{text} is not a 32-bit value")
+    return value
 
 
 def _split_name(out: str, platform: str) -> str:

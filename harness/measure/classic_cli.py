@@ -14,6 +14,7 @@ from harness.errors import HarnessError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``measure`` for OVMF images (FILE is told apart by content)."""
     p.add_argument("--explain", action="store_true",
                    help="compare with the classic -bios launch of the same OVMF, page range by page "
                         "range (FILE is an OVMF image: its IGVM wrap is compared; FILE is an IGVM "
@@ -49,6 +50,8 @@ def run(args: argparse.Namespace, data, host) -> int:
         igvm_file = parse(data, source=args.file)
     classic = predict_classic(fw, args.platform, args.vcpus, host, args.ap_state, steps=args.explain)
     if not args.explain:
+        if args.expect is not None:
+            return _expect(args, classic)
         return _print_classic(args, classic)
     from harness.measure import explain
     from harness.measure.launch import predict
@@ -74,6 +77,23 @@ def run(args: argparse.Namespace, data, host) -> int:
     else:
         print(explain.render(x, args.platform, args.vcpus, what))
     return 0
+
+
+def _expect(args: argparse.Namespace, c) -> int:
+    try:
+        observed = bytes.fromhex(args.expect.strip())
+    except ValueError:
+        raise HarnessError("--expect takes the observed launch digest in hex") from None
+    if len(observed) != len(c.digest):
+        raise HarnessError(f"--expect has {len(observed)} bytes; this digest has {len(c.digest)}")
+    if observed == c.digest:
+        print(f"{args.platform} launch digest of -bios {args.file} matches: {c.hexdigest}")
+        return 0
+    print(f"{args.platform} launch digest of -bios {args.file} differs: predicted {c.hexdigest}, "
+          f"observed {observed.hex()}")
+    print("  check: --vcpus (= -smp), --vcpu-type (= -cpu), --vm-type (legacy-vm-type), --ap-state "
+          "(QEMU older than 10.0: qemu-9), a -kernel launch (kernel hashes are not modelled)")
+    return 1
 
 
 def _print_classic(args: argparse.Namespace, c) -> int:
