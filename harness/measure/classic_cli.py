@@ -109,4 +109,11 @@ def _print_classic(args: argparse.Namespace, c) -> int:
     print(f"{args.platform} launch digest of -bios {args.file} ({algo}): {c.hexdigest}")
     print(f"  vcpus={c.vcpus} vm-type={vm_type} sev_features={c.sev_features:#x} "
           f"cpu-signature={c.host.cpu_sig:#x} ap-state={c.ap_state.value}")
+    if c.vcpus > 1 and vm_type != "legacy" and c.ap_state.value == "qemu-10":
+        print("  note: the APs' VMSAs hold FCW = MXCSR = 0, as QEMU >= 10.0 starts them "
+              "(target/i386/sev.c: sev_es_set_ap_context); sev-snp-measure 0.0.13 assumes the reset "
+              "values 0x37f / 0x1f80 (QEMU < 10.0): --ap-state qemu-9")
+    if args.platform == "sev-es" and vm_type == "legacy":
+        print("  note: legacy VM type (QEMU 10.2's default): KVM puts no FPU state into the VMSAs; "
+              "sev-snp-measure's SEV-ES digest is that of --vm-type init2 (legacy-vm-type=off)")
     return 0
