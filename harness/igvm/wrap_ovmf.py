@@ -251,9 +251,9 @@ def wrap_file(fw: OvmfImage, platforms=tuple(PLATFORMS), vcpus: int = 1, *,
                 page = reset_vmsa(cpu_signature, feats, rb.cs_base, rb.ip)
             b.vp_context(KVM_VMSA_GPA, page, mask=masks[p], vp_index=cpu)
     if any(p in platforms for p in ("sev-es", "sev-snp")):
-        notes.append(f"VMSAs: vCPU 0 at the reset vector 0xfffffff0"
-                     + (f", vCPUs 1-{vcpus - 1} at the SEV-ES AP reset block {rb.address:#x}"
-                        if vcpus > 1 else ""))
+        aps = "" if vcpus == 1 else (", vCPU 1 at" if vcpus == 2 else f", vCPUs 1-{vcpus - 1} at")
+        notes.append("VMSAs: vCPU 0 at the reset vector 0xfffffff0"
+                     + (f"{aps} the SEV-ES AP reset block {rb.address:#x}" if vcpus > 1 else ""))
     if vcpus > 1 or "native" in platforms:
         notes.append(AP_NOTE)
     if "sev" in platforms:
