@@ -69,7 +69,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from harness.igvm.describe import describe, render_text
     from harness.igvm.parser import read, scan
     data = read(args.file)
-    if _is_ovmf(data):
+    from harness.igvm.ovmf import is_ovmf_file
+    if is_ovmf_file(data):
         return _inspect_ovmf(data, args)
     f, violations = scan(data)
     if f is None:
@@ -84,14 +85,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         for v in violations:
             print(f"{args.file}: invalid IGVM: {v}")
     return 1 if violations else 0
-
-
-def _is_ovmf(data) -> bool:
-    """An OVMF volume, told by content (its GUIDed footer), never by file name."""
-    from harness.igvm.defs import IGVM_MAGIC
-    from harness.igvm.ovmf import looks_like_ovmf
-    head = bytes(data[:4])
-    return head != IGVM_MAGIC.to_bytes(4, "little") and looks_like_ovmf(data)
 
 
 def _inspect_ovmf(data, args: argparse.Namespace) -> int:

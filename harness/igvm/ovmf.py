@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from harness.errors import HarnessError
+from harness.igvm.defs import IGVM_MAGIC_BYTES
 
 PAGE_4K = 0x1000
 FOUR_GIB = 1 << 32
@@ -229,6 +230,11 @@ def looks_like_ovmf(data) -> bool:
         return False
     at = n - BYTES_AFTER_FOOTER - GUID_SIZE
     return bytes(data[at:at + GUID_SIZE]) == FOOTER_GUID.bytes_le
+
+
+def is_ovmf_file(data) -> bool:
+    """An OVMF volume rather than an IGVM file (both told apart by content, never by name)."""
+    return bytes(data[:4]) != IGVM_MAGIC_BYTES and looks_like_ovmf(data)
 
 
 def _footer(data, name: str) -> list[FooterEntry]:
@@ -437,4 +443,4 @@ def render_text(img: OvmfImage) -> str:
 
 __all__ = ["FooterEntry", "GpaBlock", "IgvmMetadata", "IgvmSection", "IgvmSectionId", "KNOWN_ENTRIES",
            "OvmfImage", "ResetBlock", "SevMetadata", "SevSection", "SevSectionType", "describe",
-           "load", "looks_like_ovmf", "read", "render_text"]
+           "is_ovmf_file", "load", "looks_like_ovmf", "read", "render_text"]

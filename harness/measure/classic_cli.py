@@ -30,17 +30,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def handles(args: argparse.Namespace, data) -> bool:
-    from harness.igvm.commands import _is_ovmf
-    return args.explain or _is_ovmf(data)
+    from harness.igvm.ovmf import is_ovmf_file
+    return args.explain or is_ovmf_file(data)
 
 
 def run(args: argparse.Namespace, data, host) -> int:
     from harness.igvm import ovmf
-    from harness.igvm.commands import _is_ovmf
     from harness.igvm.parser import parse
     from harness.measure.classic_ovmf import predict_classic
 
-    if _is_ovmf(data):
+    if ovmf.is_ovmf_file(data):
         fw = ovmf.read(data, args.file)
         igvm_file = None
     else:
