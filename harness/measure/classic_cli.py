@@ -14,6 +14,7 @@ from harness.errors import HarnessError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of ``measure`` for OVMF images (FILE is told apart by content)."""
     p.add_argument("--explain", action="store_true",
                    help="compare with the classic -bios launch of the same OVMF, page range by page "
                         "range (FILE is an OVMF image: its IGVM wrap is compared; FILE is an IGVM "
@@ -29,17 +30,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def handles(args: argparse.Namespace, data) -> bool:
-    from harness.igvm.commands import _is_ovmf
-    return args.explain or _is_ovmf(data)
+    from harness.igvm.ovmf import is_ovmf_file
+    return args.explain or is_ovmf_file(data)
 
 
 def run(args: argparse.Namespace, data, host) -> int:
     from harness.igvm import ovmf
-    from harness.igvm.commands import _is_ovmf
     from harness.igvm.parser import parse
     from harness.measure.classic_ovmf import predict_classic
 
-    if _is_ovmf(data):
+    if ovmf.is_ovmf_file(data):
         fw = ovmf.read(data, args.file)
         igvm_file = None
     else:
@@ -47,8 +47,10 @@ def run(args: argparse.Namespace, data, host) -> int:
             raise HarnessError("--explain of an IGVM file needs the OVMF image it wraps: --firmware FW.fd")
         fw = ovmf.load(args.firmware)
         igvm_file = parse(data, source=args.file)
-    classic = predict_classic(fw, args.platform, args.vcpus, host, args.ap_state)
+    classic = predict_classic(fw, args.platform, args.vcpus, host, args.ap_state, steps=args.explain)
     if not args.explain:
+        if args.expect is not None:
+            return _expect(args, classic)
         return _print_classic(args, classic)
     from harness.measure import explain
     from harness.measure.launch import predict
@@ -76,6 +78,23 @@ def run(args: argparse.Namespace, data, host) -> int:
     return 0
 
 
+def _expect(args: argparse.Namespace, c) -> int:
+    try:
+        observed = bytes.fromhex(args.expect.strip())
+    except ValueError:
+        raise HarnessError("--expect takes the observed launch digest in hex") from None
+    if len(observed) != len(c.digest):
+        raise HarnessError(f"--expect has {len(observed)} bytes; this digest has {len(c.digest)}")
+    if observed == c.digest:
+        print(f"{args.platform} launch digest of -bios {args.file} matches: {c.hexdigest}")
+        return 0
+    print(f"{args.platform} launch digest of -bios {args.file} differs: predicted {c.hexdigest}, "
+          f"observed {observed.hex()}")
+    print("  check: --vcpus (= -smp), --vcpu-type (= -cpu), --vm-type (legacy-vm-type), --ap-state "
+          "(QEMU older than 10.0: qemu-9), a -kernel launch (kernel hashes are not modelled)")
+    return 1
+
+
 def _print_classic(args: argparse.Namespace, c) -> int:
     algo = "sha384" if args.platform == "sev-snp" else "sha256"
     vm_type = "snp" if args.platform == "sev-snp" else c.host.vm_type.value
@@ -89,4 +108,11 @@ def _print_classic(args: argparse.Namespace, c) -> int:
     print(f"{args.platform} launch digest of -bios {args.file} ({algo}): {c.hexdigest}")
     print(f"  vcpus={c.vcpus} vm-type={vm_type} sev_features={c.sev_features:#x} "
           f"cpu-signature={c.host.cpu_sig:#x} ap-state={c.ap_state.value}")
+    if c.vcpus > 1 and vm_type != "legacy" and c.ap_state.value == "qemu-10":
+        print("  note: the APs' VMSAs hold FCW = MXCSR = 0, as QEMU >= 10.0 starts them "
+              "(target/i386/sev.c: sev_es_set_ap_context); sev-snp-measure 0.0.13 assumes the reset "
+              "values 0x37f / 0x1f80 (QEMU < 10.0): --ap-state qemu-9")
+    if args.platform == "sev-es" and vm_type == "legacy":
+        print("  note: legacy VM type (QEMU 10.2's default): KVM puts no FPU state into the VMSAs; "
+              "sev-snp-measure's SEV-ES digest is that of --vm-type init2 (legacy-vm-type=off)")
     return 0

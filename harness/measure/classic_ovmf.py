@@ -135,8 +135,11 @@ def classic_vmsas(fw: OvmfImage, vcpus: int, host: HostProfile, sev_features: in
 
 
 def predict_classic(fw: OvmfImage, platform, vcpus: int, host: HostProfile | None = None,
-                    ap_state: ApState | str = ApState.QEMU_10) -> ClassicPrediction:
-    """The launch digest of ``-bios`` ``fw`` on ``platform`` with ``vcpus`` vCPUs."""
+                    ap_state: ApState | str = ApState.QEMU_10, *, steps: bool = False) -> ClassicPrediction:
+    """The launch digest of ``-bios`` ``fw`` on ``platform`` with ``vcpus`` vCPUs.
+
+    ``steps=True`` also lists every measured page (for ``measure --explain``; it
+    hashes each page a second time)."""
     from harness.measure.launch import MAX_VCPUS
     host = host or HostProfile()
     ptype = platform_type(platform)
@@ -148,41 +151,46 @@ def predict_classic(fw: OvmfImage, platform, vcpus: int, host: HostProfile | Non
     view = memoryview(fw.data)
     base = fw.base_gpa
     if ptype == PlatformType.SEV_SNP:
-        return _snp(fw, view, base, vcpus, kvm_vmsa.replace(host, vm_type=VmType.SNP), ap_state)
+        return _snp(fw, view, base, vcpus, kvm_vmsa.replace(host, vm_type=VmType.SNP), ap_state, steps)
     host.check()
     h = SevDigest()
     h.update(view)
     sha = hashlib.sha256
-    steps = [Step("normal", base + off, PAGE_4K, "firmware", sha(view[off:off + PAGE_4K]).digest())
-             for off in range(0, fw.size, PAGE_4K)]
-    pred = ClassicPrediction(ptype, b"", vcpus, host, 0, ap_state, steps=steps)
+    pred = ClassicPrediction(ptype, b"", vcpus, host, 0, ap_state)
+    if steps:
+        pred.steps = [Step("normal", base + off, PAGE_4K, "firmware", sha(view[off:off + PAGE_4K]).digest())
+                      for off in range(0, fw.size, PAGE_4K)]
     if ptype == PlatformType.SEV_ES:
         pred.sev_features = kvm_vmsa.vm_sev_features(host, False, None)
         pred.vmsas = classic_vmsas(fw, vcpus, host, pred.sev_features, False, ap_state)
         for cpu, page in enumerate(pred.vmsas):
             h.update(page)
-            steps.append(Step("vmsa", VMSA_GPA, PAGE_4K, f"vmsa cpu{cpu}",
-                              hashlib.sha256(page).digest()))
+            if steps:
+                pred.steps.append(Step("vmsa", VMSA_GPA, PAGE_4K, f"vmsa cpu{cpu}", sha(page).digest()))
     pred.digest = h.digest()
     return pred
 
 
-def _snp(fw, view, base, vcpus, host, ap_state) -> ClassicPrediction:
+def _snp(fw, view, base, vcpus, host, ap_state, want_steps: bool) -> ClassicPrediction:
     ld = SnpLaunchDigest()
     steps: list[Step] = []
     sha = hashlib.sha384
     pages = [view[off:off + PAGE_4K] for off in range(0, fw.size, PAGE_4K)]
     ld.normal_page_list(base, pages, PAGE_4K)
-    for i, page in enumerate(pages):
-        steps.append(Step("normal", base + i * PAGE_4K, PAGE_4K, "firmware", sha(page).digest()))
+    if want_steps:
+        steps.extend(Step("normal", base + i * PAGE_4K, PAGE_4K, "firmware", sha(page).digest())
+                     for i, page in enumerate(pages))
     for ptype, gpa, size, name in snp_metadata_steps(fw):
         ld.typed_pages(ptype, gpa, size)
-        steps.extend(Step(ptype.name.lower(), g, PAGE_4K, name) for g in range(gpa, gpa + size, PAGE_4K))
+        if want_steps:
+            steps.extend(Step(ptype.name.lower(), g, PAGE_4K, name) for g in range(gpa, gpa + size, PAGE_4K))
     feats = kvm_vmsa.vm_sev_features(host, True, None)
     pred = ClassicPrediction(PlatformType.SEV_SNP, b"", vcpus, host, feats, ap_state, steps=steps)
     pred.vmsas = classic_vmsas(fw, vcpus, host, feats, True, ap_state)
     for cpu, page in enumerate(pred.vmsas):
         ld.vmsa_page(page)
+        if not want_steps:
+            continue
         masked = bytearray(page)
         lo, hi = VMSA_TSC_FIELDS  # as SnpLaunchDigest.vmsa_page hashes it
         masked[lo:hi] = bytes(hi - lo)

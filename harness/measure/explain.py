@@ -144,6 +144,7 @@ def compare(classic: ClassicPrediction, igvm_digest: bytes, steps_igvm: list[Ste
     return Explanation(classic.digest, igvm_digest, ranges, vm, first)
 
 
+_AP_FPU = frozenset({"x87_fcw", "mxcsr"})
 _ZERO_HASHES = frozenset({hashlib.sha384(_ZERO).digest(), hashlib.sha256(_ZERO).digest()})
 
 
@@ -162,6 +163,9 @@ def render(x: Explanation, platform: str, vcpus: int, what_igvm: str) -> str:
     for cpu, fields in x.vmsas:
         text = ", ".join(f"{n} {a:#x} -> {b:#x}" for n, a, b in fields[:8])
         out.append(f"  VMSA of vCPU {cpu}: {text}")
+    if x.vmsas and all({n for n, _, _ in f} <= _AP_FPU for _, f in x.vmsas):
+        out.append("  (classic APs start with FCW = MXCSR = 0: QEMU >= 10.0 builds their context in "
+                   "sev_es_set_ap_context / initialize_vmsa; the IGVM VMSAs carry the reset values)")
     if x.first_order_difference is None:
         out.append("order of the pages both launches measure: the same")
     else:

@@ -209,3 +209,22 @@ def test_explain_lists_exactly_the_pages_without_page_type_zero(amdsev):
     text = subprocess.run([sys.executable, "-m", "harness.cli", "measure", amdsev, "--platform", "sev-snp",
                            "--explain"], capture_output=True, text=True).stdout
     assert "0x00800000-0x00808fff     9 page(s)" in text and "ZERO -> NORMAL (zeros)" in text
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "harness.cli", *map(str, args)], capture_output=True, text=True)
+
+
+def test_measure_cli_on_an_ovmf_image(synthetic, tmp_path):
+    want = _theirs(SevMode.SEV_SNP, 1, "EPYC-v4", synthetic).hex()
+    r = _cli("measure", synthetic, "--platform", "sev-snp", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout)["digest"] == want
+    assert _cli("measure", synthetic, "--platform", "sev-snp", "--expect", want).returncode == 0
+    r = _cli("measure", synthetic, "--platform", "sev-snp", "--vcpus", "2", "--expect", want)
+    assert r.returncode == 1 and "differs" in r.stdout and "--ap-state" in r.stdout
+    wrapped = tmp_path / "w.igvm"
+    assert _cli("wrap-ovmf", synthetic, "--platform", "sev-snp", "-o", wrapped, "--quiet").returncode == 0
+    r = _cli("measure", wrapped, "--platform", "sev-snp", "--explain")
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--firmware" in r.stderr
+    r = _cli("measure", wrapped, "--platform", "sev-snp", "--explain", "--firmware", synthetic)
+    assert r.returncode == 0 and "ZERO -> NORMAL (zeros)" in r.stdout and "UNMEASURED" in r.stdout
