@@ -57,6 +57,7 @@ from harness.qemu.outcome import STOP_STATES, Outcome, Status, classify
 DEFAULT_TIMEOUT = 30.0
 EVENT_SETTLE = 0.05   # s to wait for the event whose bytes made the QMP socket readable
 QUIT_GRACE = 10.0     # s QEMU gets to exit after "quit" before it is killed
+MARKER_GRACE = 0.3    # s of console kept after an ``until`` match, before the kill
 SOCKET_PATH_MAX = 107
 
 # ------------------------------------------------------- process registry
@@ -518,6 +519,7 @@ class QemuRun:
             if self._drain_console():
                 return                       # console EOF: QEMU exited
             if self._console_log is not None and self._console_log.matched is not None:
+                self._drain_console(timeout=MARKER_GRACE)  # the rest of the marker's line
                 self.kill()                  # the caller's marker: nothing more to wait for
                 return
             remaining = self._remaining()

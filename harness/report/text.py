@@ -13,7 +13,10 @@ before it renders.
 
 What :func:`clean` does:
 
-* removes escape sequences: CSI (``ESC [`` ... final byte, and the 8-bit
+* turns a cursor move to a row (CUP, ``ESC [ row ; col H``, which menus use
+  instead of line feeds) into a line break, unless a line starts there, so
+  text drawn on different rows stays on different lines;
+* removes the other escape sequences: CSI (``ESC [`` ... final byte, and the 8-bit
   ``0x9B`` form), OSC / DCS / SOS / PM / APC strings up to their terminator
   (BEL or ST; at most to the end of the line), and the short ``ESC`` sequences (``ESC ( B``, ``ESC 7``,
   ``ESC c``, ...) -- ECMA-48 sections 5.3-5.6;
@@ -43,6 +46,10 @@ _SEQUENCE = re.compile(
     r"|(?:\x1b[\]PX^_]|[\x90\x98\x9d\x9e\x9f])[^\x07\x1b\x9c\n]*(?:\x07|\x1b\\|\x9c)?"
     r"|\x1b[\x20-\x2f]*[\x30-\x7e]?"
 )
+#: CUP / HVP (ECMA-48 8.3.21, 8.3.64): ESC [ row ; col H or f
+_CURSOR_ROW = re.compile(r"(?:\x1b\[|\x9b)[0-9;]*[Hf]")
+_ROW = "\x1e"  # stands for a CUP while the rest is cleaned (RS: dropped from input first)
+_ROW_AT_LINE_START = re.compile(r"(^|\n)\x1e+")
 _NEWLINE = re.compile(r"\r\n?")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _NOT_XML = re.compile(r"[\ud800-\udfff\ufffe\uffff]")
@@ -54,8 +61,10 @@ def clean(text: str) -> str:
     nothing XML 1.0 cannot hold."""
     if text.isprintable():  # the common case: nothing to do
         return text
+    text = _CURSOR_ROW.sub(_ROW, text.replace(_ROW, ""))
     text = _SEQUENCE.sub("", text)
     text = _NEWLINE.sub("\n", text)
+    text = _ROW_AT_LINE_START.sub(r"\1", text).replace(_ROW, "\n")
     text = _CONTROL.sub("", text)
     return _NOT_XML.sub(REPLACEMENT, text)
 

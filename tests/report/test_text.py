@@ -35,7 +35,7 @@ XML_CHAR = re.compile("[\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*"
     ("a\x1b]2;t\x1b\\b", "ab"),                        # OSC ended by ST
     ("a\x1bPqdata\x1b\\b", "ab"),                      # DCS string
     ("a\x1b(Bb\x1b7c\x1b8d\x1bce", "abcde"),           # charset, save/restore, reset
-    ("a\x9b1;2Hb\x9dx\x9cc", "abc"),                    # 8-bit CSI and OSC
+    ("a\x9b1;2Kb\x9dx\x9cc", "abc"),                    # 8-bit CSI and OSC
     ("ring\x07 back\x08space nul\x00 del\x7f", "ring backspace nul del"),
     ("cr\r\nlf\ncr\rx", "cr\nlf\ncr\nx"),
     ("tab\tkept", "tab\tkept"),
@@ -43,6 +43,10 @@ XML_CHAR = re.compile("[\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]*"
     ("cut\x1b[25;0", "cut"),                            # a sequence cut off at the end
     ("a\x1b]0;unterminated\nnext line", "a\nnext line"),  # never past the line
     ("plain text, été ✓", "plain text, été ✓"),
+    # a menu drawn by cursor moves keeps its rows apart
+    ("\x1b[05;10HBoot Manager\x1b[06;10HUEFI Shell\x1b[07;10Hx", "Boot Manager\nUEFI Shell\nx"),
+    ("a\r\n\x1b[25;01Hb", "a\nb"),                  # no empty line where one starts anyway
+    ("rs\x1ekept apart", "rskept apart"),              # a raw RS is dropped, not a line break
 ])
 def test_clean(raw, clean):
     assert text.clean(raw) == clean
