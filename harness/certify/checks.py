@@ -28,8 +28,7 @@ IGVM_DOC = "docs/system/igvm.rst"
 
 
 def _qemu_version(target: Target) -> str | None:
-    version = getattr(target.probe, "version", None)
-    return str(version) if version else None
+    return target.probe.version if target.probe is not None else None
 
 
 # ---------------------------------------------------------------- file level
@@ -187,12 +186,14 @@ def measurement(target: Target, platform: str | None) -> Outcome:
                else f"no {platform.upper()} host here to measure the launch")
         return Outcome("predicted", f"{meas.algorithm} {meas.digest[:16]}... predicted, not "
                                     f"verified: {why}", ev)
-    from harness.certify import hardware
+    from harness.certify import hardware  # only on an SEV host: session crypto and all
+    from harness.measure.verify import LaunchFailed
 
     try:
         seen = hardware.verify_on_hardware(target, platform)
     except HarnessError as exc:
-        ev.details["log"] = getattr(exc, "log", "")[-4096:]
+        if isinstance(exc, LaunchFailed):
+            ev.details["log"] = exc.log[-4096:]
         return Outcome("fail", f"launch on SEV hardware failed: {exc}", ev)
     meas.observed = seen["observed"]
     ev.details.update(seen["details"])

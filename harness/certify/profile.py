@@ -25,6 +25,7 @@ from harness.certify.model import (BOOT_TIMEOUT, PLATFORM_CHOICES, QEMU_PLATFORM
 from harness.errors import HarnessError
 from harness.igvm import model as m
 from harness.igvm import parser
+from harness.igvm.defs import PlatformType
 from harness.inputs import read_input
 from harness.measure.launch import MAX_VCPUS
 from harness.qemu import discover, probe
@@ -51,7 +52,8 @@ def _declared(model: m.IgvmFile) -> tuple[list[str], list[str]]:
         if name:
             qemu.append(name)
         else:
-            other.append(getattr(ptype, "name", str(ptype)).lower())
+            other.append(ptype.name.lower() if isinstance(ptype, PlatformType)
+                         else f"type-{ptype}")
     return qemu, other
 
 
