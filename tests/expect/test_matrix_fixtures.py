@@ -161,5 +161,6 @@ def test_report_files_carry_no_escape_sequences(tmp_path):
     for path in (jp, mp):
         text = path.read_text()
         assert "\x1b" not in text and "\\u001b" not in text and "\x07" not in text
+    # the cursor move to row 1 is a line break (harness.report.text)
     assert json.loads(jp.read_text())["cells"][0]["observed"] == \
-        "hung; console tail: BdsDxe: loading Boot0001\n"
+        "hung; console tail: \nBdsDxe: loading Boot0001\n"
