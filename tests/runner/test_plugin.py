@@ -4,7 +4,6 @@ and a failing boot attaches its logs to the report."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -61,13 +60,10 @@ def test_skips_name_the_unselected_platform(tmp_path, qemu_binary):
     assert "platform sev-snp not selected (--platform=native)" in res.stdout
 
 
-@pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="no qemu-system-x86_64 on PATH")
-def test_skip_names_missing_igvm_cfg_of_a_stock_qemu(tmp_path):
-    stock = shutil.which("qemu-system-x86_64")
-    probe = subprocess.run([stock, "-object", "help"], capture_output=True, text=True)
-    if "igvm-cfg" in probe.stdout:
-        pytest.skip(f"{stock} has igvm-cfg: no stock QEMU to compare with")
-    res = _inner(tmp_path, "--qemu", stock)
+def test_skip_names_missing_igvm_cfg_of_a_stock_qemu(tmp_path, stock_qemu):
+    probe = subprocess.run([stock_qemu, "-object", "help"], capture_output=True, text=True)
+    assert "igvm-cfg" not in probe.stdout, f"{stock_qemu} is not a stock QEMU: it has igvm-cfg"
+    res = _inner(tmp_path, "--qemu", stock_qemu)
     assert "lacks igvm-cfg" in res.stdout
 
 
