@@ -37,6 +37,8 @@ def cell_run(request, tmp_path):
     # for harness.report.pytest_collect (JSON/JUnit/HTML reports, host merging)
     verdict = {V.SUITE_ERROR: "error"}.get(res.status, res.status)
     request.node.user_properties.append(("igvm_check", {
+        # the cell id (case/platform/syntax): a dashboard row is the case, its column the platform
+        "id": cell.id, "name": cell.case.title,
         "verdict": verdict, "platform": cell.platform, "directive": "+".join(cell.case.header),
         "group": "matrix", "message": res.reason or res.observed,
         "evidence": {"command": res.argv or None,
