@@ -198,6 +198,30 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
     return config.stash.get(_NOTES_KEY, [])
 
 
+# Under pytest-xdist the workers collect and deselect; the controller, which
+# prints, learns of it from their output and says it in the summary.
+_WORKER_NOTES_KEY = pytest.StashKey[list]()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    wo = getattr(session.config, "workeroutput", None)
+    if wo is not None:
+        wo["igvm_harness_notes"] = list(session.config.stash.get(_NOTES_KEY, []))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    seen = node.config.stash.setdefault(_WORKER_NOTES_KEY, [])
+    for note in getattr(node, "workeroutput", {}).get("igvm_harness_notes") or []:
+        if note not in seen:  # every worker collects (and deselects) the same items
+            seen.append(note)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    for note in config.stash.get(_WORKER_NOTES_KEY, []):
+        terminalreporter.write_line(note)
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     st = _state(item.config)
     for mark in item.iter_markers("platforms"):

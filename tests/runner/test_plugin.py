@@ -81,3 +81,12 @@ def test_failing_boot_attaches_logs(tmp_path, qemu_binary, guest_images):
     for part in ("--- cmdline.txt", "igvm-cfg,id=igvm0", "--- console.log", "IGVMT done",
                  "--- qmp.log", "--- stderr.log", "--- outcome.json"):
         assert part in out, part
+
+
+def test_deselection_is_said_under_xdist_too(tmp_path, qemu_binary):
+    """With -n 2 the workers deselect; the controller prints the line once."""
+    res = _inner(tmp_path, "--qemu", qemu_binary, "--platform", "native", "-k", "not boot_fails",
+                 "-n", "2")
+    assert res.returncode == 0, res.stdout[-2000:]
+    line = "1 tests of platforms other than native deselected (--platform=native)"
+    assert res.stdout.count(line) == 1, res.stdout[-2000:]
