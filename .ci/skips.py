@@ -61,7 +61,7 @@ def classify(reason: str, allow: list[Allowed]) -> Allowed | None:
 
 
 def _wrapped(count: int, text: str) -> list[str]:
-    lines = textwrap.wrap(text, WIDTH - 8, break_on_hyphens=False) or [""]
+    lines = textwrap.wrap(text, WIDTH - 8, break_on_hyphens=False, break_long_words=False) or [""]
     return [f"{count:6}  {lines[0]}"] + [f"{'':8}{rest}" for rest in lines[1:]]
 
 
