@@ -29,6 +29,11 @@ SYSTEM_PACKAGES=(
     build-essential binutils make git ca-certificates
     pkgconf xz-utils patch
     chromium    # tests/report/test_browser.py renders the HTML reports headless
+    # Debian's stock QEMU (bookworm: 7.2, no IGVM, no -run-with exit-with-parent),
+    # beside the QEMU-under-test and never chosen as it (harness/qemu/discover.py
+    # takes a PATH QEMU only with igvm-cfg): the tests of the "QEMU without IGVM"
+    # and PR_SET_PDEATHSIG reaping paths use it as /usr/bin/qemu-system-x86_64.
+    qemu-system-x86
 )
 
 missing=()

@@ -27,7 +27,10 @@ ACCELS = ("auto", "kvm", "tcg")
 DEFAULT_BOOT_TIMEOUT = 30.0
 
 MARKERS = {
-    "platforms(*names)": "run only when --platform is one of names (auto runs all the host can)",
+    "platforms(*names)": "run only when --platform is one of names (auto runs all the host can);"
+                         " deselected under any other --platform",
+    "igvm_platform(*names)": "exercises IGVM platform names: deselected under another --platform,"
+                           " run under auto even where the host stops at the hardware boundary",
     "requires(*capabilities)": "skip unless the QEMU/host probe reports every capability named"
                                " (igvm-cfg, kvm, tcg, sev-guest, sev-snp-guest, sev, sev-es,"
                                " sev-snp, early-igvm-syntax, machine-igvm-cfg:<machine>)",
@@ -154,6 +157,72 @@ _STATE_KEY = pytest.StashKey[_State]()
 
 def _state(config: pytest.Config) -> _State:
     return config.stash[_STATE_KEY]
+
+
+def session_caps(config: pytest.Config):
+    """The probe of this session's QEMU under test, or None when there is
+    none (its tests then skip saying why).  For collection-time decisions
+    such as collapsing the cells of an IGVM syntax the binary lacks."""
+    st = _state(config)
+    st.resolve()
+    return st.caps
+
+
+# --------------------------------------------------- platform deselection
+_NOTES_KEY = pytest.StashKey[list]()
+
+
+def _selected_by_platform(item: pytest.Item, chosen: str) -> bool:
+    for mark in item.iter_markers("platforms"):
+        if chosen not in mark.args:
+            return False
+    return all(chosen in mark.args for mark in item.iter_markers("igvm_platform"))
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config,
+                                  items: list[pytest.Item]) -> None:
+    """--platform=X: tests of other platforms are deselected (pytest's
+    "deselected" count), not skipped one by one; one line says why."""
+    chosen = config.getoption("--platform")
+    if chosen == "auto":
+        return
+    keep, drop = [], []
+    for item in items:
+        (keep if _selected_by_platform(item, chosen) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+        config.stash.setdefault(_NOTES_KEY, []).append(
+            f"igvm-harness: {len(drop)} tests of platforms other than {chosen} deselected "
+            f"(--platform={chosen})")
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    return config.stash.get(_NOTES_KEY, [])
+
+
+# Under pytest-xdist the workers collect and deselect; the controller, which
+# prints, learns of it from their output and says it in the summary.
+_WORKER_NOTES_KEY = pytest.StashKey[list]()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    wo = getattr(session.config, "workeroutput", None)
+    if wo is not None:
+        wo["igvm_harness_notes"] = list(session.config.stash.get(_NOTES_KEY, []))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    seen = node.config.stash.setdefault(_WORKER_NOTES_KEY, [])
+    for note in getattr(node, "workeroutput", {}).get("igvm_harness_notes") or []:
+        if note not in seen:  # every worker collects (and deselects) the same items
+            seen.append(note)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    for note in config.stash.get(_WORKER_NOTES_KEY, []):
+        terminalreporter.write_line(note)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

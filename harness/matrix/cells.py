@@ -11,6 +11,8 @@ from harness.expect.table import PLATFORMS, Case, Table
 #: IGVM syntaxes (harness.qemu.cmdline): the igvm-cfg object, and the early
 #: igvm-file property of sev-guest (needs a confidential-guest object).
 SYNTAXES = ("cfg", "sev-guest")
+#: The probe capability (harness.qemu.probe.Capabilities.missing) each syntax needs.
+SYNTAX_CAPABILITY = {"cfg": "igvm-cfg", "sev-guest": "igvm-file"}
 
 
 @dataclass(frozen=True)
@@ -61,3 +63,39 @@ def generate(table: Table, platforms=PLATFORMS, syntaxes=SYNTAXES,
                 for rule in expand:
                     cells.append(Cell(case, platform, syntax, rule))
     return cells
+
+
+@dataclass(frozen=True)
+class AbsentSyntax:
+    """Stands for every cell of an IGVM syntax the QEMU under test lacks: one
+    skip naming the capability instead of one skip per cell."""
+    syntax: str
+    reason: str                 # the probe's sentence
+    cells: int
+    platforms: tuple[str, ...]
+
+    @property
+    def id(self) -> str:
+        return f"syntax-{self.syntax}-absent"
+
+    @property
+    def message(self) -> str:
+        return f"{self.reason}: the {self.cells} cells of IGVM syntax {self.syntax} not run"
+
+
+def collapse_absent(cells: list[Cell], missing,
+                    selected=lambda c: True) -> tuple[list[Cell], list[AbsentSyntax]]:
+    """Split *cells* into those whose syntax the QEMU has and one AbsentSyntax
+    per syntax it lacks; ``missing(syntax)`` gives the probe's reason or None.
+    An AbsentSyntax counts the cells ``selected`` keeps (the --platform choice)
+    and names the platforms of all of them (for deselection)."""
+    keep: list[Cell] = []
+    absent: dict[str, list[Cell]] = {}
+    reasons: dict[str, str | None] = {}
+    for c in cells:
+        if c.syntax not in reasons:
+            reasons[c.syntax] = missing(c.syntax)
+        (absent.setdefault(c.syntax, []) if reasons[c.syntax] else keep).append(c)
+    return keep, [AbsentSyntax(s, reasons[s] or "", sum(1 for c in cs if selected(c)),
+                               tuple(dict.fromkeys(c.platform for c in cs)))
+                  for s, cs in absent.items()]

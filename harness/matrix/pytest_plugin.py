@@ -68,7 +68,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     meta = config.stash.get(META_KEY, {})
     tr = terminalreporter
     tr.section("IGVM conformance matrix")
-    for line in report.terminal_lines(res, meta):
+    width = getattr(getattr(tr, "_tw", None), "fullwidth", 100)
+    for line in report.terminal_lines(res, meta, verbosity=config.get_verbosity(), width=width):
         tr.write_line(line)
     out = Path(os.environ.get("IGVM_HARNESS_MATRIX_DIR", REPO / "reports" / "matrix"))
     stem = f"matrix-{meta.get('platform', 'auto')}"

@@ -417,3 +417,121 @@ __all__ = [
     "derive_deb_src", "parse_deb822", "parse_one_line_file", "read_apt_sources", "fetch_newest",
     "verify_dsc", "dsc_checksums", "compare_versions", "has_igvm", "NEEDED_PATCHES",
 ]
+
+
+# --------------------------------------------------------------------------
+# the downloaded source, for readers of QEMU's code (citation checks, tests)
+
+SOURCE_ENV = "IGVM_HARNESS_QEMU_SRC"  # a QEMU source tree to read instead of the cache's
+
+
+@dataclass(frozen=True)
+class Downloaded:
+    """A QEMU source tree the harness has (or was pointed at), for reading.
+
+    ``debian`` is the tree's Debian packaging directory and ``dsc`` the
+    source package's ``.dsc``; either is None when the tree did not come from
+    a Debian source package (a developer's checkout named by the variable).
+    """
+    version: str          # Debian version (``1:10.2.2+ds-1``) or the tree's VERSION
+    tree: Path
+    dsc: Path | None
+    debian: Path | None
+    how: str              # where it was found, for messages
+
+
+def _debian_dir(tree: Path) -> Path | None:
+    d = tree / "debian"
+    return d if (d / "control").is_file() else None
+
+
+def _from_env(value: str) -> Downloaded:
+    """$IGVM_HARNESS_QEMU_SRC: a QEMU tree; a ``.dsc`` beside it (dpkg-source -x layout) counts."""
+    tree = Path(value).expanduser()
+    if not (tree / "backends" / "igvm.c").is_file():
+        raise HarnessError(f"${SOURCE_ENV}={value}: not a QEMU source tree with IGVM "
+                           f"(no backends/igvm.c)")
+    tree = tree.resolve()
+    dscs = sorted(tree.parent.glob(f"{SOURCE_PACKAGE}_*.dsc"))
+    upstream = tree_version(tree)
+    dscs = [d for d in dscs if d.name.split("_", 1)[1].startswith(upstream)]
+    return Downloaded(upstream, tree, dscs[-1] if dscs else None, _debian_dir(tree),
+                      f"${SOURCE_ENV}")
+
+
+def _cached_versions(downloads: Path) -> list[tuple[str, Path]]:
+    """(Debian version, .dsc) of each complete download, newest first."""
+    found: dict[str, Path] = {}
+    for d in downloads.iterdir() if downloads.is_dir() else ():
+        if d.name.endswith(".part") or not d.is_dir():
+            continue  # a download in progress or abandoned (fetch_newest's temporary)
+        version = d.name.replace("_", ":", 1) if re.match(r"\d+_", d.name) else d.name
+        dsc = d / dsc_name(version)
+        if dsc.is_file():
+            found[version] = dsc
+    return [(v, found[v]) for v in sort_newest_first(found)]
+
+
+def _extracted_tree(work: Path, version: str) -> Path | None:
+    """A tree the build already unpacked for *version* (qemu/work/<entry>/, stamped)."""
+    safe = re.sub(r"[^A-Za-z0-9.+_-]", "_", version.split(":", 1)[-1])
+    for w in sorted(work.glob(f"qemu-{safe}-*")) if work.is_dir() else ():
+        stamp = w / ".extracted"
+        if stamp.is_file():
+            tree = Path(stamp.read_text().strip())
+            if (tree / "backends" / "igvm.c").is_file() and _debian_dir(tree):
+                return tree
+    return None
+
+
+def _unpack_for_reading(dsc: Path, version: str, dest_root: Path) -> Path:
+    """Unpack a downloaded package once into *dest_root*/<version> (atomic rename),
+    checked against its .dsc first, without the build's patches."""
+    dest = dest_root / version.replace(":", "_")
+    if (dest / ".complete").is_file():
+        return Path((dest / ".complete").read_text().strip())
+    files = verify_dsc(dsc)
+    tmp = dest_root / f".tmp-{dest.name}-{os.getpid()}"
+    _rmtree(tmp)
+    try:
+        tree = extract_debian(Fetched(version, dsc, files), tmp, patches=())
+        final = dest / tree.relative_to(tmp)
+        (tmp / ".complete").write_text(str(final) + "\n")
+        try:
+            os.rename(tmp, dest)
+        except OSError:  # another process finished first: use its copy
+            if not (dest / ".complete").is_file():
+                raise
+    finally:
+        _rmtree(tmp)
+    return Path((dest / ".complete").read_text().strip())
+
+
+def downloaded(root: Path | None = None, env: dict[str, str] | None = None) -> Downloaded | None:
+    """The QEMU source to read: ``$IGVM_HARNESS_QEMU_SRC``, else the newest Debian
+    source package in the harness cache (the tree the build unpacked, else one
+    unpacked here under ``qemu/sources/``), else None when nothing was downloaded.
+
+    Raises HarnessError when the variable names something that is not a QEMU
+    tree: a wrong setting must not read as "no source".
+    """
+    env = os.environ if env is None else env
+    if env.get(SOURCE_ENV):
+        return _from_env(env[SOURCE_ENV])
+    if root is None:
+        from harness.qemu.build import cache_root  # build imports this module
+        root = cache_root()
+    versions = _cached_versions(root / "qemu" / "downloads")
+    if not versions:
+        return None
+    version, dsc = versions[0]
+    tree = _extracted_tree(root / "qemu" / "work", version)
+    how = "build tree"
+    if tree is None:
+        (root / "qemu" / "sources").mkdir(parents=True, exist_ok=True)
+        tree = _unpack_for_reading(dsc, version, root / "qemu" / "sources")
+        how = "unpacked for reading"
+    return Downloaded(version, tree, dsc, _debian_dir(tree), f"{how} in {root}")
+
+
+__all__ += ["Downloaded", "downloaded", "SOURCE_ENV"]

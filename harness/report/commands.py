@@ -87,8 +87,10 @@ def _merge(args: argparse.Namespace) -> int:
     paths = merge.write_dashboard(dashboard, args.output)
     s = dashboard["summary"]
     counts = ", ".join(f"{s[v]} {v}" for v in VERDICTS if s.get(v))
-    print(f"dashboard: {len(dashboard['columns'])} configurations x {len(dashboard['rows'])} "
-          f"checks from {len(dashboard['runs'])} runs: {s['verdict'].upper()} ({counts})")
+    configs = {c["configuration"] for c in dashboard["columns"]}
+    print(f"dashboard: {len(configs)} configurations ({len(dashboard['columns'])} platform "
+          f"columns) x {len(dashboard['rows'])} cases from {len(dashboard['runs'])} runs: "
+          f"{s['verdict'].upper()} ({counts})")
     changed = [c for c in dashboard["cells"] if c["changed"]]
     for cell in changed[:20]:
         print(f"  changed: {cell['row']} on {cell['column']}: "

@@ -1,16 +1,25 @@
 """Merge many hosts' results into one dashboard with per-cell history.
 
-Rows are checks (``subject::check-id``), columns are configurations
-(host, QEMU version, accelerator, requested platform), and each cell keeps the
-verdicts of every run that reached it, oldest first.  A previous dashboard
-can be given as an input too: its history is carried over, so a nightly job
-only needs the last dashboard plus the new results (an artifact of the CI
-engine), never a database.
+It reads like the terminal matrix: rows are cases (``subject::case``),
+columns are platforms within each configuration (host x QEMU build x
+accelerator), and each cell keeps the verdicts of every run that reached it,
+oldest first.  A check's case is its id without the platform (matrix cell
+``page-normal/sev/cfg`` -> ``page-normal/cfg``; certification check
+``sev-es.boot`` -> ``boot``) and without the configuration's accelerator
+among its pytest parameters (``test_x[q35-tcg]`` -> ``test_x[q35]``), so the
+runs of one matrix meet in one row.  A check without a platform sits in the
+column of the platform its run asked for.  Only cells a run reached exist:
+tests the run deselected (``--platform``) leave no cell.
+
+A previous dashboard can be given as an input too: its history is carried
+over, so a nightly job only needs the last dashboard plus the new results (an
+artifact of the CI engine), never a database.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -24,23 +33,36 @@ DASHBOARD_VERSION = 1
 DEFAULT_HISTORY = 30
 
 
-def column_of(doc: dict[str, Any]) -> dict[str, Any]:
-    """The configuration a results document was obtained on."""
+PLATFORM_ORDER = ("native", "sev", "sev-es", "sev-snp", "tdx", "vsm", "-")
+
+
+def configuration_of(doc: dict[str, Any]) -> str:
+    """The configuration a results document was obtained on: host x QEMU build x accelerator."""
     env = doc["environment"]
-    host = env["host"]["hostname"]
     qemu = env["qemu"].get("version") or "unknown"
-    accel = env.get("accel") or "-"
-    platform = (doc.get("subject") or {}).get("platform") or "-"
     qpath = env["qemu"].get("path")
     # Two builds of one QEMU version on a host (a matrix over QEMU builds)
     # are different configurations: the binary's path tells them apart.
     where = f" @{qpath}" if qpath else ""
+    return f"{env['host']['hostname']} | QEMU {qemu}{where} | {env.get('accel') or '-'}"
+
+
+def requested_platform(doc: dict[str, Any]) -> str:
+    platform = (doc.get("subject") or {}).get("platform") or "-"
+    return "-" if platform == "auto" else platform
+
+
+def column_of(doc: dict[str, Any], platform: str) -> dict[str, Any]:
+    """The column of *platform* within the document's configuration."""
+    env = doc["environment"]
+    config = configuration_of(doc)
     return {
-        "id": f"{host} | QEMU {qemu}{where} | {accel} | {platform}",
-        "hostname": host,
-        "qemu_version": qemu,
-        "qemu_path": qpath,
-        "accel": accel,
+        "id": f"{config} | {platform}",
+        "configuration": config,
+        "hostname": env["host"]["hostname"],
+        "qemu_version": env["qemu"].get("version") or "unknown",
+        "qemu_path": env["qemu"].get("path"),
+        "accel": env.get("accel") or "-",
         "platform": platform,
         "kernel": env["host"].get("kernel"),
         "harness_version": env.get("harness_version"),
@@ -51,6 +73,35 @@ def column_of(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _subject_name(doc: dict[str, Any]) -> str:
     return str((doc.get("subject") or {}).get("name") or doc["title"])
+
+
+def case_of(check_id: str, platform: str | None, accel: str | None) -> str:
+    """The row a check belongs to: its id without the platform segment
+    (``/``- or ``.``-separated) and without the accelerator among its pytest
+    parameters (``[...]``, ``-``-separated), both of which are columns."""
+    where, sep, case = check_id.rpartition("::")  # never a pytest node id's file path
+    if platform and platform != "-":
+        dropped = re.sub(rf"(^|[/.]){re.escape(platform)}(?=[/.]|$)", "", case, count=1)
+        case = dropped.lstrip("/.") or case
+    if accel and accel not in ("-", "auto"):
+        def drop(m: re.Match) -> str:
+            params = [p for p in m.group(1).split("-") if p != accel]
+            return f"[{'-'.join(params)}]" if params else ""
+        case = re.sub(r"\[([^\[\]]*)\]$", drop, case)
+    return where + sep + case
+
+
+def _platform_key(platform: str) -> tuple[int, str]:
+    order = PLATFORM_ORDER.index(platform) if platform in PLATFORM_ORDER else len(PLATFORM_ORDER)
+    return (order, platform)
+
+
+#: A run that reaches one (case, platform) twice keeps the most severe verdict.
+SEVERITY = ("error", "fail", "xpass", "boundary", "xfail", "pass", "skip")
+
+
+def _rank(verdict: str) -> int:
+    return SEVERITY.index(verdict) if verdict in SEVERITY else len(SEVERITY)
 
 
 class Dashboard:
@@ -78,27 +129,36 @@ class Dashboard:
             self.columns[col["id"]] = col
 
     def _add_results(self, doc: dict[str, Any], source: str) -> None:
-        col = column_of(doc)
-        self._add_column(col)
         started = doc["run"]["started"]
         subject = _subject_name(doc)
-        self.runs[(col["id"], started)] = {
-            "source": source, "started": started, "column": col["id"], "kind": doc["kind"],
+        config = configuration_of(doc)
+        accel = doc["environment"].get("accel")
+        self.runs[(config, started)] = {
+            "source": source, "started": started, "column": config, "kind": doc["kind"],
             "title": doc["title"], "verdict": doc["summary"]["verdict"],
             "image_sha256": (doc["environment"].get("image") or {}).get("sha256"),
         }
         for check in doc["checks"]:
-            row_id = f"{subject}::{check['id']}"
+            platform = check.get("platform") or requested_platform(doc)
+            col = column_of(doc, platform)
+            self._add_column(col)
+            case = case_of(check["id"], check.get("platform"), accel)
+            row_id = f"{subject}::{case}"
             self.rows.setdefault(row_id, {
-                "id": row_id, "subject": subject, "check": check["id"], "name": check["name"],
-                "platform": check.get("platform"), "directive": check.get("directive"),
+                "id": row_id, "subject": subject, "check": case,
+                "name": check["name"],
+                "platform": None, "directive": check.get("directive"),
             })
             entries = self.history.setdefault((row_id, col["id"]), {})
-            entries[started] = {"started": started, "verdict": check["verdict"],
-                                "message": check.get("message", ""), "source": source}
+            entry = {"started": started, "verdict": check["verdict"],
+                     "message": check.get("message", ""), "source": source, "check": check["id"]}
+            old = entries.get(started)
+            if old is None or _rank(entry["verdict"]) < _rank(old["verdict"]):
+                entries[started] = entry
 
     def _add_dashboard(self, doc: dict[str, Any]) -> None:
         for col in doc["columns"]:
+            col.setdefault("configuration", col["id"].rsplit(" | ", 1)[0])
             self._add_column(col)
         for row in doc["rows"]:
             self.rows.setdefault(row["id"], row)
@@ -120,7 +180,8 @@ class Dashboard:
             changed = len(history) > 1 and history[-2]["verdict"] != latest
             cells.append({"row": row, "column": column, "latest": latest,
                           "changed": changed, "history": history})
-        columns = sorted(self.columns.values(), key=lambda c: c["id"])
+        columns = sorted(self.columns.values(),
+                         key=lambda c: (c["configuration"], _platform_key(c["platform"])))
         rows = sorted(self.rows.values(), key=lambda r: (r["subject"], r["check"]))
         runs = sorted(self.runs.values(), key=lambda r: (r["started"], r["column"]))
         verdict = ("fail" if any(latest_counts[v] for v in FAILING)

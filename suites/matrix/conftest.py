@@ -24,9 +24,16 @@ def matrix_env(pytestconfig, qemu_binary, qemu_caps):
         guests = guest_images()
     except HarnessError:
         guests = {}
-    env = Env(qemu=qemu_binary, caps=qemu_caps, table=load(),
+    from harness.matrix.cells import SYNTAX_CAPABILITY, collapse_absent, generate
+
+    table = load()
+    env = Env(qemu=qemu_binary, caps=qemu_caps, table=table,
               accel=pytestconfig.getoption("--accel"), guests=guests)
+    chosen = pytestconfig.getoption("--platform")
+    _, absent = collapse_absent(generate(table), lambda s: qemu_caps.missing(SYNTAX_CAPABILITY[s]),
+                                lambda c: chosen in ("auto", c.platform))
     set_meta(pytestconfig, {"qemu": qemu_binary, "qemu_version": env.version,
-                            "platform": pytestconfig.getoption("--platform"),
-                            "accel": env.accel})
+                            "platform": chosen, "accel": env.accel,
+                            "absent_syntaxes": [{"syntax": a.syntax, "cells": a.cells,
+                                                 "reason": a.reason} for a in absent if a.cells]})
     return env

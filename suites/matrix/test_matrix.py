@@ -3,7 +3,11 @@ harness/expect/data.  Verdicts map onto pytest outcomes: pass -> passed,
 fail -> failed (expected and observed text), xfail -> xfailed (known
 deviation, with reference), boundary -> skipped "reached hardware boundary"
 (never a pass), suite-error -> error in setup, skip -> skipped with the
-missing capability."""
+missing capability.
+
+Collection: each cell carries ``igvm_platform`` (so --platform=X deselects
+the others, harness/plugin.py), and the cells of an IGVM syntax the QEMU
+under test lacks collapse into one item that skips naming the capability."""
 
 from __future__ import annotations
 
@@ -13,25 +17,28 @@ import pytest
 
 from harness.expect import verdict as V
 from harness.expect.table import load
-from harness.matrix.cells import generate
+from harness.matrix.cells import SYNTAX_CAPABILITY, AbsentSyntax, collapse_absent, generate
 from harness.matrix.execute import run_cell
 
 CELLS = generate(load())
 
 
 @pytest.fixture
-def cell_run(request, matrix_env, matrix_results, tmp_path):
+def cell_run(request, tmp_path):
     """Runs the cell; a fixture that cannot be built errors here (setup),
     so pytest reports it as an error of the suite, not a QEMU failure."""
     cell = request.param
-    chosen = request.config.getoption("--platform")
-    if chosen not in ("auto", cell.platform):
-        pytest.skip(f"platform {cell.platform} not selected (--platform={chosen})")
+    if isinstance(cell, AbsentSyntax):  # before matrix_env, which needs igvm-cfg
+        pytest.skip(cell.message)
+    matrix_env = request.getfixturevalue("matrix_env")
+    matrix_results = request.getfixturevalue("matrix_results")
     res = run_cell(cell, matrix_env, tmp_path / "cell")
     matrix_results.append(res)
     # for harness.report.pytest_collect (JSON/JUnit/HTML reports, host merging)
     verdict = {V.SUITE_ERROR: "error"}.get(res.status, res.status)
     request.node.user_properties.append(("igvm_check", {
+        # the cell id (case/platform/syntax): a dashboard row is the case, its column the platform
+        "id": cell.id, "name": cell.case.title,
         "verdict": verdict, "platform": cell.platform, "directive": "+".join(cell.case.header),
         "group": "matrix", "message": res.reason or res.observed,
         "evidence": {"command": res.argv or None,
@@ -50,8 +57,24 @@ def cell_run(request, matrix_env, matrix_results, tmp_path):
     return res
 
 
-@pytest.mark.qemu
-@pytest.mark.parametrize("cell_run", [pytest.param(c, id=c.id) for c in CELLS], indirect=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "cell_run" not in metafunc.fixturenames:
+        return
+    from harness.plugin import session_caps
+    caps = session_caps(metafunc.config)
+    chosen = metafunc.config.getoption("--platform")
+    cells, absent = CELLS, []
+    if caps is not None:  # without a QEMU every cell skips, naming that, instead
+        cells, absent = collapse_absent(CELLS, lambda s: caps.missing(SYNTAX_CAPABILITY[s]),
+                                        lambda c: chosen in ("auto", c.platform))
+    params = [pytest.param(c, id=c.id, marks=[pytest.mark.igvm_platform(c.platform),
+                                              pytest.mark.qemu]) for c in cells]
+    # no qemu mark: its generic "lacks igvm-cfg" would hide the cell count
+    params += [pytest.param(a, id=a.id, marks=pytest.mark.igvm_platform(*a.platforms))
+               for a in absent]
+    metafunc.parametrize("cell_run", params, indirect=True)
+
+
 def test_cell(cell_run):
     r = cell_run
     where = f"\n  source: {'; '.join(r.source)}" if r.source else ""
@@ -63,6 +86,6 @@ def test_cell(cell_run):
     if r.status == V.BOUNDARY:
         pytest.skip(f"reached hardware boundary ({r.mode}): {r.observed}")
     if r.status == V.XFAIL:
-        pytest.xfail(f"{r.reason}; observed: {r.observed}; reference: {'; '.join(r.reference)}")
+        pytest.xfail(r.reason)  # observed text and references: the matrix reports
     pytest.fail(f"{r.cell_id}\n  expected: {r.expected}\n  observed: {r.observed}"
                 f"\n  {r.reason}{where}\n  logs: {r.log_dir}", pytrace=False)

@@ -2,23 +2,19 @@
 exists, regexes compile, deviations carry a reason and a reference, and the
 data covers what the issue asks for.
 
-The citations are checked against the QEMU tree in /tmp/explore/qemu-10.2.2
-(or $IGVM_HARNESS_QEMU_SRC) when it is present; otherwise those checks skip.
+The citations are checked against the QEMU source the harness downloaded
+during set-up (the ``qemu_source`` fixture, tests/conftest.py; or
+$IGVM_HARNESS_QEMU_SRC); they skip only when no source was downloaded.
 """
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
 from harness.expect import table as T
-
-QEMU_SRC = Path(os.environ.get("IGVM_HARNESS_QEMU_SRC", "/tmp/explore/qemu-10.2.2"))
-needs_src = pytest.mark.skipif(not (QEMU_SRC / "backends" / "igvm.c").is_file(),
-                               reason=f"no QEMU source tree at {QEMU_SRC} (set IGVM_HARNESS_QEMU_SRC)")
 
 TABLE = T.load()
 SOURCES = T.all_sources(TABLE)
@@ -58,12 +54,11 @@ def test_deviations_have_reason_and_reference_and_differ():
     assert seen >= 5
 
 
-@needs_src
 @pytest.mark.parametrize("where,citation", SOURCES, ids=[f"{w}:{c}" for w, c in SOURCES])
-def test_citation_exists_in_qemu_tree(where, citation):
+def test_citation_exists_in_qemu_tree(where, citation, qemu_source):
     path, symbol, section = _split(citation)
-    f = QEMU_SRC / path
-    assert f.is_file(), f"{where}: {path} does not exist in {QEMU_SRC}"
+    f = qemu_source.tree / path
+    assert f.is_file(), f"{where}: {path} does not exist in {qemu_source.tree}"
     text = f.read_text(errors="replace")
     if symbol:
         assert re.search(r"\b" + re.escape(symbol) + r"\b", text), \
@@ -72,8 +67,7 @@ def test_citation_exists_in_qemu_tree(where, citation):
         assert section in text, f"{where}: section/table {section!r} not found in {path}"
 
 
-@needs_src
-def test_error_regexes_match_text_in_cited_sources():
+def test_error_regexes_match_text_in_cited_sources(qemu_source):
     """Each 'aborts' regex citing QEMU code must have an alternative whose
     literal beginning (up to the first number or regex syntax) is a message
     present in the cited files (adjacent C string literals joined).
@@ -93,7 +87,7 @@ def test_error_regexes_match_text_in_cited_sources():
                     code = [_split(c)[0] for c in cites if not c.startswith("docs/")]
                     if outcome != "aborts" or not code:
                         continue
-                    corpus = "".join(messages(QEMU_SRC / p) for p in set(code))
+                    corpus = "".join(messages(qemu_source.tree / p) for p in set(code))
                     prefixes = []
                     for alt in regex.split("|"):
                         alt = alt.replace("\\(", "(")

@@ -164,3 +164,27 @@ def test_report_files_carry_no_escape_sequences(tmp_path):
     # the cursor move to row 1 is a line break (harness.report.text)
     assert json.loads(jp.read_text())["cells"][0]["observed"] == \
         "hung; console tail: \nBdsDxe: loading Boot0001\n"
+
+
+def test_terminal_summary_says_each_reason_once_and_fits_a_screen_under_q():
+    from harness.matrix.execute import CellResult
+    reason = "known deviation: " + "the reference parser does not enforce this rule " * 3
+    rows = [CellResult(f"malformed[r{i}]/{p}/cfg", "malformed", "t", ["FILE"], "reset-vector", p,
+                       "cfg", f"r{i}", "native-tcg", V.XFAIL, "aborts", "booted", reason=reason,
+                       reference=["backends/igvm.c: qigvm_file_init"])
+            for i in range(12) for p in ("native", "sev")]
+    rows += [CellResult(f"page-normal/{p}/cfg", "page-normal", "t", ["PAGE_DATA"], "reset-vector",
+                        p, "cfg", None, "native-tcg", V.PASS, "boots", "booted")
+             for p in ("native", "sev")]
+    meta = {"qemu_version": "10.2.2", "qemu": "/q",
+            "absent_syntaxes": [{"syntax": "sev-guest", "cells": 269, "reason": "lacks it"}]}
+    full = report.terminal_lines(rows, meta, verbosity=0, width=80)
+    text = "\n".join(full)
+    assert text.count("known deviation:") == 1  # one reason for 24 cells, wrapped
+    assert text.count("XFAIL x24") == 1 and all(len(l) <= 80 for l in full)
+    assert "malformed[r0], malformed[r1]" in text and "on native/sev" in text
+    assert "IGVM syntax sev-guest: 269 cells not run" in text
+    assert sum(l.startswith("malformed[") for l in full) == 12  # the table: one row per case
+    quiet = report.terminal_lines(rows, meta, verbosity=-1, width=80)
+    assert len(quiet) < len(full) / 3 and not any(l.startswith("malformed[") for l in quiet)
+    assert "\n".join(quiet).count("XFAIL x24") == 1

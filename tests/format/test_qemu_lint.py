@@ -15,8 +15,6 @@ from harness.igvm.qemu_lint import lint, platform_type
 from harness.igvm.vmsa import NativeVpContextX64, Segment, SevEsVmsa
 from harness.igvm.validate import validate
 
-QEMU_SRC = Path(os.environ.get("QEMU_SRC", "/tmp/explore/qemu-10.2.2"))
-
 
 def good_vmsa(snp=True):
     return SevEsVmsa(rip=0xFFF0, cs=Segment(0xF000, 0x9B, 0xFFFF, 0xFFFF0000), cr0=0x10,
@@ -165,14 +163,12 @@ def _all_findings():
     return out
 
 
-def test_citations_exist_in_qemu_source():
-    if not (QEMU_SRC / "backends" / "igvm.c").exists():
-        pytest.skip(f"no QEMU source tree at {QEMU_SRC} (set QEMU_SRC)")
+def test_citations_exist_in_qemu_source(qemu_source):
     findings = _all_findings()
     assert findings
     for f in findings:
         for part in f.source.split("; "):
             path, _, what = part.partition(": ")
-            text = (QEMU_SRC / path).read_text()
+            text = (qemu_source.tree / path).read_text()
             name = re.split(r"[ (]", what)[0]
             assert name in text, (path, name)

@@ -76,7 +76,7 @@ def test_native_context_round_trip():
 def test_decode_matches_sevctl_show():
     path = VECTORS / "sevctl_vmsa_build_kat.json"
     if not path.exists():
-        pytest.skip("no ../shared/vectors (sevctl VMSA known answers)")
+        pytest.skip(f"known-answer vectors absent: no {path}")
     kat = json.loads(path.read_text())
     for case in kat["cases"]:
         raw = base64.b64decode(case["expected_vmsa_b64"])

@@ -179,18 +179,11 @@ def test_unsupported_fields_named():
 
 
 # --------------------------------------------------------- QEMU source facts
-def _qemu_source() -> Path:
-    for cand in (os.environ.get("QEMU_SOURCE_DIR"), "/tmp/explore/qemu-10.2.2"):
-        if cand and (Path(cand) / "target/i386/sev.c").is_file():
-            return Path(cand)
-    pytest.skip("QEMU 10.2 source tree not available (set QEMU_SOURCE_DIR)")
-
-
-def test_qemu_source_legacy_vm_type_contradicts_its_documentation():
+def test_qemu_source_legacy_vm_type_contradicts_its_documentation(qemu_source):
     """qapi/qom.json documents legacy-vm-type '(default: off)', but sev.c
     initialises it to AUTO and AUTO selects KVM_X86_DEFAULT_VM because
     sev_init2_required() returns false: unset behaves as on."""
-    src = _qemu_source()
+    src = qemu_source.tree
     qom = (src / "qapi/qom.json").read_text()
     doc = qom[qom.index("# @legacy-vm-type:"):]
     doc = doc[:doc.index("(since")]
@@ -204,8 +197,8 @@ def test_qemu_source_legacy_vm_type_contradicts_its_documentation():
     assert "ON_OFF_AUTO_AUTO &&\n         !sev_init2_required(sev_guest))" in kt
 
 
-def test_qemu_source_tr_base_from_ldtr():
-    sev = (_qemu_source() / "target/i386/sev.c").read_text()
+def test_qemu_source_tr_base_from_ldtr(qemu_source):
+    sev = (qemu_source.tree / "target/i386/sev.c").read_text()
     assert re.search(r"R_TR, launch_vmsa->vmsa\.tr\.selector,\s*launch_vmsa->vmsa\.ldtr\.base", sev)
 
 

@@ -234,21 +234,13 @@ def test_snp_object_properties():
                  "reduced-phys-bits": 1}
 
 
-def _qemu_source():
-    from pathlib import Path
-    for cand in (os.environ.get("QEMU_SOURCE_DIR"), "/tmp/explore/qemu-10.2.2"):
-        if cand and (Path(cand) / "target/i386/sev.c").is_file():
-            return Path(cand)
-    pytest.skip("QEMU 10.2 source tree not available (set QEMU_SOURCE_DIR)")
-
-
-def test_qemu_source_snp_policy_and_id_block_come_from_the_file():
+def test_qemu_source_snp_policy_and_id_block_come_from_the_file(qemu_source):
     """Why verify_snp puts the ID block into the IGVM file and keeps its GUEST_POLICY
     equal to the sev-snp-guest policy: cgs_set_guest_policy drops any command-line
     ID block, and SNP_LAUNCH_START (with the object's policy) runs in
     sev_common_kvm_init, called from kvm_arch_init before the machine processes the
     IGVM file (hw/i386/pc_q35.c)."""
-    src = _qemu_source()
+    src = qemu_source.tree
     sev = (src / "target/i386/sev.c").read_text()
     body = sev[sev.index("static int cgs_set_guest_policy"):]
     body = body[:body.index("\n}\n")]

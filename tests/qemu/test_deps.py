@@ -1,7 +1,5 @@
 """Build dependencies: the message names the packages."""
 
-from pathlib import Path
-
 import pytest
 
 from harness.qemu import deps
@@ -26,13 +24,10 @@ def test_ensure_without_install_raises_naming_packages(monkeypatch):
         deps.ensure(install_missing=False)
 
 
-CONTROL = Path("/tmp/explore/deb/debian/control")
-
-
-@pytest.mark.skipif(not CONTROL.is_file(), reason=f"no Debian qemu packaging at {CONTROL}")
-def test_library_deps_are_debian_build_depends():
-    # Every -dev package and build tool we ask for is one Debian itself uses.
-    text = CONTROL.read_text()
+def test_library_deps_are_debian_build_depends(qemu_packaging):
+    # Every -dev package and build tool we ask for is one Debian itself uses
+    # (debian/control of the source package set-up downloaded).
+    text = (qemu_packaging / "control").read_text()
     for d in deps.BUILD_DEPS:
         if d.package.endswith("-dev") or d.package in ("ninja-build", "flex", "bison",
                                                        "pkgconf", "python3-venv"):

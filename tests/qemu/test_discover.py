@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import pytest
 
@@ -51,15 +50,12 @@ def test_explicit_missing_binary_is_an_error(tmp_path):
         discover.discover(str(tmp_path / "nope"), {}, tmp_path)
 
 
-ON_PATH = shutil.which("qemu-system-x86_64")
-
-
-@pytest.mark.skipif(ON_PATH is None, reason="no qemu-system-x86_64 on PATH")
-def test_path_qemu_used_only_with_igvm(tmp_path):
+def test_path_qemu_used_only_with_igvm(tmp_path, stock_qemu):
+    """A PATH holding only Debian's stock QEMU (no IGVM) finds nothing, saying why."""
     from harness.qemu import probe
 
-    caps = probe.probe(ON_PATH, cache=tmp_path / "c")
-    found, notes = discover.find(None, {"PATH": os.path.dirname(ON_PATH)}, tmp_path / "empty",
+    caps = probe.probe(stock_qemu, cache=tmp_path / "c")
+    found, notes = discover.find(None, {"PATH": os.path.dirname(stock_qemu)}, tmp_path / "empty",
                                  probe_fn=lambda p: probe.probe(p, cache=tmp_path / "c"))
     if caps.igvm_cfg_object:
         assert found is not None and found.how == "PATH"

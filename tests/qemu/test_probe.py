@@ -16,16 +16,15 @@ import time
 import pytest
 
 from harness.qemu import build, probe
+from harness.qemu.source import upstream_tuple
 from harness.qemu.pids import pid_alive  # a zombie counts as gone
 
 BUILT = build.current_binary()
-ON_PATH = shutil.which("qemu-system-x86_64")
 KVM_OK = os.access("/dev/kvm", os.R_OK | os.W_OK)
 
 needs_built = pytest.mark.skipif(
     BUILT is None, reason=f"no QEMU-under-test with igvm-cfg built in {build.cache_root()} "
                           "(run `igvm-harness qemu build`)")
-needs_path = pytest.mark.skipif(ON_PATH is None, reason="no qemu-system-x86_64 on PATH")
 
 # qapi/qom.json (QEMU 10.2): SevCommonProperties + SevGuestProperties
 SEV_GUEST_PROPS = {"sev-device", "cbitpos", "reduced-phys-bits", "kernel-hashes",
@@ -52,16 +51,21 @@ def test_built_qemu_has_igvm(tmp_path):
     assert caps.accels["kvm"].usable == KVM_OK, caps.accels["kvm"].reason
 
 
-@needs_path
-def test_qemu_on_path(tmp_path):
-    caps = probe.probe(ON_PATH, cache=tmp_path, use_cache=False)
-    out = subprocess.run([ON_PATH, "--version"], capture_output=True, text=True).stdout
+def test_stock_debian_qemu(tmp_path, stock_qemu):
+    """Debian's qemu-system-x86 (set-up installs it): the version the package
+    manager records, and no igvm-cfg before 10.1."""
+    caps = probe.probe(stock_qemu, cache=tmp_path, use_cache=False)
+    out = subprocess.run([stock_qemu, "--version"], capture_output=True, text=True).stdout
     assert caps.version and caps.version in out
+    pkg = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "qemu-system-x86"],
+                         capture_output=True, text=True).stdout
+    want = upstream_tuple(pkg)
+    assert want and tuple(map(int, caps.version.split(".")))[:len(want)] == want, (pkg, caps.version)
     major_minor = tuple(map(int, caps.version.split(".")[:2]))
     if major_minor < (10, 1):  # no backends/igvm-cfg.c before 10.1
         assert not caps.igvm_cfg_object
         assert caps.missing("igvm-cfg") == (f"QEMU {caps.version} at "
-                                            f"{os.path.abspath(ON_PATH)} lacks igvm-cfg")
+                                            f"{stock_qemu} lacks igvm-cfg")
     assert caps.host.dev_kvm == KVM_OK
     assert caps.host.dev_sev == os.path.exists("/dev/sev")
     if not os.path.exists("/dev/sev"):
@@ -70,10 +74,9 @@ def test_qemu_on_path(tmp_path):
     json.dumps(caps.to_json())  # serialisable
 
 
-@needs_path
-def test_probe_cache_is_keyed_by_mtime(tmp_path):
+def test_probe_cache_is_keyed_by_mtime(tmp_path, stock_qemu):
     copy = tmp_path / "qemu-copy"
-    shutil.copy2(ON_PATH, copy)
+    shutil.copy2(stock_qemu, copy)
     cache = tmp_path / "cache"
     a = probe.probe(copy, cache=cache)
     files = list((cache / "probe").glob("*.json"))
@@ -127,9 +130,8 @@ def test_missing_wording_for_a_synthetic_sev_host():
         caps.missing("warp-drive")
 
 
-@pytest.mark.skipif(BUILT is None and ON_PATH is None, reason="no QEMU binary at all (built or on PATH)")
-def test_cli_probe_json_parses():
-    q = str(BUILT or ON_PATH)
+def test_cli_probe_json_parses(stock_qemu):
+    q = str(BUILT or stock_qemu)
     res = subprocess.run([sys.executable, "-m", "harness.cli", "qemu", "probe", "--qemu", q,
                           "--json"], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

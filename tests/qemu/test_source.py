@@ -190,16 +190,27 @@ def test_size_mismatch_is_refused(tmp_path):
         source.verify_dsc(tmp_path / "q.dsc")
 
 
-REAL_DSC = Path("/tmp/explore/qemu_10.2.2+ds-1.dsc")
+# Values as printed in Debian's qemu_10.2.2+ds-1.dsc, Checksums-Sha256.
+KNOWN_DSC = {"1:10.2.2+ds-1": {
+    "qemu_10.2.2+ds.orig.tar.xz":
+        ("be05230fe47a6937cd29f28f562932c8125f9c93c2a82c625198f7a4aa601dfb", 38669728),
+    "qemu_10.2.2+ds-1.debian.tar.xz": (None, 127324),
+}}
 
 
-@pytest.mark.skipif(not REAL_DSC.is_file(), reason=f"no real Debian .dsc at {REAL_DSC}")
-def test_real_dsc_checksums_field():
-    # Values as printed in Debian's qemu_10.2.2+ds-1.dsc, Checksums-Sha256.
-    sums = source.dsc_checksums(REAL_DSC.read_text())
-    assert sums["qemu_10.2.2+ds.orig.tar.xz"] == (
-        "be05230fe47a6937cd29f28f562932c8125f9c93c2a82c625198f7a4aa601dfb", 38669728)
-    assert sums["qemu_10.2.2+ds-1.debian.tar.xz"][1] == 127324
+def test_real_dsc_checksums_field(qemu_source):
+    """The downloaded .dsc parses; each listed file beside it has the size and
+    SHA-256 (hashlib here, not verify_dsc) the field says; for a version whose
+    .dsc we know, the values are Debian's."""
+    if qemu_source.dsc is None:
+        pytest.skip(f"the QEMU source at {qemu_source.tree} ({qemu_source.how}) has no .dsc")
+    sums = source.dsc_checksums(qemu_source.dsc.read_text())
+    assert any(".orig.tar." in n for n in sums) and any(".debian.tar." in n for n in sums)
+    for name, (digest, size) in sums.items():
+        data = (qemu_source.dsc.parent / name).read_bytes()
+        assert (hashlib.sha256(data).hexdigest(), len(data)) == (digest, size), name
+    for name, (digest, size) in KNOWN_DSC.get(qemu_source.version, {}).items():
+        assert sums[name][1] == size and digest in (None, sums[name][0]), name
 
 
 def test_parse_source_forms(tmp_path):
@@ -221,11 +232,8 @@ def test_tree_without_igvm_is_refused(tmp_path):
         source.resolve(source.parse_source(str(tmp_path)), tmp_path / "dl")
 
 
-def test_needed_patches_exist_in_debian_packaging():
-    deb = Path("/tmp/explore/deb/debian/patches/series")
-    if not deb.is_file():
-        pytest.skip(f"no Debian qemu packaging at {deb.parent}")
-    series = deb.read_text().split()
+def test_needed_patches_exist_in_debian_packaging(qemu_packaging):
+    series = (qemu_packaging / "patches" / "series").read_text().split()
     assert all(p in series for p in source.NEEDED_PATCHES)
 
 
@@ -275,3 +283,92 @@ def test_apt_config_lives_in_the_harness_cache(tmp_path, monkeypatch):
     cfg = source.apt_config()
     assert cfg.root == tmp_path / "apt"
     assert not str(cfg.sources_file).startswith("/etc/apt")
+
+
+# --------------------------------------------------------- downloaded()
+def _package(root: Path, version: str = "1:10.2.2+ds-1", upstream: str = "10.2.2") -> Path:
+    """A tiny Debian source package in <root>/qemu/downloads/<version>/, laid
+    out as fetch_newest leaves it (orig + debian tarballs, a .dsc listing them)."""
+    import io
+    import tarfile
+
+    def tar(members: dict[str, str], top: str | None) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:xz") as tf:
+            for name, text in members.items():
+                data = text.encode()
+                info = tarfile.TarInfo(f"{top}/{name}" if top else name)
+                info.size = len(data)
+                tf.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    d = root / "qemu" / "downloads" / version.replace(":", "_")
+    d.mkdir(parents=True)
+    plain = version.split(":", 1)[-1]
+    files = {
+        f"qemu_{plain.rsplit('-', 1)[0]}.orig.tar.xz":
+            tar({"VERSION": upstream + "\n", "backends/igvm.c": "/* igvm */\n"},
+                f"qemu-{upstream}"),
+        f"qemu_{plain}.debian.tar.xz":
+            tar({"debian/control": "Source: qemu\n", "debian/patches/series": "a.patch\n"}, None),
+    }
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    (d / source.dsc_name(version)).write_text(_dsc(files))
+    return d
+
+
+def test_downloaded_is_none_without_a_download(tmp_path):
+    assert source.downloaded(tmp_path, env={}) is None
+    (tmp_path / "qemu" / "downloads" / "1_10.2.2+ds-1.part").mkdir(parents=True)
+    assert source.downloaded(tmp_path, env={}) is None  # an unfinished download
+
+
+def test_downloaded_unpacks_the_newest_once(tmp_path):
+    _package(tmp_path, "1:10.1.0+ds-1", "10.1.0")
+    d = _package(tmp_path, "1:10.2.2+ds-1", "10.2.2")
+    got = source.downloaded(tmp_path, env={})
+    assert got.version == "1:10.2.2+ds-1" and got.dsc == d / "qemu_10.2.2+ds-1.dsc"
+    assert (got.tree / "VERSION").read_text() == "10.2.2\n"
+    assert got.debian == got.tree / "debian" and (got.debian / "control").is_file()
+    assert tmp_path / "qemu" / "sources" in got.tree.parents
+    (got.tree / "marker").write_text("x")
+    again = source.downloaded(tmp_path, env={})
+    assert again.tree == got.tree and (again.tree / "marker").is_file()  # not unpacked twice
+    assert [p.name for p in (tmp_path / "qemu" / "sources").iterdir()] == ["1_10.2.2+ds-1"]
+
+
+def test_downloaded_prefers_the_build_tree(tmp_path):
+    _package(tmp_path)
+    work = tmp_path / "qemu" / "work" / "qemu-10.2.2+ds-1-0123456789abcdef"
+    tree = work / "src" / "qemu-10.2.2"
+    (tree / "backends").mkdir(parents=True)
+    (tree / "backends" / "igvm.c").write_text("")
+    (tree / "debian").mkdir()
+    (tree / "debian" / "control").write_text("Source: qemu\n")
+    (work / ".extracted").write_text(f"{tree}\n")
+    got = source.downloaded(tmp_path, env={})
+    assert got.tree == tree and got.debian == tree / "debian"
+    assert not (tmp_path / "qemu" / "sources").exists()
+
+
+def test_downloaded_checks_the_dsc_before_unpacking(tmp_path):
+    d = _package(tmp_path)
+    orig = next(d.glob("*.orig.tar.xz"))
+    orig.write_bytes(orig.read_bytes()[:-1] + b"\0")
+    with pytest.raises(HarnessError, match="checksum mismatch"):
+        source.downloaded(tmp_path, env={})
+    assert not list((tmp_path / "qemu" / "sources").iterdir())
+
+
+def test_downloaded_honours_the_variable(tmp_path):
+    tree = tmp_path / "qemu-10.2.2"
+    (tree / "backends").mkdir(parents=True)
+    (tree / "backends" / "igvm.c").write_text("")
+    (tree / "VERSION").write_text("10.2.2\n")
+    (tmp_path / "qemu_10.2.2+ds-1.dsc").write_text("Source: qemu\n")
+    env = {source.SOURCE_ENV: str(tree)}
+    got = source.downloaded(tmp_path / "empty-cache", env=env)
+    assert got.tree == tree and got.dsc == tmp_path / "qemu_10.2.2+ds-1.dsc" and got.debian is None
+    with pytest.raises(HarnessError, match=r"IGVM_HARNESS_QEMU_SRC=.*not a QEMU source tree"):
+        source.downloaded(tmp_path, env={source.SOURCE_ENV: str(tmp_path / "nope")})

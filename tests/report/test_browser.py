@@ -88,10 +88,39 @@ def test_dashboard_of_two_hosts_renders_in_chromium(tmp_path):
     page = merge.write_dashboard(merge.merge_files([a, b]), tmp_path / "dash")["html"]
     dom = browser.dump_dom(page)
     grid = _table(dom, "grid")
-    assert len(grid) == 3 and len(grid[0]) == 3
+    # header: case + one configuration per host, then each one's platform columns
+    assert len(grid) == 2 + 2 and len(grid[0]) == 3 and grid[1] == ["sev-es", "sev-es"]
     assert "lab-a" in grid[0][1] and "10.1.0" in grid[0][2]
-    boot = [row for row in grid if row[0].startswith("sev-es.boot")][0]
+    boot = [row for row in grid if row[0].startswith("boot")][0]
     assert boot[1].startswith("fail") and boot[2].startswith("boundary")
+
+
+def test_dashboard_of_a_matrix_reads_like_the_terminal_matrix(tmp_path):
+    """Two accelerators x two platform choices: rows are cases, columns the
+    platforms within each configuration (a colspan per configuration, as
+    Chromium lays it out), an unselected platform has no column."""
+    from harness.report.model import Check
+
+    paths = []
+    for i, (accel, platform) in enumerate([("tcg", "native"), ("tcg", "sev"),
+                                           ("kvm", "native"), ("kvm", "sev")]):
+        r = make_report({}, started=f"2026-11-2{i}T02:00:00+00:00")
+        r.kind, r.subject = "suite", {"name": "suite", "platform": platform}
+        r.environment["accel"] = accel
+        verdict = "pass" if platform == "native" else "boundary"
+        for case in ("page-normal", "vp-context"):
+            r.checks.append(Check(f"{case}/{platform}/cfg", case, verdict, platform=platform))
+        paths.append(writers.write_all(r, tmp_path, f"r{i}")["json"])
+    page = merge.write_dashboard(merge.merge_files(paths), tmp_path / "dash")["html"]
+    dom = browser.dump_dom(page)
+    grid = _table(dom, "grid")
+    assert grid[1] == ["native", "sev", "native", "sev"]
+    assert [row[0].split()[0] for row in grid[2:]] == ["page-normal/cfg", "vp-context/cfg"]
+    for row in grid[2:]:
+        assert [c.split()[0] for c in row[1:]] == ["pass", "boundary", "pass", "boundary"]
+    assert dom.count('colspan="2"') == 2
+    configs = _table(dom, "configurations")
+    assert len(configs) == 3 and {row[4] for row in configs[1:]} == {"native, sev"}
 
 
 def test_certify_command_output_renders_in_chromium(tmp_path, capsys):

@@ -28,8 +28,8 @@ def two_hosts(tmp_path):
     return a1, a2, b1
 
 
-def _cell(dash, check, host):
-    [cell] = [c for c in dash["cells"] if c["row"] == f"vendor.igvm::{check}"
+def _cell(dash, case, host):
+    [cell] = [c for c in dash["cells"] if c["row"] == f"vendor.igvm::{case}"
               and c["column"].startswith(host + " ")]
     return cell
 
@@ -37,12 +37,14 @@ def _cell(dash, check, host):
 def test_two_hosts_merge_into_one_dashboard(two_hosts):
     dash = merge.merge_files(list(two_hosts))
     assert [c["hostname"] for c in dash["columns"]] == ["lab-a", "lab-b"]
-    assert {r["check"] for r in dash["rows"]} == {"spec.validate", "sev-es.boot"}
+    assert {c["platform"] for c in dash["columns"]} == {"sev-es"}
+    # the platform is the column: "sev-es.boot" is case "boot" in the sev-es column
+    assert {r["check"] for r in dash["rows"]} == {"spec.validate", "boot"}
     assert len(dash["cells"]) == 4 and len(dash["runs"]) == 3
-    boot_a = _cell(dash, "sev-es.boot", "lab-a")
+    boot_a = _cell(dash, "boot", "lab-a")
     assert [h["verdict"] for h in boot_a["history"]] == ["pass", "fail"]
     assert boot_a["latest"] == "fail" and boot_a["changed"] is True
-    boot_b = _cell(dash, "sev-es.boot", "lab-b")
+    boot_b = _cell(dash, "boot", "lab-b")
     assert boot_b["latest"] == "boundary" and boot_b["changed"] is False
     assert dash["summary"]["verdict"] == "fail" and dash["summary"]["fail"] == 1
 
@@ -53,7 +55,7 @@ def test_previous_dashboard_carries_history_and_inputs_deduplicate(two_hosts, tm
     merge.write_dashboard(first, tmp_path / "dash1")
     # Next night: last dashboard + the new result + (by mistake) an old one again.
     second = merge.merge_files([tmp_path / "dash1" / "dashboard.json", a2, a1])
-    boot_a = _cell(second, "sev-es.boot", "lab-a")
+    boot_a = _cell(second, "boot", "lab-a")
     assert [h["started"][:10] for h in boot_a["history"]] == ["2026-11-20", "2026-11-21"]
     assert len(second["runs"]) == 3
 
@@ -94,8 +96,8 @@ def test_cli_merge_validate_render(two_hosts, tmp_path, capsys):
     assert main(["report", "merge", str(a1), str(a2), str(b1),
                  "--output", str(tmp_path / "dash")]) == 0
     out = capsys.readouterr().out
-    assert "dashboard: 2 configurations x 2 checks from 3 runs: FAIL" in out
-    assert "changed: vendor.igvm::sev-es.boot on lab-a" in out and "pass -> fail" in out
+    assert "dashboard: 2 configurations (2 platform columns) x 2 cases from 3 runs: FAIL" in out
+    assert "changed: vendor.igvm::boot on lab-a" in out and "pass -> fail" in out
     assert main(["report", "validate", str(tmp_path / "dash" / "dashboard.json"),
                  str(a1)]) == 0
     assert main(["report", "render", str(a1), "--output", str(tmp_path / "re")]) == 0
@@ -113,3 +115,57 @@ def test_two_qemu_builds_of_one_version_are_two_columns(tmp_path):
     assert len(dash["columns"]) == 2
     assert {c["qemu_version"] for c in dash["columns"]} == {"10.2.2"}
     assert sorted(c["latest"] for c in dash["cells"]) == ["fail", "pass"]
+
+
+def _suite_report(cells: dict[str, str], *, accel: str = "tcg", platform: str = "auto",
+                  hostname: str = "lab-a", started: str = "2026-11-20T02:00:00+00:00"):
+    """A suite run: matrix cells ``case/platform/syntax`` and plain pytest ids."""
+    from harness.report.model import Check
+
+    report = make_report({}, hostname=hostname, started=started)
+    report.kind, report.title = "suite", "igvm-harness suite"
+    report.subject = {"name": "suite", "platform": platform}
+    report.environment["accel"] = accel
+    for cid, verdict in cells.items():
+        plat = cid.split("/")[1] if cid.count("/") == 2 else None
+        report.checks.append(Check(cid, cid.split("/")[0], verdict, platform=plat))
+    return report
+
+
+def test_rows_are_cases_and_columns_platforms_within_configurations(tmp_path):
+    """Four configurations' worth of runs (2 accelerators x 2 platform choices)
+    give one row per case, and a column per platform each configuration ran."""
+    runs = []
+    for accel in ("tcg", "kvm"):
+        runs.append(_suite_report({"page-normal/native/cfg": "pass", "vp-context/native/cfg": "xfail",
+                                   f"suites/native/test_boot.py::test_vp[q35-{accel}]": "pass"},
+                                  accel=accel, platform="native"))
+        runs.append(_suite_report({"page-normal/sev/cfg": "boundary",
+                                   "vp-context/sev/cfg": "boundary"}, accel=accel, platform="sev"))
+    paths = [_write(r, tmp_path, f"r{i}") for i, r in enumerate(runs)]
+    dash = merge.merge_files(paths)
+    assert sorted(r["check"] for r in dash["rows"]) == [
+        "page-normal/cfg", "suites/native/test_boot.py::test_vp[q35]", "vp-context/cfg"]
+    configs = [c["configuration"] for c in dash["columns"]]
+    assert len(set(configs)) == 2 and all(c.endswith((" | tcg", " | kvm")) for c in configs)
+    assert [c["platform"] for c in dash["columns"]] == ["native", "sev", "native", "sev"]
+    # 2 matrix cases x 2 platforms + the native test (native only) per configuration
+    assert len(dash["cells"]) == 2 * (2 * 2 + 1)
+    latest = {(c["row"].split("::", 1)[1], *c["column"].rsplit(" | ", 2)[1:]): c["latest"]
+              for c in dash["cells"]}
+    assert latest[("page-normal/cfg", "kvm", "sev")] == "boundary"
+    assert latest[("suites/native/test_boot.py::test_vp[q35]", "tcg", "native")] == "pass"
+    # the native test never ran on sev: no cell at all, not a skip
+    assert ("suites/native/test_boot.py::test_vp[q35]", "tcg", "sev") not in latest
+
+
+def test_case_of_drops_platform_and_accel_only_as_whole_tokens():
+    assert merge.case_of("page-normal/sev/cfg", "sev", "tcg") == "page-normal/cfg"
+    assert merge.case_of("sev-es.boot", "sev-es", None) == "boot"
+    assert merge.case_of("sev-es.boot", "sev", None) == "sev-es.boot"   # not a token
+    assert merge.case_of("malformed[sev-x]/sev/cfg", "sev", None) == "malformed[sev-x]/cfg"
+    assert merge.case_of("t.py::test_x[q35-kvm]", "-", "kvm") == "t.py::test_x[q35]"
+    assert merge.case_of("t.py::test_x[kvm]", None, "kvm") == "t.py::test_x"
+    assert merge.case_of("t.py::test_kvm[q35]", None, "kvm") == "t.py::test_kvm[q35]"
+    assert merge.case_of("t.py::test_x[q35-kvm]", None, "auto") == "t.py::test_x[q35-kvm]"
+    assert merge.case_of("suites/native/t.py::test_x", "native", None) == "suites/native/t.py::test_x"

@@ -4,7 +4,6 @@ and a failing boot attaches its logs to the report."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -56,18 +55,21 @@ def test_a_named_binary_that_is_not_qemu_is_a_usage_error(tmp_path):
     assert "/bin/true" in res.stderr and "Traceback" not in res.stderr
 
 
-def test_skips_name_the_unselected_platform(tmp_path, qemu_binary):
+def test_other_platforms_are_deselected_saying_why(tmp_path, qemu_binary):
+    """--platform=native: the sev-snp-only test is deselected (pytest's count),
+    with one line naming the option, not skipped."""
     res = _inner(tmp_path, "--qemu", qemu_binary, "--platform", "native", "-k", "not boot_fails")
-    assert "platform sev-snp not selected (--platform=native)" in res.stdout
+    assert res.returncode == 0, res.stdout[-2000:]
+    assert "1 tests of platforms other than native deselected (--platform=native)" in res.stdout
+    assert "test_snp_only" not in res.stdout and "not selected" not in res.stdout
+    summary = res.stdout.strip().splitlines()[-1]
+    assert "2 deselected" in summary and "1 passed" in summary, summary  # -k drops boot_fails
 
 
-@pytest.mark.skipif(not shutil.which("qemu-system-x86_64"), reason="no qemu-system-x86_64 on PATH")
-def test_skip_names_missing_igvm_cfg_of_a_stock_qemu(tmp_path):
-    stock = shutil.which("qemu-system-x86_64")
-    probe = subprocess.run([stock, "-object", "help"], capture_output=True, text=True)
-    if "igvm-cfg" in probe.stdout:
-        pytest.skip(f"{stock} has igvm-cfg: no stock QEMU to compare with")
-    res = _inner(tmp_path, "--qemu", stock)
+def test_skip_names_missing_igvm_cfg_of_a_stock_qemu(tmp_path, stock_qemu):
+    probe = subprocess.run([stock_qemu, "-object", "help"], capture_output=True, text=True)
+    assert "igvm-cfg" not in probe.stdout, f"{stock_qemu} is not a stock QEMU: it has igvm-cfg"
+    res = _inner(tmp_path, "--qemu", stock_qemu)
     assert "lacks igvm-cfg" in res.stdout
 
 
@@ -79,3 +81,12 @@ def test_failing_boot_attaches_logs(tmp_path, qemu_binary, guest_images):
     for part in ("--- cmdline.txt", "igvm-cfg,id=igvm0", "--- console.log", "IGVMT done",
                  "--- qmp.log", "--- stderr.log", "--- outcome.json"):
         assert part in out, part
+
+
+def test_deselection_is_said_under_xdist_too(tmp_path, qemu_binary):
+    """With -n 2 the workers deselect; the controller prints the line once."""
+    res = _inner(tmp_path, "--qemu", qemu_binary, "--platform", "native", "-k", "not boot_fails",
+                 "-n", "2")
+    assert res.returncode == 0, res.stdout[-2000:]
+    line = "1 tests of platforms other than native deselected (--platform=native)"
+    assert res.stdout.count(line) == 1, res.stdout[-2000:]
