@@ -51,14 +51,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise IgvmFormatError.from_violation(violations[0], args.file)
     d = describe(f, include_pages=args.pages)
     d["violations"] = [v.as_dict() for v in violations]
+    d["violation_summary"] = violations.as_dict()
     if args.json:
         json.dump({"file": args.file, "size": len(data), **d}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         print(render_text(d, args.file))
-        for v in violations:
-            print(f"{args.file}: invalid IGVM: {v}")
+        _print_violations(args.file, violations)
     return 1 if violations else 0
+
+
+def _print_violations(name: str, violations) -> None:
+    """The (at most MAX_VIOLATIONS) violations, each with its rule id, then a
+    summary line when there is more than one (a single violation stays one line)."""
+    for v in violations:
+        print(f"{name}: invalid IGVM: {v}")
+    if len(violations) > 1 or getattr(violations, "truncated", False):
+        print(f"{name}: invalid IGVM: {violations.summary()}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -79,11 +88,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         json.dump({"file": args.file, "valid": not violations, "ok": not failed,
                    "violations": [v.as_dict() for v in violations],
+                   "violation_summary": getattr(violations, "as_dict", lambda: None)(),
                    "qemu_lint": [x.as_dict() for x in findings]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for v in violations:
-            print(f"{args.file}: invalid IGVM: {v}")
+        _print_violations(args.file, violations)
         for x in findings:
             print(f"{args.file}: qemu: {x}")
         if not failed:
