@@ -557,7 +557,8 @@ class _Scanner:
                 overlap(mask, h.gpa, h.size, idx, off)
                 if h.vtl in defs.VALID_VTLS:  # else already rejected as vtl-invalid
                     vp_idents.append((mask, h.vp_index, h.vtl, idx, off))
-                pt_regions.append((mask, h.gpa, h.size))
+                if mask:  # a zero mask matches no insert (and would make the insert check quadratic)
+                    pt_regions.append((mask, h.gpa, h.size))
             elif isinstance(h, m.RelocatableRegion):
                 overlap(mask, h.relocation_region_gpa, h.relocation_region_size, idx, off)
                 if h.vtl in defs.VALID_VTLS:
