@@ -39,18 +39,7 @@ _RUNS_KEY = pytest.StashKey[list]()
 NO_QEMU_HINT = "run ./setup.sh or `igvm-harness qemu build`, or pass --qemu"
 
 
-def _seconds(text: str) -> float:
-    """--boot-timeout: a positive number (a zero, negative or NaN deadline
-    would turn every boot into a timeout)."""
-    import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
-
+from harness.options import seconds as _seconds  # noqa: E402  (one parser for every command)
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("igvm-harness", "IGVM conformance harness")

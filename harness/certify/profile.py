@@ -22,7 +22,6 @@ from harness.certify import adapters, checks
 from harness.certify.adapters import Unavailable
 from harness.errors import HarnessError
 from harness.igvm.defs import PlatformType
-from harness.inputs import read_input
 from harness.report import fingerprint
 from harness.report.model import Check, Evidence, MatrixCell, Report, utc_now
 
@@ -104,7 +103,8 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
     from harness.measure.launch import MAX_VCPUS
     if not 1 <= vcpus <= MAX_VCPUS:
         raise HarnessError(f"--vcpus must be 1 to {MAX_VCPUS} (QEMU's q35 limit)")
-    data = read_input(image)
+    from harness.igvm.parser import read
+    data = read(image, require_igvm=True)  # size bound and magic first, then mapped, not read
     try:
         model = adapters.parse(data)
     except Unavailable as exc:
