@@ -232,6 +232,18 @@ class QemuRun:
 
     # ------------------------------------------------------------ start
     def start(self) -> "QemuRun":
+        # From the socket directory's creation on, anything that ends start()
+        # early (SIGTERM/Ctrl-C arriving as KeyboardInterrupt while the
+        # exit-with-parent probe runs, a bind error) removes it again:
+        # `with QemuRun(...)` calls no __exit__ when __enter__ raises.
+        try:
+            return self._start()
+        except BaseException:
+            self.kill()
+            self.cleanup()
+            raise
+
+    def _start(self) -> "QemuRun":
         import subprocess
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -550,12 +562,9 @@ class QemuRun:
         if self.proc is not None:
             with _LIVE_LOCK:
                 _LIVE.pop(self.proc.pid, None)
-        if self.qmp is not None:
-            try:
-                self.qmp.close()
-            except Exception:
-                pass
-            self.qmp = None
+        qmp, self.qmp = self.qmp, None
+        if qmp is not None:
+            _close_qmp(qmp)
         self._stop_watching_qmp()
         for sock in (self._listener, self._console_sock):
             if sock is not None:
@@ -580,6 +589,32 @@ class QemuRun:
     def __exit__(self, *exc) -> None:
         self.kill()
         self.cleanup()
+
+
+def _close_qmp(qmp: QEMUMonitorProtocol) -> None:
+    """Close a legacy QMP client and leave no asyncio task behind.
+
+    A close (or command) cut short by SIGTERM/Ctrl-C leaves the client's
+    disconnect task pending on its event loop; at interpreter exit its
+    garbage collection then printed "Exception ignored ... RuntimeError: no
+    running event loop".  Cancel and finish such tasks while the loop still
+    exists, so shutdown is silent.
+    """
+    try:
+        qmp.close()
+    except BaseException:  # an interrupt mid-close, or QEMU already gone
+        pass
+    loop = getattr(qmp, "_aloop", None)  # qemu.qmp.legacy's private loop
+    if loop is None or loop.is_closed() or loop.is_running():
+        return
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        try:
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        except BaseException:
+            pass
 
 
 Prelaunch = Callable[[QemuRun], None]
