@@ -27,6 +27,7 @@ SYSTEM_PACKAGES=(
     build-essential binutils make git ca-certificates
     pkgconf xz-utils patch
     chromium    # tests/report/test_browser.py renders the HTML reports headless
+    clang       # libFuzzer target of the C library (tests/untrusted/test_fuzz.py)
 )
 
 missing=()
