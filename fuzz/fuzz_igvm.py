@@ -64,6 +64,7 @@ def main(argv: list[str]) -> None:
         import harness.igvm.qemu_lint  # noqa: F401
         import harness.measure.launch  # noqa: F401
         import harness.measure.pages  # noqa: F401
+        import harness.measure.measure_snp  # noqa: F401
     atheris.Setup(argv, check_input)
     atheris.Fuzz()
 

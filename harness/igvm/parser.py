@@ -514,7 +514,6 @@ class _Scanner:
         # validate_initialization_headers
         page_table_masks = 0
         vp_idents: list[tuple[int, int, int, int, int]] = []
-        regions: dict[int, list[tuple[int, int]]] = {}
         pt_regions: list[tuple[int, int, int]] = []
         strict = self.strict
 

@@ -323,17 +323,16 @@ class QemuRun:
             qmp = QEMUMonitorProtocol(conn)
             greeting = qmp.connect(negotiate=True)
             qmp.settimeout(max(1.0, self._remaining()))
-        except Exception as exc:  # QEMU exited while negotiating
+        except BaseException as exc:  # QEMU exited while negotiating, or an interrupt
             self._transcript.note("!!", f"QMP negotiation failed: {exc!r}")
             if qmp is not None:
-                try:
-                    qmp.close()
-                except Exception:
-                    pass
+                _close_qmp(qmp)
             try:
                 conn.close()
             except OSError:
                 pass
+            if not isinstance(exc, Exception):
+                raise
             return
         self._transcript.note("<-", greeting)
         self.qmp = qmp
@@ -594,24 +593,31 @@ class QemuRun:
 def _close_qmp(qmp: QEMUMonitorProtocol) -> None:
     """Close a legacy QMP client and leave no asyncio task behind.
 
-    A close (or command) cut short by SIGTERM/Ctrl-C leaves the client's
-    disconnect task pending on its event loop; at interpreter exit its
-    garbage collection then printed "Exception ignored ... RuntimeError: no
-    running event loop".  Cancel and finish such tasks while the loop still
-    exists, so shutdown is silent.
+    SIGTERM/Ctrl-C arrives as KeyboardInterrupt inside the client's
+    ``run_until_complete`` (negotiation, a command, the close itself) and
+    leaves that task pending; the next loop run finished it with an error
+    nobody retrieved, printed at exit as "Task exception was never
+    retrieved" / "Exception ignored ... no running event loop".  So: cancel
+    and collect such tasks, close, and collect again, while the loop exists.
     """
+    loop = getattr(qmp, "_aloop", None)  # qemu.qmp.legacy's private loop
+    usable = loop is not None and not loop.is_closed() and not loop.is_running()
+    if usable:
+        _finish_tasks(loop)
     try:
         qmp.close()
     except BaseException:  # an interrupt mid-close, or QEMU already gone
         pass
-    loop = getattr(qmp, "_aloop", None)  # qemu.qmp.legacy's private loop
-    if loop is None or loop.is_closed() or loop.is_running():
-        return
+    if usable:
+        _finish_tasks(loop)
+
+
+def _finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
     pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
     for task in pending:
         task.cancel()
     if pending:
-        try:
+        try:  # return_exceptions: every outcome is retrieved, nothing is logged later
             loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         except BaseException:
             pass

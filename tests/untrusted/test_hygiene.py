@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
@@ -120,11 +119,13 @@ def _children(pid: int) -> list[int]:
         return []
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.03, 0.1, 0.25, 0.5, 1.0])
+@pytest.mark.parametrize("delay", [0.0, 0.03, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.25, 0.5])
 def test_sigterm_at_any_moment_of_a_boot_is_clean(tmp_path, sockbase, delay):
     """Real QEMU, real QMP: SIGTERM at several moments after QEMU appears
-    (during QMP negotiation, just after, while the guest runs) ends the
-    harness with 143 and one line; no directory, no QEMU, no asyncio noise."""
+    (during QMP negotiation -- 50-100 ms here, where an interrupted connect
+    task used to finish later with an unretrieved AssertionError --, just
+    after, while the guest runs) ends the harness with 143 and one line; no
+    directory, no QEMU, no asyncio noise."""
     qemu = _qemu()
     b = IgvmBuilder()
     b.platform(PlatformType.NATIVE)
@@ -148,6 +149,7 @@ def test_sigterm_at_any_moment_of_a_boot_is_clean(tmp_path, sockbase, delay):
             proc.wait()
     assert proc.returncode == 143, err
     assert err.splitlines()[-1] == "igvm-harness: terminated"
-    assert "Exception ignored" not in err and "Traceback" not in err, err
+    for noise in ("Exception ignored", "Traceback", "never retrieved"):
+        assert noise not in err, err
     assert _wait(lambda: not [k for k in kids if pid_alive(k)], 5), "QEMU outlived the harness"
     assert list(sockbase.iterdir()) == []

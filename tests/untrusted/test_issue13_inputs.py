@@ -10,7 +10,6 @@ The inputs are made in the test (tests/untrusted/hostile.py), never committed.
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
@@ -174,3 +173,17 @@ def test_vcpus_hex_means_the_same_everywhere(tmp_path, command):
     assert "usage" not in err and "invalid" not in err.lower(), err
     if command == "measure":
         assert rc == 0 and "vcpus=16" in out
+
+
+def test_qemu_lint_keeps_the_first_findings_and_counts_the_rest():
+    """One finding per unhandled header made 8,001 findings for 8,000 regions
+    (and certify's report quadratic); the rest are counted in one finding."""
+    from harness.igvm.limits import MAX_VIOLATIONS
+    from harness.igvm.qemu_lint import lint
+    found = lint(hostile.relocation_regions(8000, overlap_last=True))
+    assert len(found) == MAX_VIOLATIONS + 1
+    assert all(f.rule == "qemu-unhandled-header" for f in found[:-1])
+    last = found[-1]
+    assert last.rule == "qemu-lint-truncated" and last.severity == "error"
+    total = len(lint(hostile.relocation_regions(8000, overlap_last=True), limit=None))
+    assert f"{total - MAX_VIOLATIONS} more finding(s)" in last.message
