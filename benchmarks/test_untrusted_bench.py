@@ -120,6 +120,16 @@ def test_command_on_growing_file(benchmark, tmp_path, files, idle_peak, command,
         f"idle {idle_peak[command] / MIB:.0f} MiB")
 
 
+@pytest.mark.xfail(strict=True, reason="known gap: a file made only of data-less headers costs "
+                   "~200 B of model per 32-byte header, so 16 MiB of zero-page headers peaks "
+                   "~110 MiB over idle (bound: 80); needs a lazier directive model")
+def test_header_only_file_memory_gap(tmp_path, idle_peak):
+    path = tmp_path / "z.igvm"
+    path.write_bytes(_zero_pages(524288))
+    peak = _run(tmp_path, COMMANDS["validate"](path))
+    assert peak <= idle_peak["validate"] + path.stat().st_size + 64 * MIB
+
+
 @pytest.mark.parametrize("images", [100, 1000, 10000])
 def test_matrix_dry_run_on_growing_spec(benchmark, tmp_path, images):
     image = tmp_path / "v.igvm"

@@ -43,22 +43,33 @@ def _platform(name):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from harness.igvm.describe import describe, render_text
+    from harness.igvm.describe import describe, render_lines
     from harness.igvm.parser import read, scan
     data = read(args.file)
     f, violations = scan(data)
     if f is None:
         raise IgvmFormatError.from_violation(violations[0], args.file)
-    d = describe(f, include_pages=args.pages)
+    d = describe(f, include_pages=args.pages, lazy=True)  # headers streamed, not held
     d["violations"] = [v.as_dict() for v in violations]
     d["violation_summary"] = violations.as_dict()
     if args.json:
-        json.dump({"file": args.file, "size": len(data), **d}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _dump_streaming({"file": args.file, "size": len(data), **d}, "headers")
     else:
-        print(render_text(d, args.file))
+        for line in render_lines(d, args.file):
+            print(line)
         _print_violations(args.file, violations)
     return 1 if violations else 0
+
+
+def _dump_streaming(doc: dict, key: str) -> None:
+    """``json.dump(doc, indent=2)`` with ``doc[key]`` an iterator written item by item."""
+    items = doc.pop(key)
+    head = json.dumps(doc, indent=2)
+    sys.stdout.write(head[:-2] + f',\n  "{key}": [')
+    for i, item in enumerate(items):
+        text = json.dumps(item, indent=2).replace("\n", "\n    ")
+        sys.stdout.write(("," if i else "") + "\n    " + text)
+    sys.stdout.write("\n  ]\n}\n")
 
 
 def _print_violations(name: str, violations) -> None:
