@@ -22,6 +22,8 @@ from typing import Callable
 
 import pytest
 
+from harness.options import seconds as _seconds  # one parser for every command's seconds
+
 PLATFORMS = ("auto", "native", "sev", "sev-es", "sev-snp")
 ACCELS = ("auto", "kvm", "tcg")
 DEFAULT_BOOT_TIMEOUT = 30.0
@@ -38,8 +40,6 @@ MARKERS = {
 _RUNS_KEY = pytest.StashKey[list]()
 NO_QEMU_HINT = "run ./setup.sh or `igvm-harness qemu build`, or pass --qemu"
 
-
-from harness.options import seconds as _seconds  # noqa: E402  (one parser for every command)
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("igvm-harness", "IGVM conformance harness")
