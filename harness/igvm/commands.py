@@ -43,7 +43,7 @@ def _platform(name):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from harness.igvm.describe import describe, render_lines
+    from harness.igvm.describe import describe
     from harness.igvm.parser import read, scan
     data = read(args.file)
     f, violations = scan(data)
@@ -55,30 +55,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if args.json:
         _dump_streaming({"file": args.file, "size": len(data), **d}, "headers")
     else:
+        from harness.igvm.describe import render_lines  # streamed: render_text joins everything
         for line in render_lines(d, args.file):
             print(line)
         _print_violations(args.file, violations)
     return 1 if violations else 0
-
-
-def _dump_streaming(doc: dict, key: str) -> None:
-    """``json.dump(doc, indent=2)`` with ``doc[key]`` an iterator written item by item."""
-    items = doc.pop(key)
-    head = json.dumps(doc, indent=2)
-    sys.stdout.write(head[:-2] + f',\n  "{key}": [')
-    for i, item in enumerate(items):
-        text = json.dumps(item, indent=2).replace("\n", "\n    ")
-        sys.stdout.write(("," if i else "") + "\n    " + text)
-    sys.stdout.write("\n  ]\n}\n")
-
-
-def _print_violations(name: str, violations) -> None:
-    """The (at most MAX_VIOLATIONS) violations, each with its rule id, then a
-    summary line when there is more than one (a single violation stays one line)."""
-    for v in violations:
-        print(f"{name}: invalid IGVM: {v}")
-    if len(violations) > 1 or getattr(violations, "truncated", False):
-        print(f"{name}: invalid IGVM: {violations.summary()}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -110,3 +91,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(f"{args.file}: valid IGVM" + (" (QEMU lint clean)" if args.qemu and
                                                  not findings else ""))
     return 1 if failed else 0
+
+
+def _dump_streaming(doc: dict, key: str) -> None:
+    """``json.dump(doc, indent=2)`` with ``doc[key]`` an iterator written item by item."""
+    items = doc.pop(key)
+    head = json.dumps(doc, indent=2)
+    sys.stdout.write(head[:-2] + f',\n  "{key}": [')
+    for i, item in enumerate(items):
+        text = json.dumps(item, indent=2).replace("\n", "\n    ")
+        sys.stdout.write(("," if i else "") + "\n    " + text)
+    sys.stdout.write("\n  ]\n}\n")
+
+
+def _print_violations(name: str, violations) -> None:
+    """The (at most MAX_VIOLATIONS) violations, each with its rule id, then a
+    summary line when there is more than one (a single violation stays one line)."""
+    for v in violations:
+        print(f"{name}: invalid IGVM: {v}")
+    if len(violations) > 1 or getattr(violations, "truncated", False):
+        print(f"{name}: invalid IGVM: {violations.summary()}")
