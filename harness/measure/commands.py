@@ -10,8 +10,30 @@ from harness.errors import HarnessError
 from harness.measure.kvm_vmsa import (DEFAULT_CPU_MODEL, DEFAULT_KERNEL, KERNEL_PROFILES, QEMU_CPU_MODELS,
                                       HostProfile, VmType, cpu_signature)
 from harness.measure.pages import PLATFORM_NAMES
-from harness.options import integer as _int, unsigned as _unsigned  # noqa: F401
-from harness.options import vcpus as _vcpus  # noqa: F401  (one parser, shared with certify)
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+
+
+def _unsigned(bits: int):
+    """An argparse type for an unsigned field of ``bits`` bits: a policy,
+    CPUID value or feature mask outside it cannot reach the firmware."""
+    def parse(text: str) -> int:
+        value = _int(text)
+        if not 0 <= value < 1 << bits:
+            raise argparse.ArgumentTypeError(f"{text} is not a {bits}-bit unsigned value")
+        return value
+    parse.__name__ = f"u{bits}"
+    return parse
+
+
+def _vcpus(text: str) -> int:
+    from harness.options import vcpus  # the one --vcpus parser (certify uses it too)
+    return vcpus(text)
 
 
 def host_from_args(args: argparse.Namespace) -> HostProfile:
@@ -103,8 +125,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "compute for FILE.")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--platform", required=True, choices=sorted(PLATFORM_NAMES))
-    from harness.options import add_vcpus
-    add_vcpus(p)
+    p.add_argument("--vcpus", type=_vcpus, default=1)
     p.add_argument("--policy", type=_unsigned(64), default=None,
                    help="guest policy (default: QEMU's, 0x1 SEV / 0x5 SEV-ES; SNP: the file's GUEST_POLICY)")
     add_host_arguments(p)
