@@ -17,6 +17,7 @@ does) to avoid reading the file into memory at all.
 
 from __future__ import annotations
 
+import array
 import bisect
 import gc
 import heapq
@@ -77,6 +78,8 @@ class _Scanner:
         self.violations = Violations(limit=limit)
         self.limit = limit
         self.file = m.IgvmFile(buffer=data)
+        # 8 bytes per header instead of a list slot and an int object (40 bytes)
+        self.file.offsets = array.array("Q")
         self.mask_map: dict[int, int] = {}
         self.fds = 0  # file data start
         # per header: (header, index, offset, section) for whole-file checks
