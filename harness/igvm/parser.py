@@ -94,6 +94,9 @@ class _Scanner:
             # one more than the limit: note where the scan stopped, then stop
             # (collecting, or even walking, millions of bad headers is the attack)
             self.violations.stopped_at = (idx, off)
+            end = getattr(self, "vho", 0) + getattr(self, "vhs", 0)
+            if off is not None and off < end:
+                self.violations.unchecked_bytes = end - off
             raise _Stop
         self.violations.append(Violation(rule, message, idx, off))
         if self.stop_first:

@@ -200,6 +200,8 @@ class Violations(list):
         super().__init__(items)
         self.limit = limit
         self.stopped_at: tuple[int | None, int | None] | None = None
+        #: bytes of the variable header section from the stop on (not checked)
+        self.unchecked_bytes: int | None = None
 
     @property
     def truncated(self) -> bool:
@@ -213,11 +215,14 @@ class Violations(list):
         where = [f"header {idx}" if idx is not None else None,
                  f"offset 0x{off:x}" if off is not None else None]
         at = ", ".join(w for w in where if w)
+        rest = (f" ({self.unchecked_bytes} bytes of variable headers)"
+                if self.unchecked_bytes else "")
         return (f"more than {len(self)} violations: the first {len(self)} are listed; the scan "
-                f"stopped at the next ({at}) and did not check the rest of the file")
+                f"stopped at the next ({at}) and did not check the rest of the file{rest}")
 
     def as_dict(self) -> dict:
         return {"count": len(self), "limit": self.limit, "truncated": self.truncated,
+                "unchecked_bytes": self.unchecked_bytes,
                 "stopped_at": None if self.stopped_at is None else
                 {"header_index": self.stopped_at[0], "offset": self.stopped_at[1]}}
 
