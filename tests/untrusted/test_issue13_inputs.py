@@ -190,3 +190,24 @@ def test_qemu_lint_keeps_the_first_findings_and_counts_the_rest():
     assert last.rule == "qemu-lint-truncated" and last.severity == "error"
     total = len(lint(hostile.relocation_regions(8000, overlap_last=True), limit=None))
     assert f"{total - MAX_VIOLATIONS} more finding(s)" in last.message
+
+
+@pytest.mark.parametrize("gpa, refused", [((1 << 52) - 0x1000, False), (1 << 52, True),
+                                          ((1 << 64) - 0x1000, True)])
+def test_pages_beyond_the_guest_physical_address_width(tmp_path, gpa, refused):
+    """AMD APM vol. 2: guest physical addresses are at most 52 bits wide; a page
+    ending above 2^52 is refused naming the directive and the limit."""
+    from harness.igvm.builder import IgvmBuilder
+    from harness.igvm.defs import PlatformType
+    b = IgvmBuilder()
+    b.platform(PlatformType.SEV_SNP)
+    b.page(gpa, b"\x01")
+    f = tmp_path / "high.igvm"
+    f.write_bytes(b.build())
+    rc, out, err, _ = _cli(tmp_path, "measure", f, "--platform", "sev-snp")
+    if refused:
+        assert rc == 1 and err.count("\n") == 0
+        assert err.startswith("igvm-harness: directive 0: PAGE_DATA [")
+        assert "the limit is 0x10000000000000 (52-bit guest physical addresses" in err
+    else:
+        assert rc == 0, err
