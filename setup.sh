@@ -34,6 +34,7 @@ SYSTEM_PACKAGES=(
     # takes a PATH QEMU only with igvm-cfg): the tests of the "QEMU without IGVM"
     # and PR_SET_PDEATHSIG reaping paths use it as /usr/bin/qemu-system-x86_64.
     qemu-system-x86
+    clang       # libFuzzer target of the C library (tests/untrusted/test_fuzz.py)
 )
 
 missing=()

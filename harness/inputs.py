@@ -23,6 +23,9 @@ def open_input(path: str | os.PathLike) -> int:
     """
     name = os.fspath(path)
     try:
+        # stat first: open() of a Unix socket fails with ENXIO ("No such device
+        # or address"), which says nothing about what the input is
+        _refuse_special(name, os.stat(name).st_mode)
         fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise HarnessError(f"{name}: no such file") from None
@@ -30,16 +33,25 @@ def open_input(path: str | os.PathLike) -> int:
         raise HarnessError(f"{name}: is a directory") from None
     except OSError as exc:
         raise HarnessError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    mode = os.fstat(fd).st_mode
-    if stat.S_ISDIR(mode):  # O_RDONLY opens a directory without complaint
+    try:  # again on the descriptor: the path may have changed in between
+        _refuse_special(name, os.fstat(fd).st_mode)
+    except HarnessError:
         os.close(fd)
+        raise
+    return fd
+
+
+#: What a non-regular input is, by its stat(2) file type.
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _refuse_special(name: str, mode: int) -> None:
+    if stat.S_ISDIR(mode):  # O_RDONLY opens a directory without complaint
         raise HarnessError(f"{name}: is a directory")
     if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special")
+        kind = next((k for test, k in _KINDS if test(mode)), "not a file")
         raise HarnessError(f"{name}: not a regular file ({kind})")
-    return fd
 
 
 def read_input(path: str | os.PathLike) -> bytes:

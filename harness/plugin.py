@@ -22,6 +22,8 @@ from typing import Callable
 
 import pytest
 
+from harness.options import seconds as _seconds  # one parser for every command's seconds
+
 PLATFORMS = ("auto", "native", "sev", "sev-es", "sev-snp")
 ACCELS = ("auto", "kvm", "tcg")
 DEFAULT_BOOT_TIMEOUT = 30.0
@@ -40,19 +42,6 @@ MARKERS = {
 
 _RUNS_KEY = pytest.StashKey[list]()
 NO_QEMU_HINT = "run ./setup.sh or `igvm-harness qemu build`, or pass --qemu"
-
-
-def _seconds(text: str) -> float:
-    """--boot-timeout: a positive number (a zero, negative or NaN deadline
-    would turn every boot into a timeout)."""
-    import argparse
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -26,7 +26,6 @@ from harness.errors import HarnessError
 from harness.igvm import model as m
 from harness.igvm import parser
 from harness.igvm.defs import PlatformType
-from harness.inputs import read_input
 from harness.measure.launch import MAX_VCPUS
 from harness.qemu import discover, probe
 from harness.report import fingerprint
@@ -73,7 +72,7 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
         raise HarnessError(f"--vcpus must be 1 to {MAX_VCPUS} (QEMU's q35 limit)")
     if expect_console is not None:
         console.compile_user(expect_console)
-    data = read_input(image)
+    data = parser.read(image, require_igvm=True)  # size bound and magic first, then mapped, not read
     try:
         # check=False: a file with violations still gets its per-platform
         # checks (the violations are a check of their own)

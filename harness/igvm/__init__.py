@@ -34,10 +34,16 @@ Public API (other layers code against these names):
   ``build() -> bytes``, ``model() -> IgvmFile``, ``write(path)``; and
   ``serialize(IgvmFile) -> bytes`` (byte-identical round trip).
 - ``parser``: ``parse(data, check=True, source=None) -> IgvmFile`` (raises
-  ``IgvmFormatError``), ``load(path)`` (memory-mapped), ``read(path)``,
-  ``scan(data, platform=None, strict=False) -> (IgvmFile | None, [Violation])``.
-- ``validate``: ``validate(data, platform=None, strict=False) -> [Violation]``,
-  ``is_valid()``.  ``rules``: ``RULES`` (id -> Rule with summary and source),
+  ``IgvmFormatError``), ``load(path)`` (memory-mapped), ``read(path,
+  require_igvm=False)`` (size bound and magic checked before mapping),
+  ``scan(data, platform=None, strict=False, limit=MAX_VIOLATIONS) -> (IgvmFile |
+  None, Violations)``.
+- ``validate``: ``validate(data, platform=None, strict=False, limit=MAX_VIOLATIONS)
+  -> Violations`` (a list; ``.truncated`` / ``.stopped_at`` / ``.summary()`` when
+  the limit stopped the scan), ``is_valid()``.
+- ``limits``: every bound on what a file may ask for, with its source
+  (``GPA_WIDTH_BITS``, ``MAX_VCPUS``, ``MAX_PARAMETER_AREA_BYTES``,
+  ``MAX_FILE_SIZE``, ``MAX_VIOLATIONS``) and ``refusal()`` (one line).  ``rules``: ``RULES`` (id -> Rule with summary and source),
   ``REFERENCE_RULES``, ``STRICT_RULES``, ``Violation(rule, message,
   header_index, offset)``, ``IgvmFormatError`` (HarnessError, exit 1).
 - ``mutate``: ``MUTATORS`` (rule id -> bytes -> bytes, one per rule),

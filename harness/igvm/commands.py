@@ -66,7 +66,7 @@ def _platform(name):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from harness.igvm.describe import describe, render_text
+    from harness.igvm.describe import describe
     from harness.igvm.parser import read, scan
     data = read(args.file)
     from harness.igvm.ovmf import is_ovmf_file
@@ -75,15 +75,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     f, violations = scan(data)
     if f is None:
         raise IgvmFormatError.from_violation(violations[0], args.file)
-    d = describe(f, include_pages=args.pages)
+    d = describe(f, include_pages=args.pages, lazy=True)  # headers streamed, not held
     d["violations"] = [v.as_dict() for v in violations]
+    d["violation_summary"] = violations.as_dict()
     if args.json:
-        json.dump({"file": args.file, "size": len(data), **d}, sys.stdout, indent=2)
-        sys.stdout.write("\n")
+        _dump_streaming({"file": args.file, "size": len(data), **d}, "headers")
     else:
-        print(render_text(d, args.file))
-        for v in violations:
-            print(f"{args.file}: invalid IGVM: {v}")
+        from harness.igvm.describe import render_lines  # streamed: render_text joins everything
+        for line in render_lines(d, args.file):
+            print(line)
+        _print_violations(args.file, violations)
     return 1 if violations else 0
 
 
@@ -179,14 +180,34 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.json:
         json.dump({"file": args.file, "valid": not violations, "ok": not failed,
                    "violations": [v.as_dict() for v in violations],
+                   "violation_summary": getattr(violations, "as_dict", lambda: None)(),
                    "qemu_lint": [x.as_dict() for x in findings]}, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        for v in violations:
-            print(f"{args.file}: invalid IGVM: {v}")
+        _print_violations(args.file, violations)
         for x in findings:
             print(f"{args.file}: qemu: {x}")
         if not failed:
             print(f"{args.file}: valid IGVM" + (" (QEMU lint clean)" if args.qemu and
                                                  not findings else ""))
     return 1 if failed else 0
+
+
+def _dump_streaming(doc: dict, key: str) -> None:
+    """``json.dump(doc, indent=2)`` with ``doc[key]`` an iterator written item by item."""
+    items = doc.pop(key)
+    head = json.dumps(doc, indent=2)
+    sys.stdout.write(head[:-2] + f',\n  "{key}": [')
+    for i, item in enumerate(items):
+        text = json.dumps(item, indent=2).replace("\n", "\n    ")
+        sys.stdout.write(("," if i else "") + "\n    " + text)
+    sys.stdout.write("\n  ]\n}\n")
+
+
+def _print_violations(name: str, violations) -> None:
+    """The (at most MAX_VIOLATIONS) violations, each with its rule id, then a
+    summary line when there is more than one (a single violation stays one line)."""
+    for v in violations:
+        print(f"{name}: invalid IGVM: {v}")
+    if len(violations) > 1 or getattr(violations, "truncated", False):
+        print(f"{name}: invalid IGVM: {violations.summary()}")

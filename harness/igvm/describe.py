@@ -102,20 +102,24 @@ def decode_vp_context(f: m.IgvmFile, h: m.VpContext) -> dict:
     return out
 
 
-def describe(f: m.IgvmFile, include_pages: bool = False) -> dict:
+def describe(f: m.IgvmFile, include_pages: bool = False, lazy: bool = False) -> dict:
     """A JSON-ready description. Page-data headers are summarised as ranges
-    unless ``include_pages``."""
-    headers = []
+    unless ``include_pages``.  With ``lazy`` "headers" is an iterator, so
+    that a file of 64,000 headers is printed one header at a time rather
+    than held as 64,000 dicts (about 1 KiB each)."""
     offsets = f.offsets if len(f.offsets) == sum(1 for _ in f.headers()) else []
-    for i, h in enumerate(f.headers()):
-        if isinstance(h, m.PageData) and not include_pages:
-            continue
-        d = h.as_dict()
-        d["index"] = i
-        if offsets:
-            d["offset"] = offsets[i]
-        d["section"] = h.section.name.lower()
-        headers.append(d)
+
+    def header_dicts():
+        for i, h in enumerate(f.headers()):
+            if isinstance(h, m.PageData) and not include_pages:
+                continue
+            d = h.as_dict()
+            d["index"] = i
+            if offsets:
+                d["offset"] = offsets[i]
+            d["section"] = h.section.name.lower()
+            yield d
+    headers = header_dicts() if lazy else list(header_dicts())
     platforms = []
     for p in f.platforms:
         if isinstance(p, m.SupportedPlatform):
@@ -139,6 +143,11 @@ def describe(f: m.IgvmFile, include_pages: bool = False) -> dict:
 
 
 def render_text(d: dict, name: str) -> str:
+    return "\n".join(render_lines(d, name))
+
+
+def render_lines(d: dict, name: str):
+    """The lines of :func:`render_text`, one at a time (``d`` may be lazy)."""
     lines = [f"{name}: IGVM format v{d['format_version']}, {d['architecture']}, "
              f"page size 0x{d['page_size']:x}, {d['header_count']} headers "
              f"({d['page_data_headers']} page data)"]
@@ -148,11 +157,13 @@ def render_text(d: dict, name: str) -> str:
                      f"highest_vtl {p['highest_vtl']}  shared_gpa_boundary "
                      f"0x{p['shared_gpa_boundary']:x}")
     lines.append("headers (page data summarised below):")
+    yield from lines
+    lines = []
     for h in d["headers"]:
         fields = ", ".join(f"{k}={_fmt(v)}" for k, v in h.items()
                            if k not in ("type", "index", "offset", "section"))
         off = f" @0x{h['offset']:x}" if "offset" in h else ""
-        lines.append(f"  [{h['index']}]{off} {h['type']}: {fields}")
+        yield f"  [{h['index']}]{off} {h['type']}: {fields}"
     lines.append("page ranges:")
     for r in d["page_ranges"]:
         kind = "zero" if r["zero"] else "data"
@@ -168,7 +179,7 @@ def render_text(d: dict, name: str) -> str:
             lines.append(f"    vtl {reg['vtl']} reg 0x{reg['register_name']:x} = {reg['value']}")
         if v.get("qemu_unsupported_fields"):
             lines.append(f"    QEMU rejects non-zero: {', '.join(v['qemu_unsupported_fields'])}")
-    return "\n".join(lines)
+    yield from lines
 
 
 def _fmt(v) -> str:

@@ -17,7 +17,10 @@ does) to avoid reading the file into memory at all.
 
 from __future__ import annotations
 
+import array
+import bisect
 import gc
+import heapq
 import mmap
 import os
 import struct
@@ -30,7 +33,8 @@ from harness.igvm.defs import (
     Architecture, HeaderType, PlatformType, Section, PAGE_SIZE_4K, PAGE_SIZE_2M,
     IGVM_MAGIC, OPTIONAL_BIT,
 )
-from harness.igvm.rules import STRICT_RULES, IgvmFormatError, Violation
+from harness.igvm.limits import MAX_FILE_SIZE, MAX_VIOLATIONS
+from harness.igvm.rules import STRICT_RULES, IgvmFormatError, Violation, Violations
 from harness.inputs import open_input
 
 _U32 = struct.Struct("<I")
@@ -62,7 +66,7 @@ def _bits(mask: int):
 
 class _Scanner:
     def __init__(self, data, platform=None, strict: bool = False,
-                 stop_first: bool = False) -> None:
+                 stop_first: bool = False, limit: int | None = MAX_VIOLATIONS) -> None:
         mv = data if isinstance(data, memoryview) else memoryview(data)
         if mv.format != "B" or mv.ndim != 1:
             mv = mv.cast("B")
@@ -71,8 +75,11 @@ class _Scanner:
         self.platform = platform
         self.strict = strict
         self.stop_first = stop_first
-        self.violations: list[Violation] = []
+        self.violations = Violations(limit=limit)
+        self.limit = limit
         self.file = m.IgvmFile(buffer=data)
+        # 8 bytes per header instead of a list slot and an int object (40 bytes)
+        self.file.offsets = array.array("Q")
         self.mask_map: dict[int, int] = {}
         self.fds = 0  # file data start
         # per header: (header, index, offset, section) for whole-file checks
@@ -83,6 +90,14 @@ class _Scanner:
                off: int | None = None) -> None:
         if not self.strict and rule in STRICT_RULES:
             return
+        if self.limit is not None and len(self.violations) >= self.limit:
+            # one more than the limit: note where the scan stopped, then stop
+            # (collecting, or even walking, millions of bad headers is the attack)
+            self.violations.stopped_at = (idx, off)
+            end = getattr(self, "vho", 0) + getattr(self, "vhs", 0)
+            if off is not None and off < end:
+                self.violations.unchecked_bytes = end - off
+            raise _Stop
         self.violations.append(Violation(rule, message, idx, off))
         if self.stop_first:
             raise _Stop
@@ -505,20 +520,20 @@ class _Scanner:
         # validate_initialization_headers
         page_table_masks = 0
         vp_idents: list[tuple[int, int, int, int, int]] = []
-        regions: dict[int, list[tuple[int, int]]] = {}
         pt_regions: list[tuple[int, int, int]] = []
         strict = self.strict
 
+        overlaps = _first_overlaps([
+            (h.compatibility_mask, *_region(h), idx) for h, idx, off in self.entries
+            if isinstance(h, (m.PageTableRelocation, m.RelocatableRegion))
+            and h.compatibility_mask & filter_mask])
+
         def overlap(mask, start, size, idx, off):
-            for bit in _bits(mask):
-                lst = regions.setdefault(bit, [])
-                endr = start + size
-                for s, e in lst:
-                    if start < e and s < endr:
-                        report("relocation-regions-overlap", f"region [0x{start:x}, 0x{endr:x}) "
-                               f"overlaps [0x{s:x}, 0x{e:x}) for mask 0x{bit:x}", idx, off)
-                        return
-                lst.append((start, endr))
+            hit = overlaps.get(idx)
+            if hit is not None:
+                bit, s, e = hit
+                report("relocation-regions-overlap", f"region [0x{start:x}, 0x{start + size:x}) "
+                       f"overlaps [0x{s:x}, 0x{e:x}) for mask 0x{bit:x}", idx, off)
 
         for h, idx, off in self.entries:
             mask = getattr(h, "compatibility_mask", None)
@@ -547,7 +562,8 @@ class _Scanner:
                 overlap(mask, h.gpa, h.size, idx, off)
                 if h.vtl in defs.VALID_VTLS:  # else already rejected as vtl-invalid
                     vp_idents.append((mask, h.vp_index, h.vtl, idx, off))
-                pt_regions.append((mask, h.gpa, h.size))
+                if mask:  # a zero mask matches no insert (and would make the insert check quadratic)
+                    pt_regions.append((mask, h.gpa, h.size))
             elif isinstance(h, m.RelocatableRegion):
                 overlap(mask, h.relocation_region_gpa, h.relocation_region_size, idx, off)
                 if h.vtl in defs.VALID_VTLS:
@@ -556,6 +572,7 @@ class _Scanner:
         # validate_directive_headers
         ALLOCATED, INSERTED = 1, 2
         areas: dict[int, int] = {}
+        vbs_covered: dict[int, int] = {}  # VTL -> mask bits with a VBS VP context
         for h, idx, off in self.entries:
             if h.SECTION != Section.DIRECTIVE:
                 continue
@@ -597,18 +614,71 @@ class _Scanner:
             elif t == HeaderType.VP_CONTEXT:
                 ptype = self.mask_map.get(mask)
                 if ptype == PlatformType.VSM_ISOLATION and h.data is not None and len(h.data) > 4:
-                    vtl = h.data[4]
-                    vp_idents = [i for i in vp_idents
-                                 if not (i[0] & mask and i[1] == 0 and i[2] == vtl)]
+                    vtl = h.data[4]  # covers every relocation ident of VP 0, this VTL, a shared bit
+                    vbs_covered[vtl] = vbs_covered.get(vtl, 0) | mask
                 elif ptype in (PlatformType.NATIVE, PlatformType.SEV) and arch != Architecture.X64:
                     report("header-arch-mismatch", "x64 native VP context in an AARCH64 file",
                            idx, off)
                 elif ptype == PlatformType.CCA and arch != Architecture.AARCH64:
                     report("header-arch-mismatch", "CCA VP context in an X64 file", idx, off)
         for mask, vp, vtl, idx, off in vp_idents:
+            if vp == 0 and mask & vbs_covered.get(vtl, 0):
+                continue
             report("no-matching-vp-context", f"no VBS VP context for VP {vp} VTL {vtl} "
                    f"(mask 0x{mask:x})", idx, off)
             break
+
+
+def _region(h) -> tuple[int, int]:
+    if isinstance(h, m.PageTableRelocation):
+        return h.gpa, h.gpa + h.size
+    return h.relocation_region_gpa, h.relocation_region_gpa + h.relocation_region_size
+
+
+def _first_overlaps(regions: list[tuple[int, int, int, int]]) -> dict[int, tuple[int, int, int]]:
+    """Which regions overlap a region of an earlier header, in O(n log n).
+
+    ``regions`` holds ``(mask, start, end, header_index)``.  For every region
+    that overlaps, within one compatibility-mask bit, a region of a smaller
+    header index, returns ``header_index -> (bit, start, end of that earlier
+    region)`` (the lowest such bit).  Empty regions overlap nothing.
+
+    Per bit the regions are sorted by start; two overlap exactly when one's
+    start lies in the other's range.  A sweep in start order keeps the
+    regions whose range the sweep is still inside in two heaps: the one of
+    smallest header index tells whether the current region overlaps an
+    earlier header; the ones of larger index than the current region
+    overlap a *later* header (the current one) and are marked (each once).
+    """
+    by_bit: dict[int, list[tuple[int, int, int]]] = {}
+    for mask, start, end, idx in regions:
+        if end <= start:
+            continue
+        while mask:
+            low = mask & -mask
+            by_bit.setdefault(low, []).append((start, idx, end))
+            mask ^= low
+    found: dict[int, tuple[int, int, int]] = {}
+    for bit in sorted(by_bit):
+        items = sorted(by_bit[bit])
+        starts = [it[0] for it in items]
+        low_heap: list[tuple[int, int, int, int]] = []   # (idx, hi, start, end)
+        high_heap: list[tuple[int, int, int, int]] = []  # (-idx, hi, start, end)
+        for pos, (start, idx, end) in enumerate(items):
+            while low_heap and low_heap[0][1] <= pos:
+                heapq.heappop(low_heap)
+            if low_heap and low_heap[0][0] < idx and idx not in found:
+                _, _, s, e = low_heap[0]
+                found[idx] = (bit, s, e)
+            while high_heap and (high_heap[0][1] <= pos or -high_heap[0][0] > idx):
+                neg, hi, s, e = heapq.heappop(high_heap)
+                if hi > pos and -neg not in found:
+                    found[-neg] = (bit, start, end)
+            hi = bisect.bisect_left(starts, end, pos + 1)
+            if hi > pos + 1:  # later-sorted regions start inside this one
+                heapq.heappush(low_heap, (idx, hi, start, end))
+                heapq.heappush(high_heap, (-idx, hi, start, end))
+    return found
 
 
 def _name(t: int) -> str:
@@ -625,14 +695,19 @@ def _pname(t: int) -> str:
         return str(t)
 
 
-def scan(data, platform=None, strict: bool = False, stop_first: bool = False):
-    """Run the scanner: ``(IgvmFile, [Violation])``.
+def scan(data, platform=None, strict: bool = False, stop_first: bool = False,
+         limit: int | None = MAX_VIOLATIONS):
+    """Run the scanner: ``(IgvmFile, Violations)``.
+
+    At most ``limit`` violations are collected (None: no limit): on the
+    next one the scan stops and ``violations.stopped_at`` says where, so a
+    file of millions of bad headers costs the first ``limit`` of them.
 
     The model is as complete as the bytes allowed (headers that could not be
     decoded are ``RawHeader``); it is None when the fixed header is unusable
     (any fixed-header rule but the checksum and the strict offset rule).
     """
-    s = _Scanner(data, platform=platform, strict=strict, stop_first=stop_first)
+    s = _Scanner(data, platform=platform, strict=strict, stop_first=stop_first, limit=limit)
     # Tens of thousands of small objects are created and all survive: the
     # cyclic GC would only rescan them (they hold no cycles).
     gc_was_enabled = gc.isenabled()
@@ -663,12 +738,20 @@ def parse(data, check: bool = True, source: str | None = None) -> m.IgvmFile:
     return f
 
 
-def read(path) -> mmap.mmap | bytes:
-    """Map (or, if empty, read) a file; I/O problems become HarnessError."""
+def read(path, require_igvm: bool = False) -> mmap.mmap | bytes:
+    """Map (or, if empty, read) a file; I/O problems become HarnessError.
+
+    With ``require_igvm`` the size bound (:data:`MAX_FILE_SIZE`) and the
+    magic are checked on the descriptor before anything is mapped, so that
+    a 5 GiB file of zeros costs one ``fstat`` and a 4-byte read.
+    """
     path = os.fspath(path)
     fd = open_input(path)  # regular files only: a FIFO would block, /dev/zero never end
     try:
-        if os.fstat(fd).st_size == 0:
+        size = os.fstat(fd).st_size
+        if require_igvm:
+            _check_image(path, fd, size)
+        if size == 0:
             return b""
         return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
     except OSError as exc:
@@ -677,6 +760,19 @@ def read(path) -> mmap.mmap | bytes:
         raise HarnessError(f"{path}: cannot map: {exc}") from None
     finally:
         os.close(fd)  # the mapping keeps its own reference
+
+
+def _check_image(path: str, fd: int, size: int) -> None:
+    if size > MAX_FILE_SIZE:
+        raise HarnessError(f"{path}: not an IGVM file: {size} bytes; the limit is {MAX_FILE_SIZE} "
+                           "bytes (the fixed header's total_file_size is a u32)", 1)
+    head = os.pread(fd, 4, 0)
+    if len(head) < 4:
+        raise HarnessError(f"{path}: not an IGVM file: {size} bytes, too short for the magic", 1)
+    (magic,) = _U32.unpack(head)
+    if magic != IGVM_MAGIC:
+        raise HarnessError(f"{path}: not an IGVM file: magic 0x{magic:08x}, expected "
+                           f"0x{IGVM_MAGIC:08x} ('IGVM')", 1)
 
 
 def load(path, check: bool = True) -> m.IgvmFile:

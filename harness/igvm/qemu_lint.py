@@ -20,6 +20,7 @@ from harness.igvm import model as m
 from harness.igvm.defs import (
     HeaderType, PageDataFlags, PageDataType, PlatformType, KVM_VMSA_GPA,
 )
+from harness.igvm.limits import MAX_VIOLATIONS
 from harness.igvm.vmsa import SevEsVmsa
 
 IGVM_C = "backends/igvm.c"
@@ -87,9 +88,14 @@ def _pname(t) -> str:
     return PlatformType(t).name.lower().replace("_", "-")
 
 
-def lint(model_or_bytes, platform=None) -> list[LintFinding]:
+def lint(model_or_bytes, platform=None, limit: int | None = MAX_VIOLATIONS) -> list[LintFinding]:
     """Findings for ``platform`` (name or PlatformType), or for every
-    QEMU-launchable platform the file declares when None."""
+    QEMU-launchable platform the file declares when None.
+
+    At most ``limit`` findings are kept (one per header made 8,001 findings
+    and a quadratic report for 8,000 relocation regions); the rest are only
+    counted, into one last ``qemu-lint-truncated`` finding whose severity is
+    the worst of those left out."""
     if isinstance(model_or_bytes, m.IgvmFile):
         f = model_or_bytes
     else:
@@ -99,10 +105,27 @@ def lint(model_or_bytes, platform=None) -> list[LintFinding]:
     out: list[LintFinding] = []
     index = {id(h): i for i, h in enumerate(f.headers())}
 
+    omitted = {"error": 0, "warning": 0}
+
     def add(rule, msg, source, severity="error", plat=None, header=None):
+        if limit is not None and len(out) >= limit:
+            omitted[severity] = omitted.get(severity, 0) + 1
+            return
         out.append(LintFinding(rule, msg, source, severity,
                                _pname(plat) if plat is not None else None,
                                index.get(id(header)) if header is not None else None))
+
+    _lint(f, want, out, add)
+    if any(omitted.values()):
+        out.append(LintFinding(
+            "qemu-lint-truncated", f"{sum(omitted.values())} more finding(s) not listed "
+            f"({omitted['error']} error(s), {omitted['warning']} warning(s)); the first "
+            f"{limit} are", "harness/igvm/limits.py: MAX_VIOLATIONS",
+            "error" if omitted["error"] else "warning"))
+    return out
+
+
+def _lint(f: m.IgvmFile, want, out: list, add) -> list[LintFinding]:
 
     # -- whole file
     for h in list(f.initializations) + list(f.directives):

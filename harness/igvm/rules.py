@@ -187,6 +187,46 @@ class Violation:
                 "header_index": self.header_index, "offset": self.offset}
 
 
+class Violations(list):
+    """The violations a scan collected, at most ``limit`` of them.
+
+    ``stopped_at`` is None when the scan saw the whole file; otherwise the
+    ``(header_index, offset)`` of the first violation past the limit, where
+    the scan stopped (so at least one more exists, and the rest of the file
+    was not checked).
+    """
+
+    def __init__(self, items=(), limit: int | None = None) -> None:
+        super().__init__(items)
+        self.limit = limit
+        self.stopped_at: tuple[int | None, int | None] | None = None
+        #: bytes of the variable header section from the stop on (not checked)
+        self.unchecked_bytes: int | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.stopped_at is not None
+
+    def summary(self) -> str:
+        """One line: how many, and whether the scan stopped at the limit."""
+        if not self.truncated:
+            return f"{len(self)} violation(s)"
+        idx, off = self.stopped_at
+        where = [f"header {idx}" if idx is not None else None,
+                 f"offset 0x{off:x}" if off is not None else None]
+        at = ", ".join(w for w in where if w)
+        rest = (f" ({self.unchecked_bytes} bytes of variable headers)"
+                if self.unchecked_bytes else "")
+        return (f"more than {len(self)} violations: the first {len(self)} are listed; the scan "
+                f"stopped at the next ({at}) and did not check the rest of the file{rest}")
+
+    def as_dict(self) -> dict:
+        return {"count": len(self), "limit": self.limit, "truncated": self.truncated,
+                "unchecked_bytes": self.unchecked_bytes,
+                "stopped_at": None if self.stopped_at is None else
+                {"header_index": self.stopped_at[0], "offset": self.stopped_at[1]}}
+
+
 class IgvmFormatError(HarnessError):
     """An input that is not valid IGVM (exit status 1)."""
 

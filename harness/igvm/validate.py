@@ -33,13 +33,16 @@ Where this validator differs from the reference parser:
 
 from __future__ import annotations
 
+from harness.igvm.limits import MAX_VIOLATIONS
 from harness.igvm.parser import scan
-from harness.igvm.rules import RULES, Violation
+from harness.igvm.rules import RULES, Violation, Violations
 
 
-def validate(data, platform=None, strict: bool = False) -> list[Violation]:
-    """Every violation in ``data`` (bytes, memoryview or mmap)."""
-    _, violations = scan(data, platform=platform, strict=strict)
+def validate(data, platform=None, strict: bool = False,
+             limit: int | None = MAX_VIOLATIONS) -> Violations:
+    """The violations in ``data`` (bytes, memoryview or mmap): all of them,
+    or the first ``limit`` (``.truncated`` then says the scan stopped)."""
+    _, violations = scan(data, platform=platform, strict=strict, limit=limit)
     return violations
 
 
@@ -47,4 +50,4 @@ def is_valid(data, **kw) -> bool:
     return not validate(data, **kw)
 
 
-__all__ = ["validate", "is_valid", "Violation", "RULES"]
+__all__ = ["validate", "is_valid", "Violation", "Violations", "RULES"]

@@ -36,6 +36,8 @@ from typing import Sequence
 from harness.errors import HarnessError
 from harness.igvm import model as m
 from harness.igvm.defs import HeaderType, PageDataFlags, PageDataType, PlatformType, KVM_VMSA_GPA
+from harness.igvm.limits import (GPA_LIMIT, GPA_WIDTH_BITS, MAX_PARAMETER_AREA_BYTES, MAX_VCPUS,
+                                 refusal)
 from harness.measure import kvm_vmsa
 
 PAGE_4K = 0x1000
@@ -135,8 +137,8 @@ def plan_launch(f: m.IgvmFile, platform: str | PlatformType, vcpus: int) -> Laun
     platform, with QEMU's reason.
     """
     ptype = platform_type(platform)
-    if vcpus < 1:
-        raise HarnessError("--vcpus must be at least 1")
+    if not 1 <= vcpus <= MAX_VCPUS:
+        raise HarnessError(f"--vcpus must be 1 to {MAX_VCPUS} (QEMU's q35 limit)")
     sp = f.platform(ptype)
     if sp is None or not sp.compatibility_mask:
         have = ", ".join(getattr(p, "name", str(p)) for p in f.platform_types()) or "none"
@@ -183,6 +185,8 @@ def plan_launch(f: m.IgvmFile, platform: str | PlatformType, vcpus: int) -> Laun
                 run_flags, run_type, run_mask, run_has = d.flags, d.data_type, d.compatibility_mask, has
                 run_size = _page_size(d)
                 run_next_gpa = d.gpa
+            if d.gpa + run_size > GPA_LIMIT:
+                raise _beyond_gpa_width(index, "PAGE_DATA", d.gpa, run_size)
             if has and len(data) > run_size:
                 raise HarnessError(f"directive {index}: page data of {len(data)} bytes exceeds the page "
                                    f"size {run_size:#x}; QEMU refuses it (qigvm_process_mem_region)", 1)
@@ -197,6 +201,12 @@ def plan_launch(f: m.IgvmFile, platform: str | PlatformType, vcpus: int) -> Laun
         if isinstance(d, m.PageData):  # a subclass: treat like the hot path would
             raise HarnessError(f"directive {index}: unexpected PageData subclass {type(d).__name__}")
         elif isinstance(d, m.ParameterArea):
+            if d.number_of_bytes > MAX_PARAMETER_AREA_BYTES:
+                # QEMU would g_malloc0 this many bytes on the host (qigvm_directive_parameter_area)
+                raise refusal("directive", index, f"PARAMETER_AREA {d.parameter_area_index} declares "
+                              f"{d.number_of_bytes:#x} bytes", f"{MAX_PARAMETER_AREA_BYTES:#x} bytes "
+                              "(the largest page a directive can describe; QEMU allocates the area "
+                              "on the host)")
             areas.append((d.parameter_area_index, d.number_of_bytes))
         elif isinstance(d, m.ParameterInsert):
             if not d.compatibility_mask & mask:
@@ -206,6 +216,8 @@ def plan_launch(f: m.IgvmFile, platform: str | PlatformType, vcpus: int) -> Laun
                     if snp and size % PAGE_4K:
                         raise HarnessError(f"directive {index}: parameter area {idx} is {size} bytes, not "
                                            "a whole number of pages; SNP_LAUNCH_UPDATE cannot take it", 1)
+                    if d.gpa + size > GPA_LIMIT:
+                        raise _beyond_gpa_width(index, "PARAMETER_INSERT", d.gpa, size)
                     npages = max(1, -(-size // PAGE_4K))
                     plan.updates.append(Update(Kind.UNMEASURED, d.gpa, PAGE_4K, [None] * npages,
                                                index, "parameter_insert"))
@@ -222,6 +234,8 @@ def plan_launch(f: m.IgvmFile, platform: str | PlatformType, vcpus: int) -> Laun
                                    "(qigvm_directive_snp_id_block: 'Multiple ID blocks')", 1)
             plan.id_block = d
         elif isinstance(d, m.RequiredMemory):
+            if d.compatibility_mask & mask and d.gpa + d.number_of_bytes > GPA_LIMIT:
+                raise _beyond_gpa_width(index, "REQUIRED_MEMORY", d.gpa, d.number_of_bytes)
             if d.compatibility_mask & mask:
                 plan.notes.append(f"directive {index}: REQUIRED_MEMORY at {d.gpa:#x} is not measured")
         # VP_COUNT, MEMORY_MAP, ENVIRONMENT_INFO fill parameter areas: unmeasured.
@@ -234,6 +248,12 @@ def plan_launch(f: m.IgvmFile, platform: str | PlatformType, vcpus: int) -> Laun
             plan.snp_policy = h.policy
     flush()
     return plan
+
+
+def _beyond_gpa_width(index: int, what: str, gpa: int, size: int) -> HarnessError:
+    return refusal("directive", index, f"{what} [{gpa:#x}, {gpa + size:#x}) ends above the "
+                   "guest physical address space", f"{GPA_LIMIT:#x} ({GPA_WIDTH_BITS}-bit guest "
+                   "physical addresses, AMD APM vol. 2)")
 
 
 def _check_vp_context(index: int, d: m.VpContext, ptype: PlatformType, vcpus: int) -> None:

@@ -267,6 +267,18 @@ class QemuRun:
 
     # ------------------------------------------------------------ start
     def start(self) -> "QemuRun":
+        # From the socket directory's creation on, anything that ends start()
+        # early (SIGTERM/Ctrl-C arriving as KeyboardInterrupt while the
+        # exit-with-parent probe runs, a bind error) removes it again:
+        # `with QemuRun(...)` calls no __exit__ when __enter__ raises.
+        try:
+            return self._start()
+        except BaseException:
+            self.kill()
+            self.cleanup()
+            raise
+
+    def _start(self) -> "QemuRun":
         import subprocess
 
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -346,17 +358,16 @@ class QemuRun:
             qmp = QEMUMonitorProtocol(conn)
             greeting = qmp.connect(negotiate=True)
             qmp.settimeout(max(1.0, self._remaining()))
-        except Exception as exc:  # QEMU exited while negotiating
+        except BaseException as exc:  # QEMU exited while negotiating, or an interrupt
             self._transcript.note("!!", f"QMP negotiation failed: {exc!r}")
             if qmp is not None:
-                try:
-                    qmp.close()
-                except Exception:
-                    pass
+                _close_qmp(qmp)
             try:
                 conn.close()
             except OSError:
                 pass
+            if not isinstance(exc, Exception):
+                raise
             return
         self._transcript.note("<-", greeting)
         self.qmp = qmp
@@ -590,12 +601,9 @@ class QemuRun:
         if self.proc is not None:
             with _LIVE_LOCK:
                 _LIVE.pop(self.proc.pid, None)
-        if self.qmp is not None:
-            try:
-                self.qmp.close()
-            except Exception:
-                pass
-            self.qmp = None
+        qmp, self.qmp = self.qmp, None
+        if qmp is not None:
+            _close_qmp(qmp)
         self._stop_watching_qmp()
         for sock in (self._listener, self._console_sock):
             if sock is not None:
@@ -620,6 +628,39 @@ class QemuRun:
     def __exit__(self, *exc) -> None:
         self.kill()
         self.cleanup()
+
+
+def _close_qmp(qmp: QEMUMonitorProtocol) -> None:
+    """Close a legacy QMP client and leave no asyncio task behind.
+
+    SIGTERM/Ctrl-C arrives as KeyboardInterrupt inside the client's
+    ``run_until_complete`` (negotiation, a command, the close itself) and
+    leaves that task pending; the next loop run finished it with an error
+    nobody retrieved, printed at exit as "Task exception was never
+    retrieved" / "Exception ignored ... no running event loop".  So: cancel
+    and collect such tasks, close, and collect again, while the loop exists.
+    """
+    loop = getattr(qmp, "_aloop", None)  # qemu.qmp.legacy's private loop
+    usable = loop is not None and not loop.is_closed() and not loop.is_running()
+    if usable:
+        _finish_tasks(loop)
+    try:
+        qmp.close()
+    except BaseException:  # an interrupt mid-close, or QEMU already gone
+        pass
+    if usable:
+        _finish_tasks(loop)
+
+
+def _finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        try:  # return_exceptions: every outcome is retrieved, nothing is logged later
+            loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+        except BaseException:
+            pass
 
 
 Prelaunch = Callable[[QemuRun], None]

@@ -167,7 +167,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="report directory (default: reports/)")
     p.add_argument("--qemu", metavar="PATH", default=None, help="QEMU binary under test")
     p.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto")
-    p.add_argument("--vcpus", type=int, default=1, help="vCPUs for measurement and boot")
+    from harness.options import add_vcpus
+    add_vcpus(p, help="vCPUs for measurement and boot (default 1)")
     p.add_argument("--no-boot", action="store_true", help="skip the boot checks")
     p.add_argument("--boot-timeout", type=float, default=BOOT_TIMEOUT, metavar="S",
                    help=f"seconds a boot may take to show its marker (default "

@@ -130,6 +130,9 @@ def load_spec(path: str | Path) -> Spec:
         if bad or not value:
             raise HarnessError(f"{path}: '{key}' must list some of {', '.join(allowed)}"
                                + (f" (not {', '.join(bad)})" if bad else ""), 1)
+        if len(set(value)) != len(value):  # the cells are a product: repeats multiply work
+            raise HarnessError(f"{path}: '{key}' lists a value twice; the limit is each of "
+                               f"{', '.join(allowed)} at most once", 1)
     entries = raw.get("qemu", [{"name": "under-test"}])
     if not isinstance(entries, list):
         raise HarnessError(f"{path}: 'qemu' must be [[qemu]] tables (name, path or source)", 1)

@@ -78,7 +78,7 @@ def test_binary_file_is_invalid_content_not_an_io_error(tmp_path, command):
 
 def test_character_device_is_refused():
     """/dev/zero would be read (or mapped) forever."""
-    with pytest.raises(HarnessError, match=r"/dev/zero: not a regular file \(a device\)"):
+    with pytest.raises(HarnessError, match=r"/dev/zero: not a regular file \(a character device\)"):
         read_input("/dev/zero")
 
 

@@ -1,0 +1,73 @@
+"""Coverage-guided fuzz target for the Python format and measurement layers.
+
+One input is an IGVM file; it goes through everything a vendor image meets
+in ``validate``, ``inspect``, ``measure`` and ``certify``: the scanner (with
+and without strict rules, and with a small violation limit), the lenient
+parse, ``describe``, QEMU lint and, for every SEV platform the file
+declares, the launch plan and the predicted digest.  A file may be refused
+only with HarnessError (one line at the CLI); any other exception is a bug,
+and so is a violation list past its limit.  Time and memory per input are
+bounded by libFuzzer's ``-timeout`` and ``-rss_limit_mb``.
+
+    python fuzz/fuzz_igvm.py -max_total_time=60 -rss_limit_mb=2048 -timeout=10 CORPUS
+    python fuzz/fuzz_igvm.py FILE...            # replay inputs (regressions)
+
+With atheris absent (a Python it has no wheel for) ``check_input`` is still
+the property the hypothesis-based test in tests/untrusted/test_fuzz.py runs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+LIMIT = 8
+
+
+def check_input(data: bytes) -> None:
+    """The property: bounded, one-line refusals, no other exception."""
+    from harness.errors import HarnessError
+    from harness.igvm.describe import describe
+    from harness.igvm.parser import scan
+    from harness.igvm.qemu_lint import lint
+    from harness.measure.launch import predict
+    from harness.measure.pages import PLATFORM_NAMES
+
+    for strict in (False, True):
+        f, violations = scan(data, strict=strict, limit=LIMIT)
+        assert len(violations) <= LIMIT, len(violations)
+    f, _ = scan(data, limit=None)
+    if f is None:
+        return
+    describe(f, include_pages=True)
+    try:
+        lint(f)
+    except HarnessError:
+        pass
+    for name, ptype in PLATFORM_NAMES.items():
+        if f.platform(ptype) is None:
+            continue
+        try:
+            predict(f, name, 1)
+        except HarnessError:
+            pass
+
+
+def main(argv: list[str]) -> None:
+    import atheris
+
+    with atheris.instrument_imports():
+        import harness.igvm.describe  # noqa: F401
+        import harness.igvm.parser  # noqa: F401
+        import harness.igvm.qemu_lint  # noqa: F401
+        import harness.measure.launch  # noqa: F401
+        import harness.measure.pages  # noqa: F401
+        import harness.measure.measure_snp  # noqa: F401
+    atheris.Setup(argv, check_input)
+    atheris.Fuzz()
+
+
+if __name__ == "__main__":
+    main(sys.argv)

@@ -1,0 +1,52 @@
+"""Bounds on what an IGVM file may ask for, each with its source.
+
+A vendor image is untrusted input: every size, count or address read from
+it is checked against one of these before it decides memory or work.  The
+bounds are what QEMU and the platforms can accept, so a file refused here
+could not have run anyway; a refusal names the header, its index and the
+bound (:func:`refusal`).
+"""
+
+from __future__ import annotations
+
+from harness.errors import HarnessError
+
+#: Guest physical addresses are at most 52 bits wide on x86-64: AMD64
+#: Architecture Programmer's Manual Vol. 2, "Physical address size"
+#: (CPUID Fn8000_0008 EAX[7:0] PhysAddrSize, architectural maximum 52);
+#: Intel SDM Vol. 3A 4.1.4 (MAXPHYADDR at most 52).  No guest page, VMSA,
+#: parameter area or required-memory range can end above this.
+GPA_WIDTH_BITS = 52
+GPA_LIMIT = 1 << GPA_WIDTH_BITS
+
+#: The largest page a PAGE_DATA header can describe: 2 MiB (IGVM spec,
+#: igvm_defs IgvmPageDataFlags::is_2mb_page).
+LARGEST_PAGE = 0x200000
+
+#: A parameter area is allocated by QEMU on the host (backends/igvm.c:
+#: qigvm_directive_parameter_area, ``g_malloc0(param_area->number_of_bytes)``)
+#: and inserted page by page; what QEMU writes into one (VP count, memory
+#: map, environment info) fills a few KiB.  Bounding it by the largest page
+#: a directive can describe keeps every header's work at most that of one
+#: 2 MiB page, so the work of a whole file grows linearly with its size.
+MAX_PARAMETER_AREA_BYTES = LARGEST_PAGE
+
+#: QEMU's q35 machine accepts at most 4096 vCPUs (hw/i386/pc_q35.c:
+#: pc_q35_machine_options, ``m->max_cpus = 4096``); the IGVM files the
+#: harness measures and boots run on q35.
+MAX_VCPUS = 4096
+
+#: An IGVM file's size is the u32 ``total_file_size`` of its fixed header
+#: (igvm_defs IGVM_FIXED_HEADER), so no valid file exceeds 4 GiB - 1.
+MAX_FILE_SIZE = (1 << 32) - 1
+
+#: Violations the validator collects before it stops (the first N are
+#: listed, with a note that the scan stopped): 4 million bad headers
+#: would otherwise mean 4 million objects and lines (issue 13).
+MAX_VIOLATIONS = 100
+
+
+def refusal(what: str, index: int | None, detail: str, limit: str) -> HarnessError:
+    """One line naming the header, its index and the bound (exit status 1)."""
+    where = f"{what} {index}" if index is not None else what
+    return HarnessError(f"{where}: {detail}; the limit is {limit}", 1)

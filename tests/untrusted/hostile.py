@@ -1,0 +1,81 @@
+"""Makers of the hostile inputs of issue 13, each from first principles
+(the IGVM fixed header and TLV layout of igvm_defs, built here with
+struct, or the harness builder), so that tests and benchmarks share them.
+
+Each maker returns bytes; sizes are parameters so that benchmarks can grow
+them.  Nothing here reads or trusts the code under test's limits.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+from harness.igvm.builder import IgvmBuilder
+from harness.igvm.defs import PlatformType
+
+IGVM_MAGIC = 0x4D564749  # 'IGVM', igvm_defs IGVM_MAGIC_VALUE
+FIXED_V1 = struct.Struct("<6I")  # magic, version, vho, vhs, total, checksum
+
+
+def parameter_area(number_of_bytes: int, platform=PlatformType.SEV_SNP) -> bytes:
+    """A valid small file whose PARAMETER_AREA declares ``number_of_bytes``
+    (no file data) and is inserted: the area's size is only a number."""
+    b = IgvmBuilder()
+    b.platform(platform)
+    b.page(0x100000, b"\x90" * 16)
+    idx = b.parameter_area(number_of_bytes)
+    b.vp_count(idx)
+    b.parameter_insert(0x200000, idx)
+    return b.build()
+
+
+def relocation_regions(count: int, overlap_last: bool = False, mask_bits: int = 1) -> bytes:
+    """``count`` disjoint 2 MiB RELOCATABLE_REGIONs (a VSM platform per mask
+    bit, with the VBS VP context they need); ``overlap_last`` makes the last
+    region overlap the first."""
+    from harness.igvm import model as m
+    from harness.igvm import defs
+    b = IgvmBuilder()
+    mask = 0
+    for _ in range(mask_bits):
+        mask |= b.platform(PlatformType.VSM_ISOLATION, highest_vtl=2)
+    for i in range(count):
+        gpa = 0x40000000 + i * 0x200000
+        if overlap_last and i == count - 1:
+            gpa = 0x40000000
+        b.add(m.RelocatableRegion(compatibility_mask=mask, vp_index=0, vtl=0, flags=0,
+                                  relocation_alignment=0x200000, relocation_region_gpa=gpa,
+                                  relocation_region_size=0x200000,
+                                  minimum_relocation_gpa=gpa, maximum_relocation_gpa=gpa))
+    regs = struct.pack("<I", 1) + defs.VBS_VP_CONTEXT_REGISTER.pack(
+        vtl=0, register_name=0x20010, mbz=bytes(11), register_value=bytes(16))
+    bit = 1
+    while bit <= mask:
+        if mask & bit:
+            b.add(m.VpContext(0, bit, 0, regs))
+        bit <<= 1
+    return b.build()
+
+
+def bad_headers(count: int, header_type: int = 0x7F) -> bytes:
+    """A native platform header, then ``count`` 8-byte headers of a type in
+    no section (each one ``unknown-header-type``), then one byte of file data;
+    checksum and total size correct.  4 million of them make 32 MB."""
+    # IGVM_VHS_SUPPORTED_PLATFORM (type 0x1, 0x10 bytes): mask u32,
+    # highest_vtl u8, platform_type u8, platform_version u16, shared_gpa_boundary u64
+    platform = struct.pack("<II", 0x1, 0x10) + struct.pack("<IBBHQ", 1, 0, int(PlatformType.NATIVE), 1, 0)
+    bad = struct.pack("<II", header_type, 0) * count
+    vho = FIXED_V1.size
+    vhs = len(platform) + len(bad)
+    total = vho + vhs + 1
+    head = bytearray(FIXED_V1.pack(IGVM_MAGIC, 1, vho, vhs, total, 0))
+    crc = zlib.crc32(bad, zlib.crc32(platform, zlib.crc32(head)))
+    struct.pack_into("<I", head, 20, crc)
+    return bytes(head) + platform + bad + b"\0"
+
+
+def sparse_zeros(path, size: int) -> None:
+    """A sparse file of ``size`` zero bytes (costs no disk)."""
+    with open(path, "wb") as fh:
+        fh.truncate(size)

@@ -1,0 +1,110 @@
+"""Fuzzing in the test suite: the regression corpus and the seeds replayed,
+a hypothesis property over mutated seeds, and short bounded runs of both
+coverage-guided targets (atheris for Python, libFuzzer for the C library),
+so that CI runs them.  Longer runs: README.md, "Fuzzing"."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from fuzz import seeds
+from fuzz.fuzz_igvm import check_input
+
+ROOT = Path(__file__).resolve().parents[2]
+CORPUS = Path(__file__).parent / "corpus"
+LIBIGVM = ROOT / "harness" / "qemu" / "libigvm"
+RUN_SECONDS = 4  # per target: a smoke run in CI, the README has the long command
+
+SEEDS = seeds.seeds()
+REGRESSIONS = sorted(p for p in CORPUS.iterdir() if p.suffix == ".igvm")
+
+
+def test_regression_corpus_is_there():
+    assert len(REGRESSIONS) >= 4
+
+
+@pytest.mark.parametrize("path", REGRESSIONS, ids=lambda p: p.name)
+def test_regression_inputs_hold(path):
+    check_input(path.read_bytes())
+
+
+def test_every_seed_holds():
+    assert len(SEEDS) > 100  # every mutator on every base
+    for name, data in SEEDS.items():
+        check_input(data)
+
+
+_SEED_LIST = sorted(SEEDS.values(), key=len)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_SEED_LIST), st.lists(st.tuples(st.integers(0, 1 << 16), st.integers(0, 255)),
+                                            max_size=8), st.integers(0, 64))
+def test_mutated_seeds_hold(seed, flips, cut):
+    """Without coverage guidance (the property atheris drives), byte flips and
+    truncation of the seeds."""
+    data = bytearray(seed)
+    for pos, value in flips:
+        if data:
+            data[pos % len(data)] = value
+    if cut and len(data) > cut:
+        data = data[:-cut]
+    check_input(bytes(data))
+
+
+def _corpus(tmp_path: Path) -> Path:
+    d = tmp_path / "corpus"
+    seeds.write(d)
+    for p in REGRESSIONS:
+        shutil.copy(p, d / p.name)
+    return d
+
+
+def test_atheris_bounded_run(tmp_path):
+    if importlib.util.find_spec("atheris") is None:
+        pytest.skip("atheris is not installed for this Python (pip install atheris); "
+                    "the hypothesis property above covers the same target")
+    corpus = _corpus(tmp_path)
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "fuzz" / "fuzz_igvm.py"), f"-max_total_time={RUN_SECONDS}",
+         "-rss_limit_mb=2048", "-timeout=20", f"-artifact_prefix={tmp_path}/", str(corpus)],
+        capture_output=True, text=True, timeout=RUN_SECONDS + 120, cwd=tmp_path)
+    artifacts = [p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-",
+                                                                          "oom-", "leak-"))]
+    assert res.returncode == 0 and not artifacts, res.stderr[-3000:]
+    assert "Done" in res.stderr
+
+
+@pytest.fixture(scope="module")
+def fuzz_igvm(tmp_path_factory):
+    if shutil.which("clang") is None:
+        pytest.skip("no clang for the libFuzzer target (apt-get install clang; setup.sh does)")
+    build = tmp_path_factory.mktemp("fuzz-build")
+    res = subprocess.run(["make", "-s", "-C", str(LIBIGVM), f"BUILDDIR={build}", "fuzz"],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    return build / "fuzz-igvm"
+
+
+def test_libfuzzer_bounded_run(tmp_path, fuzz_igvm):
+    corpus = _corpus(tmp_path)
+    res = subprocess.run(
+        [str(fuzz_igvm), f"-max_total_time={RUN_SECONDS}", "-rss_limit_mb=2048", "-timeout=20",
+         f"-artifact_prefix={tmp_path}/", str(corpus)],
+        capture_output=True, text=True, timeout=RUN_SECONDS + 120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "Done" in res.stderr
+
+
+def test_libfuzzer_replays_the_regressions(tmp_path, fuzz_igvm):
+    """The C target on each kept input (libFuzzer runs files given by name once)."""
+    res = subprocess.run([str(fuzz_igvm), *map(str, REGRESSIONS)], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
