@@ -1,0 +1,190 @@
+"""Fixtures of the real-firmware suite: Debian's OVMF builds (harness.assets,
+fetched by set-up), their IGVM wraps (harness.igvm.wrap_ovmf), the Linux
+guest (Debian's kernel + the harness initrd) and boots watched for a console
+marker (harness.qemu.marker).
+
+Every test that uses an asset names it in the report: a JUnit ``asset``
+property (package, version, SHA-256) per asset.  A missing asset skips with
+harness.assets' own message (``... run `igvm-harness firmware fetch```).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from harness.guests.firmware import SETTLED
+
+#: Deadline to the settled boot manager under TCG: 2-6 s idle, bookworm's
+#: shell waits 5 s for startup.nsh; a loaded 2-core machine is several
+#: times slower.
+FIRMWARE_TIMEOUT = 120.0
+#: Deadline of a Linux boot through OVMF under TCG (about 25-40 s idle).
+LINUX_TIMEOUT = 360.0
+#: Kernel command line: COM1 console; efi=debug prints the EFI memory map
+#: (arch/x86/platform/efi/efi.c efi_print_memmap); panic=-1 reboots at once
+#: on a panic, which -no-reboot turns into QEMU's exit.
+LINUX_APPEND = "console=ttyS0 efi=debug panic=-1"
+
+
+@dataclass
+class Firmware:
+    """One installed OVMF build and its wraps (cached per session)."""
+
+    name: str
+    info: object                  # harness.assets.AssetInfo
+    image: object                 # harness.igvm.ovmf.OvmfImage
+    wrap_dir: Path
+    _wraps: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> Path:
+        return self.info.path
+
+    def wrap(self, platforms=("native",), vcpus: int = 1, **opts) -> Path:
+        """The IGVM wrap for ``platforms`` (written once per session)."""
+        from harness.igvm import wrap_ovmf
+        key = (tuple(platforms), vcpus, tuple(sorted(opts.items())))
+        if key not in self._wraps:
+            data = wrap_ovmf.wrap(self.image, tuple(platforms), vcpus, **opts)
+            tag = "-".join(platforms) + f"-{vcpus}vp" + "".join(f"-{k}={v}" for k, v in sorted(opts.items()))
+            path = self.wrap_dir / f"{self.name}-{tag}.igvm"
+            path.write_bytes(data)
+            self._wraps[key] = path
+        return self._wraps[key]
+
+
+@dataclass
+class LinuxGuest:
+    kernel: object                # AssetInfo of the kernel
+    busybox: object               # AssetInfo of busybox
+    initrd: Path
+
+    def args(self, append: str = LINUX_APPEND) -> list[str]:
+        return ["-kernel", str(self.kernel.path), "-initrd", str(self.initrd), "-append", append]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``fw`` runs once per installed-or-not OVMF build of harness.assets."""
+    if "fw" in metafunc.fixturenames:
+        from harness import assets
+        metafunc.parametrize("fw", assets.firmware_names(), indirect=True, scope="session")
+
+
+def _asset(name: str):
+    from harness import assets
+    try:
+        return assets.info(name)
+    except assets.AssetMissing as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def fw(request: pytest.FixtureRequest, tmp_path_factory) -> Firmware:
+    from harness.errors import HarnessError
+    from harness.igvm import ovmf
+    info = _asset(request.param)
+    try:
+        image = ovmf.load(info.path)
+    except HarnessError as exc:
+        pytest.fail(f"{info.describe()}: {exc}", pytrace=False)
+    return Firmware(request.param, info, image, tmp_path_factory.mktemp(f"wraps-{request.param}"))
+
+
+@pytest.fixture(scope="session")
+def linux_guest() -> LinuxGuest:
+    from harness.guests.initrd import build_initrd
+    kernel, busybox = _asset("linux"), _asset("busybox")
+    return LinuxGuest(kernel, busybox, build_initrd(busybox.path))
+
+
+@pytest.fixture(autouse=True)
+def _name_assets(request: pytest.FixtureRequest, record_property) -> None:
+    """Name every asset the test ran in its report (JUnit properties)."""
+    for fixture in ("fw", "linux_guest"):
+        if fixture not in request.fixturenames:
+            continue
+        value = request.getfixturevalue(fixture)
+        infos = [value.info] if fixture == "fw" else [value.kernel, value.busybox]
+        for info in infos:
+            record_property("asset", info.describe())
+
+
+def _progress(config: pytest.Config, label: str):
+    """Progress lines on the terminal for long boots (``-v``, not under
+    xdist workers, whose output nobody sees)."""
+    if hasattr(config, "workerinput") or config.option.verbose < 1:
+        return None
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    cap = config.pluginmanager.get_plugin("capturemanager")
+    if tr is None or cap is None:
+        return None
+
+    def note(t: float, line: str) -> None:
+        with cap.global_and_fixture_disabled():
+            tr.write_line(f"    [{label} {t:5.1f} s] {line}")
+    return note
+
+
+@pytest.fixture
+def fw_boot(request: pytest.FixtureRequest, qemu_binary: str, new_run_dir) -> Callable:
+    """``fw_boot(igvm=PATH | bios=PATH, **kw) -> MarkerRun``: one QEMU run
+    watched for ``marker`` (default: the settled boot manager); logs in
+    the test's tmp_path like every harness boot."""
+    from harness.qemu.cmdline import QemuCommand
+    from harness.qemu.marker import run_until
+
+    def _boot(*, igvm=None, bios=None, accel: str = "tcg", smp=1, memory="256M",
+              marker=SETTLED, stop: bool = True, fail=None, timeout: float = FIRMWARE_TIMEOUT,
+              confidential=None, extra=(), label: str = ""):
+        cmd = QemuCommand(qemu_binary, accel=accel, memory=memory, smp=smp,
+                          igvm=None if igvm is None else str(igvm),
+                          bios=None if bios is None else str(bios),
+                          confidential=confidential, extra=list(extra))
+        return run_until(cmd, new_run_dir(), marker, timeout=timeout, stop=stop, fail=fail,
+                         progress=_progress(request.config, label or request.node.name))
+    return _boot
+
+
+# --------------------------------------------------- KVM and OVMF (once)
+_KVM_OVMF: dict[str, str | None] = {}
+
+
+def kvm_ovmf_missing(qemu_binary: str, fw: Firmware, log_dir: Path) -> str | None:
+    """Why this host's KVM cannot run OVMF, or None -- found by trying once
+    per session: the native wrap under KVM must reach the boot manager."""
+    if qemu_binary in _KVM_OVMF:
+        return _KVM_OVMF[qemu_binary]
+    from harness.qemu.cmdline import QemuCommand
+    from harness.qemu.marker import run_until
+    from harness.qemu.outcome import Status
+    cmd = QemuCommand(qemu_binary, accel="kvm", memory="256M", igvm=str(fw.wrap()))
+    run = run_until(cmd, log_dir, SETTLED, timeout=60.0)
+    reason = None
+    if not run.seen:
+        out = run.outcome
+        stderr = (log_dir / "stderr.log").read_text("utf-8", "replace")
+        rip = re.search(r"RIP=([0-9a-f]+)", stderr)
+        what = ("KVM internal error, emulation failure" if "emulation failure" in stderr
+                else out.error or out.status.value)
+        where = f" at RIP={rip.group(1)}" if rip else ""
+        state = f" (run state {out.run_state})" if out.status is Status.STOPPED else ""
+        reason = (f"this host's KVM cannot run OVMF: {what}{where}{state} before the boot"
+                  f" manager (tried {fw.name} once per session); firmware cases run under TCG")
+    _KVM_OVMF[qemu_binary] = reason
+    return reason
+
+
+@pytest.fixture
+def fw_accel(accel: str, qemu_binary: str, fw: Firmware, tmp_path_factory) -> str:
+    """The accelerator of a firmware boot: ``accel``, and for KVM only
+    where this host's KVM runs OVMF (else skip, naming why)."""
+    if accel == "kvm":
+        why = kvm_ovmf_missing(qemu_binary, fw, tmp_path_factory.mktemp("kvm-ovmf-probe"))
+        if why:
+            pytest.skip(why)
+    return accel
