@@ -1,6 +1,6 @@
 """What the harness initrd reported about a Linux guest
 (fixtures/guests/linux/init), in numbers a test compares with ``-smp`` and
-``-m``.
+``-m`` (:func:`mismatches`).
 
 The EFI memory map is the one the kernel printed with ``efi=debug`` at boot
 (arch/x86/platform/efi/efi.c efi_print_memmap); the kernel prints it again
@@ -21,6 +21,15 @@ from harness.guests.protocol import GuestReport
 #: (UEFI 2.10, table 7.6 "Memory Type Usage after ExitBootServices()").
 OS_OWNED_TYPES = ("Loader_Code", "Loader_Data", "Boot_Code", "Boot_Data", "Conventional")
 LOADER_TYPES = ("Loader_Code", "Loader_Data")
+MiB = 1 << 20
+#: 640 KiB .. 1 MiB: QEMU's e820 RAM entry covers it, OVMF does not describe it.
+LEGACY_HOLE = MiB - (640 << 10)
+#: Early kernel allocations beyond its image and struct pages (page tables,
+#: per-CPU areas, log buffer, copies of firmware tables): 19-21 MiB seen
+#: with Debian's 6.1 kernel at 512 MiB-1 GiB; the bound leaves room.
+KERNEL_EARLY_ALLOC = 48 * MiB
+#: sizeof(struct page) on x86_64 (include/linux/mm_types.h): 64 bytes per 4 KiB page.
+STRUCT_PAGE = 64
 #: More descriptors than this is not a map OVMF makes of a small VM.
 MAX_REGIONS = 4096
 
@@ -97,3 +106,39 @@ def parse(report: GuestReport) -> LinuxReport:
     return LinuxReport(kernel=str(need["linux"]["kernel"]), efi_booted=need["efi"]["booted"] == 1,
                        online=str(need["cpus"]["online"]), cpuinfo=int(need["cpus"]["cpuinfo"]),
                        memtotal_kb=int(need["meminfo"]["total_kb"]), efi_map=first)
+
+
+def mismatches(rep: LinuxReport, smp: int, memory: int) -> list[str]:
+    """How the report differs from ``-smp smp -m memory`` (bytes, below
+    q35's 2 GiB low-memory split, so all RAM is one e820 entry below 4 GiB).
+
+    * CPUs: exactly ``smp`` (online mask and /proc/cpuinfo);
+    * EFI memory map: all of ``memory`` but the legacy range.  QEMU's e820
+      table is one RAM entry [0, -m) (hw/i386/pc.c pc_memory_init:
+      e820_add_entry); OVMF describes [0, 640 KiB) and [1 MiB, top)
+      (OvmfPkg/Library/PlatformInitLib/MemDetect.c QemuInitializeRamBelow1gb;
+      above 1 MiB from the e820 table or the IGVM memory map parameter,
+      Igvm.c PlatformIgvmScanE820), each byte in one WB descriptor;
+    * MemTotal: at most what the firmware handed over (:data:`OS_OWNED_TYPES`)
+      and at least that minus what the kernel keeps: its image (it runs from
+      the loader memory the EFI stub placed it in), one ``struct page`` per
+      4 KiB page, and :data:`KERNEL_EARLY_ALLOC`.
+    """
+    out = []
+    if not rep.efi_booted:
+        out.append("the kernel did not boot through EFI (/sys/firmware/efi missing)")
+    if rep.online_cpus != smp or rep.cpuinfo != smp:
+        out.append(f"CPUs: online {rep.online!r}, /proc/cpuinfo {rep.cpuinfo}; -smp {smp}")
+    if rep.overlaps():
+        a, b = rep.overlaps()[0]
+        out.append(f"EFI descriptors overlap: {a} and {b}")
+    if rep.ram_bytes != memory - LEGACY_HOLE:
+        out.append(f"EFI map describes {rep.ram_bytes:#x} bytes of RAM; -m less the legacy"
+                   f" range is {memory - LEGACY_HOLE:#x}")
+    handed = rep.total(OS_OWNED_TYPES)
+    kept = rep.total(LOADER_TYPES) + memory // 4096 * STRUCT_PAGE + KERNEL_EARLY_ALLOC
+    total = rep.memtotal_kb * 1024
+    if not handed - kept <= total <= handed:
+        out.append(f"MemTotal {rep.memtotal_kb} kB outside [{(handed - kept) >> 10},"
+                   f" {handed >> 10}] kB")
+    return out

@@ -23,8 +23,6 @@ from harness.guests.firmware import SETTLED
 #: shell waits 5 s for startup.nsh; a loaded 2-core machine is several
 #: times slower.
 FIRMWARE_TIMEOUT = 120.0
-#: Deadline of a Linux boot through OVMF under TCG (about 25-40 s idle).
-LINUX_TIMEOUT = 360.0
 #: Kernel command line: COM1 console; efi=debug prints the EFI memory map
 #: (arch/x86/platform/efi/efi.c efi_print_memmap); panic=-1 reboots at once
 #: on a panic, which -no-reboot turns into QEMU's exit.
@@ -68,11 +66,23 @@ class LinuxGuest:
         return ["-kernel", str(self.kernel.path), "-initrd", str(self.initrd), "-append", append]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "firmware(*names): run only on these OVMF assets"
+                            " (default: every build harness.assets knows)")
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """``fw`` runs once per installed-or-not OVMF build of harness.assets."""
-    if "fw" in metafunc.fixturenames:
+    """``fw`` runs once per OVMF build of harness.assets (installed or not:
+    a missing one skips with the fetch hint), or per ``firmware(...)`` name."""
+    if "fw" in metafunc.fixturenames and not any(
+            "fw" in str(m.args[0] if m.args else m.kwargs.get("argnames", ""))
+            for m in metafunc.definition.iter_markers("parametrize")):
         from harness import assets
-        metafunc.parametrize("fw", assets.firmware_names(), indirect=True, scope="session")
+        names = assets.firmware_names()
+        mark = metafunc.definition.get_closest_marker("firmware")
+        if mark is not None:
+            names = tuple(n for n in names if n in mark.args)
+        metafunc.parametrize("fw", names, indirect=True, scope="session")
 
 
 def _asset(name: str):
@@ -188,3 +198,67 @@ def fw_accel(accel: str, qemu_binary: str, fw: Firmware, tmp_path_factory) -> st
         if why:
             pytest.skip(why)
     return accel
+
+
+# ----------------------------------------------- confidential platforms
+#: C-bit position and reduced physical bits under TCG, where nothing checks
+#: them (the matrix uses the same: harness/matrix/recipes.py DEFAULT_CBIT).
+TCG_CBIT, TCG_REDUCED = 51, 1
+
+
+@pytest.fixture(scope="session")
+def expect_table():
+    """The expectation data (harness/expect/data): platforms' objects and
+    hardware boundaries, the malformed-file cases."""
+    from harness.expect.table import load
+    return load()
+
+
+def confidential_guest(table, platform: str, caps, hardware: bool, **properties):
+    """The ``sev-guest`` / ``sev-snp-guest`` object of ``platform`` as the
+    expectation data defines it; on SEV hardware with the host's C-bit
+    (CPUID 0x8000001F EBX[5:0], [11:6]: target/i386/sev.c checks them)."""
+    from harness.qemu.cmdline import ConfidentialGuest
+    p = table.platforms[platform]
+    props = dict(p.properties)
+    policy = int(props.pop("policy"), 0) if "policy" in props else None
+    cbit, reduced = TCG_CBIT, TCG_REDUCED
+    cpuid = getattr(getattr(caps, "host", None), "cpuid", None) or {}
+    if hardware and cpuid.get("cbitpos"):
+        cbit, reduced = int(cpuid["cbitpos"]), int(cpuid.get("phys_addr_reduction") or 1)
+    props.update(properties)
+    return ConfidentialGuest(type=p.object_type, policy=policy, cbitpos=cbit,
+                             reduced_phys_bits=reduced, properties=props)
+
+
+@pytest.fixture
+def cgs_for(expect_table, qemu_caps) -> Callable:
+    """``cgs_for(platform, hardware, **properties) -> ConfidentialGuest``."""
+    return lambda platform, hardware, **props: confidential_guest(
+        expect_table, platform, qemu_caps, hardware, **props)
+
+
+#: Deadline of a Linux boot through OVMF under TCG (25-40 s idle; a loaded
+#: 2-core machine takes several times that).
+LINUX_TIMEOUT = 360.0
+
+
+@pytest.fixture
+def linux_boot(fw_boot, linux_guest) -> Callable:
+    """``linux_boot(igvm=... | bios=..., **kw) -> (MarkerRun, LinuxReport)``:
+    Debian's kernel and the harness initrd through the firmware, until the
+    initrd's ``IGVMT done`` and QEMU's exit (the guest powers off)."""
+    from harness.guests import linux
+    from harness.guests.firmware import LINUX_DONE, LINUX_PANIC
+    from harness.qemu.outcome import Status
+
+    def _boot(**kw):
+        kw.setdefault("timeout", LINUX_TIMEOUT)
+        run = fw_boot(marker=LINUX_DONE, stop=False, fail=LINUX_PANIC,
+                      extra=linux_guest.args(), **kw)
+        assert run.seen, f"{run.summary()}\nconsole tail:\n{run.outcome.tail(15)}"
+        assert run.outcome.status is Status.BOOTED and run.outcome.exit_code == 0, run.summary()
+        rep = linux.parse(run.outcome.report)
+        assert rep.kernel in linux_guest.kernel.file    # boot/vmlinuz-<release> of the package
+        return run, rep
+    return _boot

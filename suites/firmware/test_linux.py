@@ -1,0 +1,91 @@
+"""A real Linux boot through OVMF-in-IGVM (TCG): Debian's kernel by
+``-kernel``, the harness initrd (busybox + /init, fixtures/guests/linux/init),
+and the guest's own report checked against ``-smp`` and ``-m``
+(harness/guests/linux.py ``mismatches`` derives every expected value: CPUs
+exact, the EFI map's RAM exact, MemTotal within the kernel's own share).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from harness.guests.firmware import OVMF_LINES
+from harness.guests.linux import mismatches
+from harness.igvm import model as m
+from harness.igvm.parser import parse
+
+pytestmark = [pytest.mark.qemu, pytest.mark.platforms("native"), pytest.mark.slow]
+
+#: (-smp, -m in MiB) of the Linux boots: below q35's 2 GiB low-memory split
+#: (hw/i386/pc_q35.c), so that all RAM is one e820 entry below 4 GiB.
+CASES = [(2, 512), (1, 1024)]
+
+#: Builds that boot ``-kernel`` only against SEV kernel hashes: the AmdSev
+#: build links BlobVerifierLibSevHashes (OvmfPkg/AmdSev/AmdSevX64.dsc), which
+#: refuses a blob when the firmware's hashes table is empty
+#: (BlobVerifierSevHashes.c VerifyBlob: EFI_ACCESS_DENIED), and QEMU fills
+#: that table only for an SEV guest with kernel-hashes=on (target/i386/sev.c
+#: sev_add_kernel_loader_hashes).
+NEEDS_SEV_KERNEL_HASHES = {"ovmf-amdsev"}
+
+#: IGVM metadata of edk2 (OvmfPkg/ResetVector/X64/IgvmMetadata.nasm.inc):
+#: the memory map at offset 0 of the parameter area (8 entries of 24 bytes),
+#: the VP count right after it.
+EDK2_MEMORY_MAP_OFFSET = 0
+EDK2_VP_COUNT_OFFSET = 8 * 24
+
+
+@pytest.mark.parametrize("smp,mem", CASES, ids=[f"smp{s}-{m}M" for s, m in CASES])
+def test_linux_through_igvm_reports_smp_and_memory(fw, linux_boot, smp, mem, record_property):
+    if fw.name in NEEDS_SEV_KERNEL_HASHES:
+        pytest.skip(f"no /dev/sev: {fw.name} boots -kernel only against the kernel hashes QEMU"
+                    " adds for SEV guests (test_kernel_without_hashes_is_refused checks that)")
+    run, rep = linux_boot(igvm=fw.wrap(("native",), smp), smp=smp, memory=f"{mem}M",
+                          label=f"linux {smp} cpu {mem}M")
+    assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
+    record_property("linux_boot_s", round(run.elapsed, 2))
+
+
+def test_linux_through_bios_reports_the_same(fw, linux_boot, record_property):
+    if fw.name in NEEDS_SEV_KERNEL_HASHES:
+        pytest.skip(f"no /dev/sev: {fw.name} boots -kernel only against SEV kernel hashes")
+    smp, mem = CASES[0]
+    run, rep = linux_boot(bios=fw.path, smp=smp, memory=f"{mem}M", label="linux -bios")
+    assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
+    record_property("linux_boot_bios_s", round(run.elapsed, 2))
+
+
+@pytest.mark.firmware(*sorted(NEEDS_SEV_KERNEL_HASHES))
+def test_kernel_without_hashes_is_refused(fw, fw_boot, linux_guest):
+    """The AmdSev build's documented refusal, seen for real: BDS gives up
+    and no kernel line ever appears."""
+    run = fw_boot(igvm=fw.wrap(), extra=linux_guest.args())
+    assert run.seen, run.summary()
+    assert re.search(OVMF_LINES["bds-gave-up"][0], run.marker), run.marker
+    assert "Linux version" not in run.outcome.console
+    assert not run.outcome.report.first("linux")
+
+
+def test_wrap_carries_the_igvm_parameters_the_firmware_declares(fw):
+    """Where OVMF declares IGVM metadata, the wrap gives QEMU a parameter
+    area at its GPA with the memory map and VP count where edk2 reads them
+    (so the Linux boots above ran with OVMF taking its memory map from the
+    IGVM file: Igvm.c PlatformIgvmMemoryMapFind)."""
+    meta = fw.image.igvm_metadata
+    f = parse(fw.wrap().read_bytes())
+    if meta is None or meta.param_area is None:
+        # Older edk2 (bookworm's 2022.11) declares none: the wrap adds none.
+        assert not [d for d in f.directives if isinstance(
+            d, (m.ParameterArea, m.Parameter, m.ParameterInsert))]
+        return
+    areas = [d for d in f.directives if isinstance(d, m.ParameterArea)]
+    assert len(areas) == 1 and areas[0].number_of_bytes == meta.param_area.size
+    index = areas[0].parameter_area_index
+    mmap = [d for d in f.directives if isinstance(d, m.MemoryMap)]
+    vps = [d for d in f.directives if isinstance(d, m.VpCountParameter)]
+    assert [(d.parameter_area_index, d.byte_offset) for d in mmap] == [(index, EDK2_MEMORY_MAP_OFFSET)]
+    assert [(d.parameter_area_index, d.byte_offset) for d in vps] == [(index, EDK2_VP_COUNT_OFFSET)]
+    inserts = [d for d in f.directives if isinstance(d, m.ParameterInsert)]
+    assert [(d.gpa, d.parameter_area_index) for d in inserts] == [(meta.param_area.start, index)]
