@@ -29,6 +29,7 @@ SYSTEM_PACKAGES=(
     build-essential binutils make git ca-certificates
     pkgconf xz-utils patch
     chromium    # tests/report/test_browser.py renders the HTML reports headless
+    cpio        # tests/runner/test_initrd.py cross-checks the harness initrd with GNU cpio
 )
 
 missing=()

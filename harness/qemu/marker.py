@@ -20,6 +20,7 @@ The time to the marker is measured from just before QEMU is started.
 from __future__ import annotations
 
 import re
+import select
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ import pexpect
 
 from harness.qemu.cmdline import QemuCommand
 from harness.qemu.outcome import STOP_STATES, Outcome
-from harness.qemu.runner import QemuRun
+from harness.qemu.runner import EVENT_SETTLE, QemuRun
 
 #: CSI / OSC escape sequences and other control characters OVMF's terminal
 #: driver writes around its text (ESC [ ... final byte; ESC ] ... BEL).
@@ -91,6 +92,7 @@ def run_until(cmd: QemuCommand, run_dir: Path, marker, *, timeout: float,
     result = MarkerRun(outcome=None)  # type: ignore[arg-type]
     t0 = time.monotonic()
     next_note = t0 + progress_every
+    seen = [0]
     try:
         qr.start()
         qr.cont()
@@ -117,7 +119,7 @@ def run_until(cmd: QemuCommand, run_dir: Path, marker, *, timeout: float,
                 break
             if now - t0 >= timeout:
                 break
-            if _stopped_for_good(qr):
+            if _stopped_for_good(qr, seen):
                 break
             if progress and now >= next_note:
                 next_note = now + progress_every
@@ -134,12 +136,24 @@ def run_until(cmd: QemuCommand, run_dir: Path, marker, *, timeout: float,
         qr.cleanup()
 
 
-def _stopped_for_good(qr: QemuRun) -> bool:
+def _stopped_for_good(qr: QemuRun, seen: list[int]) -> bool:
     """A STOP event arrived and the VM's run state is one it never leaves
-    (the runner's wait() then records it and quits QEMU)."""
+    (the runner's wait() then records it and quits QEMU).  The QMP socket
+    is read only when select() says it has bytes (the library parses what
+    it was given; it does not read by itself), and ``seen[0]`` counts the
+    events already looked at (``cont``'s reply may have brought some)."""
     if qr.qmp is None:
         return False
-    if not any(e.get("event") == "STOP" for e in qr.collect_events()):
+    fd = getattr(qr, "_qmp_fd", None)
+    if fd is not None:
+        try:
+            ready, _, _ = select.select([fd], [], [], 0)
+        except (OSError, ValueError):
+            ready = []
+        if ready:
+            qr.collect_events(wait=EVENT_SETTLE)
+    fresh, seen[0] = qr.events[seen[0]:], len(qr.events)
+    if not any(e.get("event") == "STOP" for e in fresh):
         return False
     try:
         state = qr.command("query-status").get("status")

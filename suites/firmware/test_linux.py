@@ -30,6 +30,11 @@ CASES = [(2, 512), (1, 1024)]
 #: sev_add_kernel_loader_hashes).
 NEEDS_SEV_KERNEL_HASHES = {"ovmf-amdsev"}
 
+def hashes_skip(fw) -> str:
+    return (f"no /dev/sev: {fw.name} boots -kernel only against the kernel hashes QEMU adds for"
+            " SEV guests (test_kernel_without_hashes_is_refused shows the refusal)")
+
+
 #: IGVM metadata of edk2 (OvmfPkg/ResetVector/X64/IgvmMetadata.nasm.inc):
 #: the memory map at offset 0 of the parameter area (8 entries of 24 bytes),
 #: the VP count right after it.
@@ -40,17 +45,16 @@ EDK2_VP_COUNT_OFFSET = 8 * 24
 @pytest.mark.parametrize("smp,mem", CASES, ids=[f"smp{s}-{m}M" for s, m in CASES])
 def test_linux_through_igvm_reports_smp_and_memory(fw, linux_boot, smp, mem, record_property):
     if fw.name in NEEDS_SEV_KERNEL_HASHES:
-        pytest.skip(f"no /dev/sev: {fw.name} boots -kernel only against the kernel hashes QEMU"
-                    " adds for SEV guests (test_kernel_without_hashes_is_refused checks that)")
+        pytest.skip(hashes_skip(fw))
     run, rep = linux_boot(igvm=fw.wrap(("native",), smp), smp=smp, memory=f"{mem}M",
                           label=f"linux {smp} cpu {mem}M")
     assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
     record_property("linux_boot_s", round(run.elapsed, 2))
 
 
-def test_linux_through_bios_reports_the_same(fw, linux_boot, record_property):
+def test_linux_through_bios_reports_smp_and_memory(fw, linux_boot, record_property):
     if fw.name in NEEDS_SEV_KERNEL_HASHES:
-        pytest.skip(f"no /dev/sev: {fw.name} boots -kernel only against SEV kernel hashes")
+        pytest.skip(hashes_skip(fw))
     smp, mem = CASES[0]
     run, rep = linux_boot(bios=fw.path, smp=smp, memory=f"{mem}M", label="linux -bios")
     assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
