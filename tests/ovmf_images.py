@@ -39,11 +39,11 @@ def _meta(sig: bytes, rows) -> bytes:
 
 
 def synthetic_ovmf(size: int = 0x40000, sev: bool = True, igvm: bool = True,
-                   reset: int = RESET_ADDR) -> bytes:
+                   reset: int = RESET_ADDR, igvm_sections=None) -> bytes:
     """An image with OVMF's footer table, SEV and IGVM metadata, and a page of 'code'."""
     img = bytearray(b"\xAA" * 0x1000 + bytes(size - 0x1000))  # one non-zero page, rest zero
     sev_blob = _meta(b"ASEV", SECTIONS)
-    igvm_blob = _meta(b"IGVM", IGVM_SECTIONS)
+    igvm_blob = _meta(b"IGVM", IGVM_SECTIONS if igvm_sections is None else igvm_sections)
     sev_at, igvm_at = size - 0x2000, size - 0x1800
     img[sev_at:sev_at + len(sev_blob)] = sev_blob
     img[igvm_at:igvm_at + len(igvm_blob)] = igvm_blob

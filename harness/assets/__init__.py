@@ -40,6 +40,12 @@ class AssetInfo:
             return "user-file"
         return "pinned" if self.pinned else "unpinned"
 
+    def to_json(self) -> dict[str, object]:
+        """The fields a report records (JSON-safe)."""
+        return {"name": self.name, "package": self.package, "version": self.version,
+                "suite": self.suite, "file": self.file, "sha256": self.sha256,
+                "path": str(self.path), "status": self.status}
+
     def describe(self) -> str:
         """One line for reports: exactly what ran."""
         if not self.package:

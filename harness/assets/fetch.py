@@ -31,7 +31,7 @@ from harness.assets import store
 from harness.assets.extract import extract
 from harness.assets.pins import Pin
 from harness.assets.table import BY_NAME, CONFIGURED, NAMES, NEWEST, AssetSpec
-from harness.debian.apt import AptConfig, Offer, harness_config, sha256_file
+from harness.debian.apt import AptConfig, DownloadFailed, Offer, harness_config, sha256_file
 from harness.errors import HarnessError
 
 Progress = Callable[[str], None]
@@ -140,6 +140,7 @@ def fetch(names: Iterable[str] | None = None, refresh: bool = False,
     base = base or store.root()
     pins = pins_mod.load() if pins is None else pins
     with store.locked(base):
+        store.clean_stale(base)
         entries = store.load(base)
         todo = []
         for spec in specs:
@@ -165,18 +166,36 @@ def _choices(todo: list[AssetSpec], cfg: AptConfig, pins: dict[str, Pin]) -> lis
 
 def _install(todo: list[AssetSpec], entries: dict[str, dict[str, Any]], pins: dict[str, Pin],
              cfg: AptConfig, base: Path, progress: Progress, log: TextIO | None) -> None:
+    """Install *todo*; the lists are refreshed at most once per run: when missing,
+    when they lack a pinned version, or when a download fails (a mirror that has
+    moved on from what stale lists name)."""
+    updated = False
     if cfg.ensure() or not cfg.has_lists():
         progress(f"apt-get update (private configuration in {cfg.root}; suites "
                  f"{' '.join(cfg.suites)})")
         cfg.update(log=log)
         updated = True
-    else:
-        updated = False
+    while True:
+        try:
+            _install_once(todo, entries, pins, cfg, base, progress, log, updated)
+            return
+        except DownloadFailed:
+            if updated:
+                raise
+            progress("apt-get update (a download failed; the lists may be stale)")
+            cfg.update(log=log)
+            updated = True
+            todo = [s for s in todo if not is_current(entries.get(s.name), s, pins.get(s.name),
+                                                      base)]
+
+
+def _install_once(todo: list[AssetSpec], entries: dict[str, dict[str, Any]],
+                  pins: dict[str, Pin], cfg: AptConfig, base: Path, progress: Progress,
+                  log: TextIO | None, updated: bool) -> None:
     choices = _choices(todo, cfg, pins)
     if not updated and any(c is None or (c.pin and not c.pinned) for c in choices):
-        progress("apt-get update (lists may be stale)")
+        progress("apt-get update (the lists lack a pinned version; they may be stale)")
         cfg.update(log=log)
-        updated = True
         choices = _choices(todo, cfg, pins)
     for spec, c in zip(todo, choices):
         if c is None:
@@ -194,36 +213,35 @@ def _install(todo: list[AssetSpec], entries: dict[str, dict[str, Any]], pins: di
             suite = group[0].offer.suite
             progress(f"{', '.join(c.spec.name for c in group)}: downloading {package} {version} "
                      f"from {suite}")
-            try:
-                deb = cfg.download(package, version, tmp / "deb", log=log)
-            except HarnessError:
-                if updated:
-                    raise
-                progress("apt-get update (download failed; lists may be stale)")
-                cfg.update(log=log)
-                updated = True
-                deb = cfg.download(package, version, tmp / "deb", log=log)
+            deb = cfg.download(package, version, tmp / "deb", log=log)
             deb_sha = sha256_file(deb)
             got = extract(deb, {c.spec.member: c.spec.max_size for c in group}, tmp / "x")
             for c in group:
-                ex = got[c.spec.member]
-                pinned = bool(c.pin) and pins_mod.check(c.pin, c.offer.version, ex.sha256)
-                final = store.files_dir(package, version, base) / ex.member
-                final.parent.mkdir(parents=True, exist_ok=True)
-                ex.path.replace(final)
-                entries[c.spec.name] = {
-                    "name": c.spec.name, "requested": c.spec.package, "package": package,
-                    "version": version, "suite": suite, "file": ex.member,
-                    "path": str(final.relative_to(base)), "sha256": ex.sha256, "size": ex.size,
-                    "deb": deb.name, "deb_sha256": deb_sha, "pinned": pinned,
-                    "pin": [c.pin.version, c.pin.sha256] if c.pin else None,
-                    "kind": c.spec.kind,
-                    "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                }
-                store.save(entries, base)
-                progress(f"{c.spec.name}: installed {final} sha256 {ex.sha256} "
-                         f"({'pinned' if pinned else 'unpinned'})")
-                if not pinned:
-                    progress(unpinned_warning(entries[c.spec.name]))
+                _record(c, got[c.spec.member], package, version, suite, deb.name, deb_sha,
+                        entries, base, progress)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _record(c: Choice, ex, package: str, version: str, suite: str, deb_name: str,
+            deb_sha: str, entries: dict[str, dict[str, Any]], base: Path,
+            progress: Progress) -> None:
+    """Check the pin, move the file into place, write the manifest entry."""
+    pinned = bool(c.pin) and pins_mod.check(c.pin, c.offer.version, ex.sha256)
+    final = store.files_dir(package, version, base) / ex.member
+    final.parent.mkdir(parents=True, exist_ok=True)
+    ex.path.replace(final)
+    entries[c.spec.name] = {
+        "name": c.spec.name, "requested": c.spec.package, "package": package,
+        "version": version, "suite": suite, "file": ex.member,
+        "path": str(final.relative_to(base)), "sha256": ex.sha256, "size": ex.size,
+        "deb": deb_name, "deb_sha256": deb_sha, "pinned": pinned,
+        "pin": [c.pin.version, c.pin.sha256] if c.pin else None,
+        "kind": c.spec.kind,
+        "fetched": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    store.save(entries, base)
+    progress(f"{c.spec.name}: installed {final} sha256 {ex.sha256} "
+             f"({'pinned' if pinned else 'unpinned'})")
+    if not pinned:
+        progress(unpinned_warning(entries[c.spec.name]))

@@ -106,6 +106,10 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+class DownloadFailed(HarnessError):
+    """apt could not download a listed version (stale lists, mirror moved on)."""
+
+
 @dataclass(frozen=True)
 class Offer:
     """One version of a binary package as one suite of the archive serves it."""
@@ -302,7 +306,12 @@ class AptConfig:
         if size > MAX_DEB_SIZE:
             raise HarnessError(f"{package} {version} is {size} bytes, over the "
                                f"{MAX_DEB_SIZE >> 20} MiB bound for a fetched package")
-        self.run("apt-get", "download", f"{package}={version}", cwd=dest, log=log)
+        res = self.run("apt-get", "download", f"{package}={version}", cwd=dest, log=log,
+                       check=False)
+        if res.returncode != 0:
+            errs = [l for l in res.stdout.splitlines() if l.startswith(("E:", "Err:"))]
+            raise DownloadFailed(f"apt-get download {package}={version} failed: "
+                                 f"{(errs[0] if errs else f'exit status {res.returncode}')[:200]}")
         debs = sorted(dest.glob(f"{package}_*.deb"))
         if len(debs) != 1:
             raise HarnessError(f"apt-get download {package}={version} left no single .deb "

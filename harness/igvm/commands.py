@@ -39,7 +39,7 @@ def register(subparsers) -> None:
     w.add_argument("--metadata-pages", choices=("zero", "unmeasured"), default="zero",
                    help="SNP_SEC_MEM / SVSM_CAA / KERNEL_HASHES as IGVM zero pages (measured as NORMAL "
                         "zeros by QEMU) or UNMEASURED pages; neither equals the classic launch's ZERO type")
-    w.add_argument("--cpu-signature", type=lambda t: int(t, 0), default=None,
+    w.add_argument("--cpu-signature", type=_u32, default=None,
                    help="RDX in the VMSAs (CPUID.1:EAX; default: -cpu EPYC-v4's 0x800f12)")
     w.add_argument("--no-parameters", action="store_true",
                    help="leave out the IGVM parameter area even if the firmware declares one")
@@ -69,7 +69,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from harness.igvm.describe import describe, render_text
     from harness.igvm.parser import read, scan
     data = read(args.file)
-    if _is_ovmf(data):
+    from harness.igvm.ovmf import is_ovmf_file
+    if is_ovmf_file(data):
         return _inspect_ovmf(data, args)
     f, violations = scan(data)
     if f is None:
@@ -86,14 +87,6 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 1 if violations else 0
 
 
-def _is_ovmf(data) -> bool:
-    """An OVMF volume, told by content (its GUIDed footer), never by file name."""
-    from harness.igvm.defs import IGVM_MAGIC
-    from harness.igvm.ovmf import looks_like_ovmf
-    head = bytes(data[:4])
-    return head != IGVM_MAGIC.to_bytes(4, "little") and looks_like_ovmf(data)
-
-
 def _inspect_ovmf(data, args: argparse.Namespace) -> int:
     from harness.igvm import ovmf
     img = ovmf.read(data, args.file)
@@ -103,6 +96,16 @@ def _inspect_ovmf(data, args: argparse.Namespace) -> int:
     else:
         print(ovmf.render_text(img))
     return 0
+
+
+def _u32(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 1 << 32:
+        raise argparse.ArgumentTypeError(f"{text} is not a 32-bit value")
+    return value
 
 
 def _split_name(out: str, platform: str) -> str:

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from harness.errors import HarnessError
+from harness.igvm.defs import IGVM_MAGIC_BYTES
 
 PAGE_4K = 0x1000
 FOUR_GIB = 1 << 32
@@ -231,6 +232,11 @@ def looks_like_ovmf(data) -> bool:
     return bytes(data[at:at + GUID_SIZE]) == FOOTER_GUID.bytes_le
 
 
+def is_ovmf_file(data) -> bool:
+    """An OVMF volume rather than an IGVM file (both told apart by content, never by name)."""
+    return bytes(data[:4]) != IGVM_MAGIC_BYTES and looks_like_ovmf(data)
+
+
 def _footer(data, name: str) -> list[FooterEntry]:
     n = len(data)
     guid_at = n - BYTES_AFTER_FOOTER - GUID_SIZE
@@ -353,9 +359,26 @@ def read(data, name: str = "OVMF.fd") -> OvmfImage:
 
 
 def load(path) -> OvmfImage:
-    """Read an OVMF image from ``path`` (memory-mapped, bounded)."""
-    from harness.igvm.parser import read as read_file
-    return read(read_file(path), os.fspath(path))
+    """Read an OVMF image from ``path``: a regular file, refused before reading beyond
+    :data:`MAX_IMAGE` (firmware is small: reading beats mapping, whose page faults
+    cost more than the copy)."""
+    from harness.inputs import open_input
+    name = os.fspath(path)
+    fd = open_input(name)
+    try:
+        size = os.fstat(fd).st_size
+        if size > MAX_IMAGE:
+            raise _err(name, f"{size} bytes is larger than any x86 firmware image QEMU maps below "
+                             f"4 GiB (limit {MAX_IMAGE >> 20} MiB)")
+        with os.fdopen(fd, "rb", closefd=False) as fh:
+            data = fh.read(size)
+            if fh.read(1):
+                raise _err(name, "the file grew while it was read")
+    except OSError as exc:
+        raise HarnessError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    return read(data, name)
 
 
 def describe(img: OvmfImage) -> dict:
@@ -420,4 +443,4 @@ def render_text(img: OvmfImage) -> str:
 
 __all__ = ["FooterEntry", "GpaBlock", "IgvmMetadata", "IgvmSection", "IgvmSectionId", "KNOWN_ENTRIES",
            "OvmfImage", "ResetBlock", "SevMetadata", "SevSection", "SevSectionType", "describe",
-           "load", "looks_like_ovmf", "read", "render_text"]
+           "is_ovmf_file", "load", "looks_like_ovmf", "read", "render_text"]

@@ -221,22 +221,19 @@ def wrap_file(fw: OvmfImage, platforms=tuple(PLATFORMS), vcpus: int = 1, *,
     if "sev-snp" in platforms:
         snp = masks["sev-snp"]
         area_pages = set() if area is None else set(range(area.start, area.start + area.size, PAGE_4K))
+        pending_insert = False  # the area's place was passed: insert after the next page
         for s in fw.snp_sections():
             ptype = _SECTION_PAGE_TYPE.get(s.type)
-            pending_insert = False
             for gpa in range(s.gpa, s.end, PAGE_4K):
                 if gpa in area_pages:
-                    pending_insert = True  # the insert follows the next page of this run
+                    pending_insert = True
                     continue
                 if ptype is not None:
                     b.page(gpa, None, mask=snp, data_type=ptype)
                 else:
                     b.page(gpa, None, mask=snp, unmeasured=mode is MetadataPages.UNMEASURED)
                 if pending_insert and not inserted:
-                    insert()
-                    pending_insert = False
-            if pending_insert and not inserted:
-                insert()
+                    insert()  # the run before the area is queued now; this page's run is pending
         notes.append(ZERO_NOTE + f" (this file: {mode.value} pages)")
     if area is not None and not inserted:
         insert()
@@ -254,9 +251,9 @@ def wrap_file(fw: OvmfImage, platforms=tuple(PLATFORMS), vcpus: int = 1, *,
                 page = reset_vmsa(cpu_signature, feats, rb.cs_base, rb.ip)
             b.vp_context(KVM_VMSA_GPA, page, mask=masks[p], vp_index=cpu)
     if any(p in platforms for p in ("sev-es", "sev-snp")):
-        notes.append(f"VMSAs: vCPU 0 at the reset vector 0xfffffff0"
-                     + (f", vCPUs 1-{vcpus - 1} at the SEV-ES AP reset block {rb.address:#x}"
-                        if vcpus > 1 else ""))
+        aps = "" if vcpus == 1 else (", vCPU 1 at" if vcpus == 2 else f", vCPUs 1-{vcpus - 1} at")
+        notes.append("VMSAs: vCPU 0 at the reset vector 0xfffffff0"
+                     + (f"{aps} the SEV-ES AP reset block {rb.address:#x}" if vcpus > 1 else ""))
     if vcpus > 1 or "native" in platforms:
         notes.append(AP_NOTE)
     if "sev" in platforms:

@@ -54,10 +54,14 @@ def host_from_args(args: argparse.Namespace) -> HostProfile:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from harness.igvm.parser import load
+    from harness.igvm.parser import parse, read
     from harness.measure.launch import predict
 
-    f = load(args.file)
+    from harness.measure import classic_cli
+    data = read(args.file)
+    if classic_cli.handles(args, data):  # an OVMF image (classic -bios launch) or --explain
+        return classic_cli.run(args, data, host_from_args(args))
+    f = parse(data, source=args.file)
     if args.policy is not None and args.platform != "sev-snp" and args.policy >> 32:
         # target/i386/sev.c: sev-guest's "policy" is a uint32 (SNP's is 64-bit)
         raise HarnessError(f"--policy {args.policy:#x} does not fit the 32-bit "
@@ -136,4 +140,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="observed launch digest (e.g. MEASUREMENT of an SNP report): exit 1 and print "
                         "a triage report when it differs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    from harness.measure.classic_cli import add_arguments as add_classic_arguments
+    add_classic_arguments(p)
     p.set_defaults(func=_measure)

@@ -118,3 +118,30 @@ def test_fetch_leaves_etc_apt_unchanged():
     source.available_versions(cfg=cfg)
     assert _tree_digest(etc) == before
     assert cfg.sources_file.is_relative_to(store.root().parent)
+
+
+def test_interrupted_fetch_leaves_no_temporary_files():
+    """Ctrl-C while the kernel package downloads or unpacks: exit 130 (or 0 if
+    it had finished), no ``.tmp-*`` directory, the installed kernel intact."""
+    import signal
+    entries = _fetched()
+    if "linux" not in entries:
+        pytest.skip("asset linux not fetched: run `igvm-harness firmware fetch`")
+    proc = subprocess.Popen([sys.executable, "-m", "harness.cli", "firmware", "fetch",
+                             "--refresh", "linux"], stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr
+        for line in proc.stderr:
+            if "downloading" in line:
+                proc.send_signal(signal.SIGINT)
+                break
+        rc = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert rc in (130, 0)
+    assert not list(store.root().glob(".tmp-*"))
+    info = assets.info("linux")
+    assert _sha(info.path) == info.sha256

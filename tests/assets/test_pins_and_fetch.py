@@ -264,3 +264,38 @@ def test_from_path(tmp_path):
     assert str(f) in info.describe()
     with pytest.raises(HarnessError, match="no such file"):
         assets.from_path(tmp_path / "absent.fd")
+
+
+def test_download_failure_refreshes_the_lists_once_and_resolves_again(tmp_path):
+    """Stale lists name a version the mirror no longer serves: update, then
+    take what the fresh lists offer."""
+    from harness.debian.apt import DownloadFailed
+    newer = b"newer" * 500
+    archive = _archive(tmp_path, {"2026.08+ds-2": GOOD, "2026.11-1": newer})
+    stale = dict(archive.debs)
+    del archive.debs[("ovmf-amdsev", "2026.11-1")]  # the stale lists know only the pin
+    real_download = archive.download
+
+    def download(package, version, dest, log=None):
+        if archive.updates == 0:
+            raise DownloadFailed(f"apt-get download {package}={version} failed: 404")
+        return real_download(package, version, dest, log)
+
+    def update(log=None):
+        archive.updates += 1
+        archive.debs = {k: v for k, v in stale.items() if k[1] != "2026.08+ds-2"}
+
+    archive.download, archive.update = download, update
+    e = fetch.fetch(["ovmf-amdsev"], base=tmp_path / "assets", cfg=archive,
+                    pins={"ovmf-amdsev": _pin(GOOD)})["ovmf-amdsev"]
+    assert archive.updates == 1
+    assert (e["version"], e["pinned"]) == ("2026.11-1", False)
+
+
+def test_leftovers_of_a_killed_fetch_are_removed(tmp_path):
+    archive = _archive(tmp_path, {"2026.08+ds-2": GOOD})
+    base = tmp_path / "assets"
+    (base / ".tmp-99999" / "deb").mkdir(parents=True)
+    (base / ".manifest.json.99999").write_text("{")
+    fetch.fetch(["ovmf-amdsev"], base=base, cfg=archive, pins={"ovmf-amdsev": _pin(GOOD)})
+    assert not list(base.glob(".tmp-*")) and not list(base.glob(".manifest.json.*"))

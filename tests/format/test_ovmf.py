@@ -108,3 +108,28 @@ def test_debian_ovmf_matches_sev_snp_measure(asset):
     assert ours.reset_block.address == theirs.sev_es_reset_eip()
     want = [(d.gpa, d.size, d.section_type().value) for d in theirs.metadata_items() if d.size]
     assert [(s.gpa, s.size, s.type) for s in ours.snp_sections()] == want
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_GOOD = synthetic_ovmf()
+#: the bytes the reader follows: both metadata blobs and the footer table
+_HOT = list(range(SIZE - 0x2000, SIZE - 0x1F00)) + list(range(SIZE - 0x1800, SIZE - 0x1780)) \
+    + list(range(SIZE - 0x140, SIZE))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(_HOT), st.integers(0, 255)), min_size=1, max_size=8))
+def test_mutated_images_parse_or_fail_with_one_error(edits):
+    data = bytearray(_GOOD)
+    for at, value in edits:
+        data[at] = value
+    try:
+        img = ovmf.read(bytes(data), "m.fd")
+    except HarnessError as exc:
+        assert "\n" not in str(exc)
+        return
+    for s in img.snp_sections():  # whatever was accepted is inside the bounds it claims
+        assert s.gpa + s.size <= 1 << 32 and s.size % 0x1000 == 0
+    for e in img.footer_entries:
+        assert 0 <= e.offset < SIZE

@@ -99,6 +99,18 @@ def test_snp_launch_order_matches_the_metadata_table(wrapped):
     assert gpas == fw + meta
 
 
+@pytest.mark.parametrize("area", [0x811000, 0x82F000, 0x808000])
+def test_snp_launch_order_with_the_area_at_a_section_edge(area):
+    """First / last page of a section: the insert still lands in the area's place."""
+    from harness.measure.pages import plan_launch
+    fw = ovmf.read(synthetic_ovmf(igvm_sections=[(area, 0x1000, 0x100), (0, 0xC0, 0x101)]))
+    plan = plan_launch(parse(wrap_ovmf.wrap(fw, ("sev-snp",))), "sev-snp", 1)
+    gpas = [u.gpa + i * u.page_size for u in plan.updates for i in range(len(u.pages))]
+    meta = [g for b, s, t in SECTIONS for g in range(b, b + s, PAGE)]
+    assert gpas[-len(meta):] == meta
+    assert [u.gpa for u in plan.updates if u.source == "parameter_insert"] == [area]
+
+
 @pytest.mark.parametrize("platform,features", [("sev-es", 0), ("sev-snp", 1)])
 def test_vmsas_from_reset_state_and_reset_block(wrapped, platform, features):
     f = parse(wrapped)
