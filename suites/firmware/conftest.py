@@ -259,3 +259,15 @@ def linux_boot(fw_boot, linux_guest) -> Callable:
         assert rep.kernel in linux_guest.kernel.file    # boot/vmlinuz-<release> of the package
         return run, rep
     return _boot
+
+
+@pytest.fixture
+def selected(request: pytest.FixtureRequest) -> Callable[[str], None]:
+    """``selected(platform)``: skip unless --platform is auto or that
+    platform (as the matrix does: under auto, SEV platforms still run to
+    their hardware boundary, which the ``platforms`` marker would skip)."""
+    def check(platform: str) -> None:
+        chosen = request.config.getoption("--platform")
+        if chosen not in ("auto", platform):
+            pytest.skip(f"platform {platform} not selected (--platform={chosen})")
+    return check

@@ -35,7 +35,8 @@ def _object_missing(table, platform: str, caps) -> str | None:
 
 @pytest.mark.parametrize("platform", CONFIDENTIAL)
 def test_wrap_runs_to_the_boundary_or_the_boot_manager(fw, fw_boot, platform, qemu_caps,
-                                                       expect_table, cgs_for):
+                                                       expect_table, cgs_for, selected):
+    selected(platform)
     why = _object_missing(expect_table, platform, qemu_caps)
     if why:
         pytest.skip(why)
@@ -56,7 +57,8 @@ def test_wrap_runs_to_the_boundary_or_the_boot_manager(fw, fw_boot, platform, qe
 
 
 @pytest.mark.parametrize("platform", CONFIDENTIAL)
-def test_linux_on_sev_hardware(fw, linux_boot, platform, qemu_caps, cgs_for):
+def test_linux_on_sev_hardware(fw, linux_boot, platform, qemu_caps, cgs_for, selected):
+    selected(platform)
     why = qemu_caps.missing(platform)
     if why:
         pytest.skip(why)

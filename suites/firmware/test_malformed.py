@@ -80,7 +80,8 @@ def _code_free(line: str) -> str:
 @pytest.mark.parametrize("fw,platform,rule", _cells(), indirect=["fw"])
 def test_mutated_wrap_is_judged_like_the_small_fixture(fw, platform, rule, matrix_env,
                                                        expect_table, cgs_for, new_run_dir,
-                                                       tmp_path):
+                                                       tmp_path, selected):
+    selected(platform)
     from harness.igvm.mutate import MUTATORS
     from harness.matrix import execute, recipes
     from harness.qemu import runner

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 
 from harness.guests.firmware import boot_manager_lines
 from harness.guests.protocol import ConfigPage
