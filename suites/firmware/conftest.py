@@ -111,16 +111,31 @@ def linux_guest() -> LinuxGuest:
     return LinuxGuest(kernel, busybox, build_initrd(busybox.path))
 
 
+@pytest.fixture
+def note(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
+    """``note(name, value)``: a user property of the test (JUnit XML
+    property; what pytest's record_property does, without its warning
+    under junit_family xunit2)."""
+    return lambda name, value: request.node.user_properties.append((name, value))
+
+
 @pytest.fixture(autouse=True)
-def _name_assets(request: pytest.FixtureRequest, record_property) -> None:
-    """Name every asset the test ran in its report (JUnit properties)."""
+def _name_assets(request: pytest.FixtureRequest, note) -> None:
+    """Name every asset the test ran in its reports: JUnit ``asset``
+    properties, and the evidence details of the JSON/HTML report
+    (harness.report.pytest_collect reads ``igvm_check``)."""
+    described = []
     for fixture in ("fw", "linux_guest"):
         if fixture not in request.fixturenames:
             continue
         value = request.getfixturevalue(fixture)
         infos = [value.info] if fixture == "fw" else [value.kernel, value.busybox]
         for info in infos:
-            record_property("asset", info.describe())
+            note("asset", info.describe())
+            described.append(info.describe())
+    if described:
+        request.node.user_properties.append(
+            ("igvm_check", {"evidence": {"details": {"assets": described}}}))
 
 
 def _progress(config: pytest.Config, label: str):

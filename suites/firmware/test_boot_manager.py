@@ -30,19 +30,19 @@ def settled(run) -> list[str]:
     return lines[:last + 1]
 
 
-def test_igvm_wrap_reaches_boot_manager(fw, fw_boot, fw_accel, record_property):
+def test_igvm_wrap_reaches_boot_manager(fw, fw_boot, fw_accel, note):
     run = fw_boot(igvm=fw.wrap(), accel=fw_accel)
     lines = settled(run)
     # BDS tried at least one boot option or said it had none (the AmdSev
     # build restricts boot to its own firmware volume).
     assert any(re.search(OVMF_LINES[k][0], l) for l in lines
                for k in ("bds-option", "bds-gave-up")), lines
-    record_property("boot_manager_s", round(run.elapsed, 2))
+    note("boot_manager_s", round(run.elapsed, 2))
 
 
-def test_bios_shows_the_same_boot_manager(fw, fw_boot, fw_accel, record_property):
+def test_bios_shows_the_same_boot_manager(fw, fw_boot, fw_accel, note):
     via_igvm = settled(fw_boot(igvm=fw.wrap(), accel=fw_accel, label="igvm"))
     bios_run = fw_boot(bios=fw.path, accel=fw_accel, label="-bios")
     via_bios = settled(bios_run)
     assert via_igvm == via_bios
-    record_property("boot_manager_bios_s", round(bios_run.elapsed, 2))
+    note("boot_manager_bios_s", round(bios_run.elapsed, 2))

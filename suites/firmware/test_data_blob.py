@@ -32,7 +32,7 @@ POLL = 8.0
 
 def test_kernel_from_igvm_data_blob_runs_without_kernel_option(fw, linux_guest, qemu_binary,
                                                                new_run_dir, tmp_path,
-                                                               record_property):
+                                                               note):
     from harness.qemu.cmdline import QemuCommand
     from harness.qemu.runner import QemuRun
 
@@ -64,4 +64,4 @@ def test_kernel_from_igvm_data_blob_runs_without_kernel_option(fw, linux_guest, 
     assert "-kernel" not in cmd.argv()
     console = (qr.run_dir / "console.log").read_bytes()
     assert b"No bootable option" not in console     # BDS did not give up: the blob booted
-    record_property("kernel_blob_panic_s", round(elapsed, 1))
+    note("kernel_blob_panic_s", round(elapsed, 1))

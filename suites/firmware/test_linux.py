@@ -43,22 +43,22 @@ EDK2_VP_COUNT_OFFSET = 8 * 24
 
 
 @pytest.mark.parametrize("smp,mem", CASES, ids=[f"smp{s}-{m}M" for s, m in CASES])
-def test_linux_through_igvm_reports_smp_and_memory(fw, linux_boot, smp, mem, record_property):
+def test_linux_through_igvm_reports_smp_and_memory(fw, linux_boot, smp, mem, note):
     if fw.name in NEEDS_SEV_KERNEL_HASHES:
         pytest.skip(hashes_skip(fw))
     run, rep = linux_boot(igvm=fw.wrap(("native",), smp), smp=smp, memory=f"{mem}M",
                           label=f"linux {smp} cpu {mem}M")
     assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
-    record_property("linux_boot_s", round(run.elapsed, 2))
+    note("linux_boot_s", round(run.elapsed, 2))
 
 
-def test_linux_through_bios_reports_smp_and_memory(fw, linux_boot, record_property):
+def test_linux_through_bios_reports_smp_and_memory(fw, linux_boot, note):
     if fw.name in NEEDS_SEV_KERNEL_HASHES:
         pytest.skip(hashes_skip(fw))
     smp, mem = CASES[0]
     run, rep = linux_boot(bios=fw.path, smp=smp, memory=f"{mem}M", label="linux -bios")
     assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
-    record_property("linux_boot_bios_s", round(run.elapsed, 2))
+    note("linux_boot_bios_s", round(run.elapsed, 2))
 
 
 @pytest.mark.firmware(*sorted(NEEDS_SEV_KERNEL_HASHES))
