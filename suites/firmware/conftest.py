@@ -60,9 +60,27 @@ class LinuxGuest:
     kernel: object                # AssetInfo of the kernel
     busybox: object               # AssetInfo of busybox
     initrd: Path
+    append: str = LINUX_APPEND
 
-    def args(self, append: str = LINUX_APPEND) -> list[str]:
-        return ["-kernel", str(self.kernel.path), "-initrd", str(self.initrd), "-append", append]
+    def args(self) -> list[str]:
+        return ["-kernel", str(self.kernel.path), "-initrd", str(self.initrd),
+                "-append", self.append]
+
+    def hashed_wrap(self, fw: "Firmware", smp: int = 1, cmdline: str | None = None) -> Path:
+        """The native wrap plus the SEV kernel hashes table of this kernel,
+        initrd and command line (harness/igvm/sev_hashes.py), for builds
+        that verify ``-kernel`` blobs."""
+        from harness.igvm.sev_hashes import add_hash_table
+        cmdline = self.append if cmdline is None else cmdline
+        key = ("hashes", smp, cmdline)
+        if key not in fw._wraps:
+            data = add_hash_table(fw.wrap(("native",), smp).read_bytes(), fw.image,
+                                  self.kernel.path.read_bytes(), self.initrd.read_bytes(),
+                                  cmdline)
+            path = fw.wrap_dir / f"{fw.name}-native-{smp}vp-hashes-{len(fw._wraps)}.igvm"
+            path.write_bytes(data)
+            fw._wraps[key] = path
+        return fw._wraps[key]
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -11,10 +11,12 @@ import re
 
 import pytest
 
-from harness.guests.firmware import OVMF_LINES
+from harness.guests.firmware import BOOT_MANAGER, OVMF_LINES
 from harness.guests.linux import mismatches
 from harness.igvm import model as m
 from harness.igvm.parser import parse
+from harness.qemu.marker import plain
+from harness.qemu.outcome import Status
 
 pytestmark = [pytest.mark.qemu, pytest.mark.platforms("native"), pytest.mark.slow]
 
@@ -29,11 +31,8 @@ CASES = [(2, 512), (1, 1024)]
 #: that table only for an SEV guest with kernel-hashes=on (target/i386/sev.c
 #: sev_add_kernel_loader_hashes).
 NEEDS_SEV_KERNEL_HASHES = {"ovmf-amdsev"}
-
-def hashes_skip(fw) -> str:
-    return (f"no /dev/sev: {fw.name} boots -kernel only against the kernel hashes QEMU adds for"
-            " SEV guests (test_kernel_without_hashes_is_refused shows the refusal)")
-
+#: Deadline to the kernel's first console line under TCG (about 5 s idle).
+TO_KERNEL_TIMEOUT = 240.0
 
 #: IGVM metadata of edk2 (OvmfPkg/ResetVector/X64/IgvmMetadata.nasm.inc):
 #: the memory map at offset 0 of the parameter area (8 entries of 24 bytes),
@@ -42,11 +41,18 @@ EDK2_MEMORY_MAP_OFFSET = 0
 EDK2_VP_COUNT_OFFSET = 8 * 24
 
 
-@pytest.mark.parametrize("smp,mem", CASES, ids=[f"smp{s}-{m}M" for s, m in CASES])
-def test_linux_through_igvm_reports_smp_and_memory(fw, linux_boot, smp, mem, note):
+def linux_wrap(fw, guest, smp: int):
+    """The wrap a Linux boot uses: plain, or with the SEV kernel hashes
+    table for builds that verify -kernel (the table goes into the IGVM
+    file, so the boot is measured direct boot even natively)."""
     if fw.name in NEEDS_SEV_KERNEL_HASHES:
-        pytest.skip(hashes_skip(fw))
-    run, rep = linux_boot(igvm=fw.wrap(("native",), smp), smp=smp, memory=f"{mem}M",
+        return guest.hashed_wrap(fw, smp)
+    return fw.wrap(("native",), smp)
+
+
+@pytest.mark.parametrize("smp,mem", CASES, ids=[f"smp{s}-{m}M" for s, m in CASES])
+def test_linux_through_igvm_reports_smp_and_memory(fw, linux_guest, linux_boot, smp, mem, note):
+    run, rep = linux_boot(igvm=linux_wrap(fw, linux_guest, smp), smp=smp, memory=f"{mem}M",
                           label=f"linux {smp} cpu {mem}M")
     assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
     note("linux_boot_s", round(run.elapsed, 2))
@@ -54,7 +60,8 @@ def test_linux_through_igvm_reports_smp_and_memory(fw, linux_boot, smp, mem, not
 
 def test_linux_through_bios_reports_smp_and_memory(fw, linux_boot, note):
     if fw.name in NEEDS_SEV_KERNEL_HASHES:
-        pytest.skip(hashes_skip(fw))
+        pytest.skip(f"no /dev/sev: {fw.name} boots -kernel only against kernel hashes, which"
+                    " QEMU adds to a -bios launch for SEV guests only")
     smp, mem = CASES[0]
     run, rep = linux_boot(bios=fw.path, smp=smp, memory=f"{mem}M", label="linux -bios")
     assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
@@ -63,13 +70,30 @@ def test_linux_through_bios_reports_smp_and_memory(fw, linux_boot, note):
 
 @pytest.mark.firmware(*sorted(NEEDS_SEV_KERNEL_HASHES))
 def test_kernel_without_hashes_is_refused(fw, fw_boot, linux_guest):
-    """The AmdSev build's documented refusal, seen for real: BDS gives up
-    and no kernel line ever appears."""
+    """No hashes table: the AmdSev build's verifier refuses the blob
+    (VerifyBlob: EFI_ACCESS_DENIED), BDS gives up and no kernel runs."""
     run = fw_boot(igvm=fw.wrap(), extra=linux_guest.args())
     assert run.seen, run.summary()
     assert re.search(OVMF_LINES["bds-gave-up"][0], run.marker), run.marker
     assert "Linux version" not in run.outcome.console
     assert not run.outcome.report.first("linux")
+
+
+@pytest.mark.firmware(*sorted(NEEDS_SEV_KERNEL_HASHES))
+def test_kernel_with_wrong_hashes_stops_the_firmware(fw, fw_boot, linux_guest):
+    """A table for another command line: VerifyBlob finds the digest wrong
+    and calls CpuDeadLoop (BlobVerifierSevHashes.c), in DXE, before the
+    boot manager prints anything.  Measured against the right table's
+    boot on the same machine: silence for three times as long."""
+    good = fw_boot(igvm=linux_guest.hashed_wrap(fw), marker=r"Linux version", stop=True,
+                   extra=linux_guest.args(), timeout=TO_KERNEL_TIMEOUT, label="right hashes")
+    assert good.seen, good.summary()
+    wrong = linux_guest.hashed_wrap(fw, cmdline=linux_guest.append + " x")
+    run = fw_boot(igvm=wrong, marker=BOOT_MANAGER + r"|Linux version",
+                  extra=linux_guest.args(), timeout=max(30.0, 3 * good.elapsed),
+                  label="wrong hashes")
+    assert not run.seen, run.summary()
+    assert run.outcome.status is Status.HUNG and not plain(run.outcome.console.encode()).strip()
 
 
 def test_wrap_carries_the_igvm_parameters_the_firmware_declares(fw):
