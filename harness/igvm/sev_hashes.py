@@ -55,7 +55,8 @@ def hash_table(kernel: bytes, initrd: bytes, cmdline: str) -> bytes:
 def add_hash_table(igvm: bytes, fw: OvmfImage, kernel: bytes, initrd: bytes,
                    cmdline: str) -> bytes:
     """``igvm`` (a wrap of ``fw``) with the hashes table in the firmware's
-    hash-table area, as one page for every platform of the file."""
+    hash-table area, as one measured page for every platform of the file
+    (replacing the zero page a wrap may hold there for SEV-SNP)."""
     area = fw.sev_hash_table
     if area is None:
         raise HarnessError(f"{fw.name}: no SEV hash table area in its footer table; this"
@@ -68,13 +69,22 @@ def add_hash_table(igvm: bytes, fw: OvmfImage, kernel: bytes, initrd: bytes,
         raise HarnessError(f"{fw.name}: SEV hash table area {area.gpa:#x} crosses a page")
     f = parse(igvm)
     f.buffer = None
-    if any(isinstance(d, m.PageData) and d.gpa == page for d in f.directives):
-        raise HarnessError(f"the file already places the page {page:#x} of the hash table")
     mask = 0
     for p in f.platforms:
         mask |= p.compatibility_mask
     data = bytearray(PAGE_4K)
     off = area.gpa - page
     data[off:off + PADDED_SIZE] = hash_table(kernel, initrd, cmdline)
-    f.directives.append(m.PageData(page, mask, 0, 0, bytes(data)))
+    hashes = m.PageData(page, mask, 0, 0, bytes(data))
+    # wrap_ovmf gives SEV-SNP's KERNEL_HASHES section a zero page (no
+    # -kernel hashes): the table takes its place, for every platform.
+    there = [i for i, d in enumerate(f.directives) if isinstance(d, m.PageData) and d.gpa == page]
+    if any(f.directives[i].data is not None or f.directives[i].data_type != 0 for i in there):
+        raise HarnessError(f"the file already places data at the page {page:#x} of the hash table")
+    if there:
+        f.directives[there[0]] = hashes
+        for i in reversed(there[1:]):
+            del f.directives[i]
+    else:
+        f.directives.append(hashes)
     return serialize(f)

@@ -28,6 +28,15 @@ FIRMWARE_TIMEOUT = 120.0
 LINUX_APPEND = "console=ttyS0 efi=debug panic=-1"
 
 
+#: Builds that boot ``-kernel`` only against SEV kernel hashes: the AmdSev
+#: build links BlobVerifierLibSevHashes (OvmfPkg/AmdSev/AmdSevX64.dsc), which
+#: refuses a blob when the firmware's hashes table is empty
+#: (BlobVerifierSevHashes.c VerifyBlob: EFI_ACCESS_DENIED); QEMU fills that
+#: table only for an SEV guest with kernel-hashes=on (target/i386/sev.c
+#: sev_add_kernel_loader_hashes), and not at all with IGVM.
+VERIFIES_KERNEL = frozenset({"ovmf-amdsev"})
+
+
 @dataclass
 class Firmware:
     """One installed OVMF build and its wraps (cached per session)."""
@@ -41,6 +50,10 @@ class Firmware:
     @property
     def path(self) -> Path:
         return self.info.path
+
+    @property
+    def verifies_kernel(self) -> bool:
+        return self.name in VERIFIES_KERNEL
 
     def wrap(self, platforms=("native",), vcpus: int = 1, **opts) -> Path:
         """The IGVM wrap for ``platforms`` (written once per session)."""
@@ -66,21 +79,30 @@ class LinuxGuest:
         return ["-kernel", str(self.kernel.path), "-initrd", str(self.initrd),
                 "-append", self.append]
 
-    def hashed_wrap(self, fw: "Firmware", smp: int = 1, cmdline: str | None = None) -> Path:
-        """The native wrap plus the SEV kernel hashes table of this kernel,
-        initrd and command line (harness/igvm/sev_hashes.py), for builds
-        that verify ``-kernel`` blobs."""
+    def hashed_wrap(self, fw: "Firmware", smp: int = 1, cmdline: str | None = None,
+                    platforms=("native",)) -> Path:
+        """The wrap plus the SEV kernel hashes table of this kernel, initrd
+        and command line (harness/igvm/sev_hashes.py), for builds that
+        verify ``-kernel`` blobs."""
         from harness.igvm.sev_hashes import add_hash_table
         cmdline = self.append if cmdline is None else cmdline
-        key = ("hashes", smp, cmdline)
+        key = ("hashes", tuple(platforms), smp, cmdline)
         if key not in fw._wraps:
-            data = add_hash_table(fw.wrap(("native",), smp).read_bytes(), fw.image,
+            data = add_hash_table(fw.wrap(platforms, smp).read_bytes(), fw.image,
                                   self.kernel.path.read_bytes(), self.initrd.read_bytes(),
                                   cmdline)
-            path = fw.wrap_dir / f"{fw.name}-native-{smp}vp-hashes-{len(fw._wraps)}.igvm"
+            path = fw.wrap_dir / f"{fw.name}-{'-'.join(platforms)}-{smp}vp-hashes-{len(fw._wraps)}.igvm"
             path.write_bytes(data)
             fw._wraps[key] = path
         return fw._wraps[key]
+
+    def wrap_for(self, fw: "Firmware", platform: str = "native", smp: int = 1) -> Path:
+        """The wrap a Linux boot of this guest uses: with the hashes table
+        where the build verifies -kernel (so even a native boot is measured
+        direct boot), plain otherwise."""
+        if fw.verifies_kernel:
+            return self.hashed_wrap(fw, smp, platforms=(platform,))
+        return fw.wrap((platform,), smp)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -24,13 +24,9 @@ pytestmark = [pytest.mark.qemu, pytest.mark.platforms("native"), pytest.mark.slo
 #: (hw/i386/pc_q35.c), so that all RAM is one e820 entry below 4 GiB.
 CASES = [(2, 512), (1, 1024)]
 
-#: Builds that boot ``-kernel`` only against SEV kernel hashes: the AmdSev
-#: build links BlobVerifierLibSevHashes (OvmfPkg/AmdSev/AmdSevX64.dsc), which
-#: refuses a blob when the firmware's hashes table is empty
-#: (BlobVerifierSevHashes.c VerifyBlob: EFI_ACCESS_DENIED), and QEMU fills
-#: that table only for an SEV guest with kernel-hashes=on (target/i386/sev.c
-#: sev_add_kernel_loader_hashes).
-NEEDS_SEV_KERNEL_HASHES = {"ovmf-amdsev"}
+#: The builds that verify -kernel (conftest.py VERIFIES_KERNEL), for the
+#: firmware marker.
+VERIFYING = ("ovmf-amdsev",)
 #: Deadline to the kernel's first console line under TCG (about 5 s idle).
 TO_KERNEL_TIMEOUT = 240.0
 
@@ -41,25 +37,16 @@ EDK2_MEMORY_MAP_OFFSET = 0
 EDK2_VP_COUNT_OFFSET = 8 * 24
 
 
-def linux_wrap(fw, guest, smp: int):
-    """The wrap a Linux boot uses: plain, or with the SEV kernel hashes
-    table for builds that verify -kernel (the table goes into the IGVM
-    file, so the boot is measured direct boot even natively)."""
-    if fw.name in NEEDS_SEV_KERNEL_HASHES:
-        return guest.hashed_wrap(fw, smp)
-    return fw.wrap(("native",), smp)
-
-
 @pytest.mark.parametrize("smp,mem", CASES, ids=[f"smp{s}-{m}M" for s, m in CASES])
 def test_linux_through_igvm_reports_smp_and_memory(fw, linux_guest, linux_boot, smp, mem, note):
-    run, rep = linux_boot(igvm=linux_wrap(fw, linux_guest, smp), smp=smp, memory=f"{mem}M",
+    run, rep = linux_boot(igvm=linux_guest.wrap_for(fw, "native", smp), smp=smp, memory=f"{mem}M",
                           label=f"linux {smp} cpu {mem}M")
     assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
     note("linux_boot_s", round(run.elapsed, 2))
 
 
 def test_linux_through_bios_reports_smp_and_memory(fw, linux_boot, note):
-    if fw.name in NEEDS_SEV_KERNEL_HASHES:
+    if fw.verifies_kernel:
         pytest.skip(f"no /dev/sev: {fw.name} boots -kernel only against kernel hashes, which"
                     " QEMU adds to a -bios launch for SEV guests only")
     smp, mem = CASES[0]
@@ -68,7 +55,7 @@ def test_linux_through_bios_reports_smp_and_memory(fw, linux_boot, note):
     note("linux_boot_bios_s", round(run.elapsed, 2))
 
 
-@pytest.mark.firmware(*sorted(NEEDS_SEV_KERNEL_HASHES))
+@pytest.mark.firmware(*VERIFYING)
 def test_kernel_without_hashes_is_refused(fw, fw_boot, linux_guest):
     """No hashes table: the AmdSev build's verifier refuses the blob
     (VerifyBlob: EFI_ACCESS_DENIED), BDS gives up and no kernel runs."""
@@ -79,7 +66,7 @@ def test_kernel_without_hashes_is_refused(fw, fw_boot, linux_guest):
     assert not run.outcome.report.first("linux")
 
 
-@pytest.mark.firmware(*sorted(NEEDS_SEV_KERNEL_HASHES))
+@pytest.mark.firmware(*VERIFYING)
 def test_kernel_with_wrong_hashes_stops_the_firmware(fw, fw_boot, linux_guest):
     """A table for another command line: VerifyBlob finds the digest wrong
     and calls CpuDeadLoop (BlobVerifierSevHashes.c), in DXE, before the

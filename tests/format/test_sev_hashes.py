@@ -69,3 +69,20 @@ def test_unusable_area_is_one_error(area, match):
     fw = _firmware(area)
     with pytest.raises(HarnessError, match=match):
         add_hash_table(_wrap(fw), fw, KERNEL, INITRD, CMDLINE)
+
+
+def test_zero_page_of_the_area_is_replaced_and_data_is_refused():
+    # wrap_ovmf gives SEV-SNP's KERNEL_HASHES section a zero page
+    fw = _firmware()
+    b = IgvmBuilder()
+    b.platform(PlatformType.NATIVE)
+    snp = b.platform(PlatformType.SEV_SNP)
+    b.pages((1 << 32) - fw.size, fw.data)
+    b.page(0x810000, None, mask=snp)
+    f = parse(add_hash_table(b.build(), fw, KERNEL, INITRD, CMDLINE))
+    pages = [d for d in f.directives if isinstance(d, m.PageData) and d.gpa == 0x810000]
+    assert len(pages) == 1 and pages[0].compatibility_mask == 0b11 and pages[0].data is not None
+    b.page(0x811000, b"x")
+    b.page(0x810000, b"data", mask=1)
+    with pytest.raises(HarnessError, match="already places data"):
+        add_hash_table(b.build(), fw, KERNEL, INITRD, CMDLINE)
