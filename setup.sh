@@ -35,6 +35,7 @@ SYSTEM_PACKAGES=(
     # and PR_SET_PDEATHSIG reaping paths use it as /usr/bin/qemu-system-x86_64.
     qemu-system-x86
     clang       # libFuzzer target of the C library (tests/untrusted/test_fuzz.py)
+    cpio        # tests/runner/test_initrd.py cross-checks the harness initrd with GNU cpio
 )
 
 missing=()

@@ -321,6 +321,23 @@ def run_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def new_run_dir(request: pytest.FixtureRequest, run_dir: Path) -> Callable[[], Path]:
+    """``new_run_dir() -> Path``: a fresh ``boot-N`` log directory for a run
+    the test starts itself (e.g. through harness.qemu.marker.run_until),
+    registered like the ``boot`` fixture's so that its logs are attached
+    to the report on failure."""
+    runs = request.node.stash.setdefault(_RUNS_KEY, [])
+
+    def make() -> Path:
+        d = run_dir / f"boot-{len(runs) + 1}"
+        d.mkdir(parents=True)
+        runs.append(d)
+        return d
+
+    return make
+
+
+@pytest.fixture
 def boot(request: pytest.FixtureRequest, qemu_binary: str, run_dir: Path) -> Callable:
     """``boot(image, **options) -> Outcome``: run an IGVM file (bytes or a
     path) under the QEMU under test.  Options: accel, machine, memory, smp,
