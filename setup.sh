@@ -42,6 +42,13 @@ missing=()
 for p in "${SYSTEM_PACKAGES[@]}"; do
     dpkg-query -W -f='${db:Status-Abbrev}' "$p" 2>/dev/null | grep -q '^ii' || missing+=("$p")
 done
+# Versions of the harness before the private apt configuration (harness/debian)
+# wrote a deb-src file into /etc/apt; remove it, and only it, if it is ours.
+OLD_SRC=/etc/apt/sources.list.d/igvm-harness-src.sources
+if [ -f "$OLD_SRC" ] && head -n1 "$OLD_SRC" | grep -q '^# Written by igvm-harness'; then
+    say "removing $OLD_SRC (written by an earlier igvm-harness; now private)"
+    "${SUDO[@]}" rm -f "$OLD_SRC"
+fi
 say "apt-get update"
 "${SUDO[@]}" apt-get update -q >/dev/null
 if [ "${#missing[@]}" -gt 0 ]; then

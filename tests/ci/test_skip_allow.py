@@ -131,3 +131,23 @@ def test_all_allowed_is_exit_0_and_bad_input_exit_2(tmp_path):
     assert subprocess.run([*script, str(junit)], capture_output=True).returncode == 0
     bad = subprocess.run([*script, str(tmp_path / "absent.xml")], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("skips: ") and "Traceback" not in bad.stderr
+
+
+def test_a_claimed_absence_is_checked(tmp_path):
+    """An entry with only_if_absent admits its skip only while the path is missing."""
+    allow = tmp_path / "allow.toml"
+    present = tmp_path / "here"
+    present.mkdir()
+    allow.write_text(textwrap.dedent(f"""
+        [[allow]]
+        why = "vectors absent"
+        pattern = '^vectors absent'
+        only_if_absent = "{present}"
+        [[allow]]
+        why = "other absent"
+        pattern = '^other absent'
+        only_if_absent = "{tmp_path / 'missing'}"
+    """))
+    entries = skips.load_allow(allow)
+    assert skips.classify("vectors absent: no x", entries) is None  # the path exists
+    assert skips.classify("other absent: no y", entries) is not None
