@@ -10,7 +10,8 @@ import argparse
 import json
 import sys
 
-from harness.igvm.rules import IgvmFormatError
+# The format modules are imported inside the commands: register() runs for
+# every igvm-harness invocation (tests/cli/test_startup.py).
 
 PLATFORM_CHOICES = ("native", "sev", "sev-es", "sev-snp", "tdx", "vsm", "cca")
 
@@ -45,6 +46,7 @@ def _platform(name):
 def cmd_inspect(args: argparse.Namespace) -> int:
     from harness.igvm.describe import describe, render_text
     from harness.igvm.parser import read, scan
+    from harness.igvm.rules import IgvmFormatError
     data = read(args.file)
     f, violations = scan(data)
     if f is None:

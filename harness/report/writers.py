@@ -16,8 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
-
 from harness.errors import HarnessError
 from harness.report import html, schema
 from harness.report.model import Report
@@ -79,6 +77,9 @@ def to_junit(report: Report) -> str:
     Verdicts map so that CI dashboards never count a non-pass as a pass:
     ``boundary`` and ``xfail`` become skipped with their reason, ``xpass``
     a failure (as pytest does under ``xfail_strict``)."""
+    # junitparser (and importlib.metadata under it) only when JUnit is written
+    from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
+
     suite = TestSuite(report.title)
     env = report.environment
     props = {
