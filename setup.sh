@@ -3,7 +3,9 @@
 # Idempotent: rerunning only does what is missing.
 #   1. system packages (apt-get)
 #   2. .venv with the harness installed editable (+ dev extras)
-#   3. the QEMU-under-test with IGVM, built from Debian's qemu source package
+#   3. Debian's OVMF builds, kernel and busybox (`igvm-harness firmware fetch`:
+#      private apt configuration, pinned, cached)
+#   4. the QEMU-under-test with IGVM, built from Debian's qemu source package
 #      into ${XDG_CACHE_HOME:-~/.cache}/igvm-harness (skipped when $QEMU already
 #      names a QEMU with igvm-cfg; cached otherwise)
 set -euo pipefail
@@ -48,6 +50,9 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys' 2>/dev/null; 
 fi
 say "installing igvm-harness into .venv (pip install -e '.[dev]')"
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]'
+
+say "fetching Debian firmware, kernel and busybox (cached after the first run)"
+.venv/bin/igvm-harness firmware fetch >/dev/null
 
 # QEMU-under-test: keep an IGVM-capable QEMU named by $QEMU or found on PATH;
 # otherwise build one (cached: a rerun only checks the source is unchanged).

@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "harness.measure.commands",
     "harness.qemu.commands",
     "harness.report.commands",
+    "harness.assets.commands",
 )
 
 

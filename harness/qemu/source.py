@@ -4,7 +4,8 @@ Three kinds of source:
 
 * ``debian[:VERSION]``: Debian's ``qemu`` source package through apt.  The
   ``deb-src`` entry is derived from the Debian archive the machine already
-  uses (never a hard-coded mirror), written to its own sources file, and
+  uses (never a hard-coded mirror) into the harness's private apt
+  configuration (harness/debian/apt.py; /etc/apt is never written), and
   candidate versions with IGVM support (upstream >= 10.1; 10.0 has no
   ``backends/igvm.c``) are tried newest first, falling back when a download
   fails (mirrors can list versions they do not serve).  The downloaded files
@@ -24,15 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
+from harness.debian.apt import SRC_SUITES, AptConfig, harness_config
+from harness.debian.sources import (DEFAULT_KEYRING, AptEntry, debian_archive,  # noqa: F401 (re-exported)
+                                    parse_deb822, parse_one_line_file, read_apt_sources)
+from harness.debian.version import compare_versions, sort_newest_first, split_version
 from harness.errors import HarnessError
-from harness.qemu import deps
 
 SOURCE_PACKAGE = "qemu"
 MIN_IGVM_UPSTREAM = (10, 1)  # backends/igvm.c first released in QEMU 10.1
-# Suites whose deb-src entries we add: unstable carries the newest QEMU.
-SRC_SUITES: tuple[str, ...] = ("unstable",)
-HARNESS_SOURCES_FILE = Path("/etc/apt/sources.list.d/igvm-harness-src.sources")
-DEFAULT_KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+# Suites whose deb-src entries the private apt configuration has
+# (harness/debian/apt.py SRC_SUITES): unstable carries the newest QEMU.
 
 # Patches from the source package's debian/patches that the +ds tarball
 # needs to configure at all (read from each patch's description):
@@ -49,65 +51,9 @@ NEEDED_PATCHES: tuple[str, ...] = (
 )
 
 
-# --------------------------------------------------------------------------
-# Debian version comparison (Debian Policy 5.6.12), so that version choice
-# does not depend on python3-apt.
-
-def _order(c: str) -> int:
-    if c == "~":
-        return -1
-    if c.isalpha():
-        return ord(c)
-    return ord(c) + 256
-
-
-def _cmp_part(a: str, b: str) -> int:
-    ia = ib = 0
-    while ia < len(a) or ib < len(b):
-        first_diff = 0
-        while (ia < len(a) and not a[ia].isdigit()) or (ib < len(b) and not b[ib].isdigit()):
-            ca = _order(a[ia]) if ia < len(a) and not a[ia].isdigit() else 0
-            cb = _order(b[ib]) if ib < len(b) and not b[ib].isdigit() else 0
-            if ca != cb:
-                return ca - cb
-            ia += 1
-            ib += 1
-        while ia < len(a) and a[ia] == "0":
-            ia += 1
-        while ib < len(b) and b[ib] == "0":
-            ib += 1
-        while ia < len(a) and a[ia].isdigit() and ib < len(b) and b[ib].isdigit():
-            if not first_diff:
-                first_diff = ord(a[ia]) - ord(b[ib])
-            ia += 1
-            ib += 1
-        if ia < len(a) and a[ia].isdigit():
-            return 1
-        if ib < len(b) and b[ib].isdigit():
-            return -1
-        if first_diff:
-            return first_diff
-    return 0
-
-
-def _split(v: str) -> tuple[int, str, str]:
-    epoch, _, rest = v.partition(":") if ":" in v else ("0", "", v)
-    upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "")
-    return int(epoch or 0), upstream, revision
-
-
-def compare_versions(a: str, b: str) -> int:
-    """<0, 0, >0 as Debian version *a* sorts before, equal to, after *b*."""
-    ea, ua, ra = _split(a)
-    eb, ub, rb = _split(b)
-    if ea != eb:
-        return ea - eb
-    return _cmp_part(ua, ub) or _cmp_part(ra, rb)
-
-
 def upstream_tuple(version: str) -> tuple[int, ...]:
     """``1:10.2.2+ds-1`` -> ``(10, 2, 2)``."""
-    _, upstream, _ = _split(version)
+    _, upstream, _ = split_version(version)
     m = re.match(r"(\d+(?:\.\d+)*)", upstream)
     return tuple(int(x) for x in m.group(1).split(".")) if m else ()
 
@@ -117,174 +63,36 @@ def has_igvm(version: str) -> bool:
 
 
 # --------------------------------------------------------------------------
-# apt sources
+# apt: the harness's private configuration (harness/debian/apt.py), shared
+# with the firmware fetch; /etc/apt is only read.
 
-@dataclass
-class AptEntry:
-    types: list[str]
-    uris: list[str]
-    suites: list[str]
-    components: list[str]
-    signed_by: str | None = None
-    enabled: bool = True
-    origin: str = ""
-
-
-def _parse_one_line(line: str, origin: str) -> AptEntry | None:
-    line = line.split("#", 1)[0].strip()
-    if not line:
-        return None
-    tokens = line.split()
-    typ = tokens.pop(0)
-    if typ not in ("deb", "deb-src"):
-        return None
-    signed_by = None
-    if tokens and tokens[0].startswith("["):
-        opts = []
-        while tokens:
-            t = tokens.pop(0)
-            opts.append(t)
-            if t.endswith("]"):
-                break
-        for opt in " ".join(opts).strip("[] ").split():
-            if opt.startswith("signed-by="):
-                signed_by = opt.split("=", 1)[1]
-    if len(tokens) < 2:
-        return None
-    return AptEntry([typ], [tokens[0]], [tokens[1]], tokens[2:], signed_by, True, origin)
-
-
-def parse_one_line_file(text: str, origin: str = "") -> list[AptEntry]:
-    """Entries of a one-line-style ``.list`` file."""
-    return [e for e in (_parse_one_line(l, origin) for l in text.splitlines()) if e]
-
-
-def parse_deb822(text: str, origin: str = "") -> list[AptEntry]:
-    """Entries of a deb822 ``.sources`` file (comments and continuations handled)."""
-    entries = []
-    for stanza in re.split(r"\n\s*\n", text):
-        fields: dict[str, str] = {}
-        key = None
-        for raw in stanza.splitlines():
-            if raw.startswith("#"):
-                continue
-            if raw[:1] in (" ", "\t") and key:
-                fields[key] += "\n" + raw.strip()
-                continue
-            if ":" in raw:
-                key, _, value = raw.partition(":")
-                key = key.strip().lower()
-                fields[key] = value.strip()
-        if "types" not in fields or "uris" not in fields:
-            continue
-        signed = fields.get("signed-by")
-        if signed and "\n" in signed:
-            signed = None  # an inline key block: fall back to the archive keyring
-        entries.append(AptEntry(
-            fields["types"].split(), fields["uris"].split(), fields.get("suites", "").split(),
-            fields.get("components", "").split(), signed,
-            fields.get("enabled", "yes").lower() != "no", origin))
-    return entries
-
-
-def read_apt_sources(root: Path = Path("/etc/apt")) -> list[AptEntry]:
-    """All entries of sources.list and sources.list.d (both formats)."""
-    entries: list[AptEntry] = []
-    main = root / "sources.list"
-    if main.is_file():
-        entries += parse_one_line_file(main.read_text(errors="replace"), str(main))
-    d = root / "sources.list.d"
-    for p in sorted(d.glob("*.list")) if d.is_dir() else ():
-        entries += parse_one_line_file(p.read_text(errors="replace"), str(p))
-    for p in sorted(d.glob("*.sources")) if d.is_dir() else ():
-        if p.name == HARNESS_SOURCES_FILE.name:
-            continue  # derive from the machine's own entries, not our output
-        entries += parse_deb822(p.read_text(errors="replace"), str(p))
-    return entries
-
-
-def _is_debian_archive(uri: str) -> bool:
-    """The main Debian archive (``.../debian``), not debian-security/ports/etc."""
-    path = uri.rstrip("/").split("://", 1)[-1]
-    return path.rsplit("/", 1)[-1] == "debian"
+def apt_config() -> AptConfig:
+    """The private apt configuration under the harness cache."""
+    from harness.qemu.build import cache_root  # build imports this module
+    return harness_config(cache_root() / "apt")
 
 
 def derive_deb_src(entries: Iterable[AptEntry], suites: tuple[str, ...] = SRC_SUITES) -> str:
-    """The deb822 text of our ``deb-src`` entry, from the machine's Debian archive.
+    """The deb822 text of the ``deb-src`` entry, from the machine's Debian archive.
 
     Raises HarnessError when no enabled ``deb`` entry of the Debian archive
     exists (then there is nothing to derive a source entry from).
     """
-    for e in entries:
-        if not e.enabled or "deb" not in e.types:
-            continue
-        if any(s.endswith("-security") for s in e.suites):
-            continue
-        uris = [u for u in e.uris if _is_debian_archive(u)]
-        if not uris:
-            continue
-        return (
-            "# Written by igvm-harness (harness/qemu/source.py): QEMU's source package\n"
-            f"# for the QEMU-under-test.  Derived from {e.origin or 'the apt sources'}.\n"
+    try:
+        archive = debian_archive(entries)
+    except HarnessError as exc:
+        raise HarnessError(f"no deb-src entry possible: {exc}") from None
+    return (f"# deb-src entry derived from {archive.origin}\n"
             "Types: deb-src\n"
-            f"URIs: {uris[0]}\n"
+            f"URIs: {archive.uri}\n"
             f"Suites: {' '.join(suites)}\n"
             "Components: main\n"
-            f"Signed-By: {e.signed_by or DEFAULT_KEYRING}\n"
-        )
-    raise HarnessError("no deb-src entry possible: no Debian archive (…/debian) "
-                       "entry in /etc/apt/sources.list or sources.list.d")
+            f"Signed-By: {archive.signed_by}\n")
 
 
-def ensure_deb_src(log=None, path: Path = HARNESS_SOURCES_FILE) -> bool:
-    """Write our sources file when it differs; return True when changed."""
-    text = derive_deb_src(read_apt_sources())
-    if path.is_file() and path.read_text() == text:
-        return False
-    tmp = f"/tmp/igvm-harness-src.{os.getpid()}.sources"
-    Path(tmp).write_text(text)
-    try:
-        res = subprocess.run(deps.privileged(["install", "-m", "0644", tmp, str(path)]),
-                             stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, check=False)
-    finally:
-        os.unlink(tmp)
-    if res.returncode != 0:
-        raise HarnessError(f"cannot write {path} (run as root)")
-    return True
-
-
-def apt_update_ours(log=None, path: Path = HARNESS_SOURCES_FILE) -> None:
-    """``apt-get update`` for our sources file only (fast, idempotent)."""
-    cmd = deps.privileged([
-        "apt-get", "update",
-        "-o", f"Dir::Etc::sourcelist={path}",
-        "-o", "Dir::Etc::sourceparts=-",
-        "-o", "APT::Get::List-Cleanup=0",
-    ])
-    res = subprocess.run(cmd, env=deps.apt_env(), stdin=subprocess.DEVNULL,
-                         stdout=log or subprocess.DEVNULL, stderr=subprocess.STDOUT, check=False)
-    if res.returncode != 0:
-        raise HarnessError(f"apt-get update for {path} failed")
-
-
-def available_versions(package: str = SOURCE_PACKAGE) -> list[str]:
+def available_versions(package: str = SOURCE_PACKAGE, cfg: AptConfig | None = None) -> list[str]:
     """Source versions apt knows, newest first (``apt-cache showsrc``)."""
-    res = subprocess.run(["apt-cache", "showsrc", package], capture_output=True, text=True,
-                         check=False)
-    versions = set()
-    current = None
-    for line in res.stdout.splitlines():
-        if line.startswith("Package: "):
-            current = line.split(":", 1)[1].strip()
-        elif line.startswith("Version: ") and current == package:
-            versions.add(line.split(":", 1)[1].strip())
-    return sort_newest_first(versions)
-
-
-def sort_newest_first(versions: Iterable[str]) -> list[str]:
-    import functools
-    return sorted(versions, key=functools.cmp_to_key(compare_versions), reverse=True)
+    return (cfg or apt_config()).source_versions(package)
 
 
 # --------------------------------------------------------------------------
@@ -297,15 +105,10 @@ class DownloadError(Exception):
 Downloader = Callable[[str, Path], None]
 
 
-def apt_source_download(version: str, dest: Path, log=None) -> None:
-    """Default downloader: ``apt-get source --download-only qemu=VERSION``."""
-    res = subprocess.run(
-        ["apt-get", "source", "--download-only", f"{SOURCE_PACKAGE}={version}"],
-        cwd=dest, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT, text=True, errors="replace", check=False)
-    if log:
-        log.write(res.stdout)
-        log.flush()
+def apt_source_download(version: str, dest: Path, log=None, cfg: AptConfig | None = None) -> None:
+    """Default downloader: ``apt-get source --download-only qemu=VERSION`` through
+    the private apt configuration."""
+    res = (cfg or apt_config()).source_download(SOURCE_PACKAGE, version, dest, log=log)
     if res.returncode != 0:
         errs = [l for l in res.stdout.splitlines() if l.startswith(("E:", "Err:"))]
         why = errs[0] if errs else f"exit status {res.returncode}"
@@ -547,16 +350,24 @@ class Resolved:
 
 def resolve_debian(spec: SourceSpec, download_root: Path, log=None,
                    downloader: Downloader | None = None,
-                   progress: Callable[[str], None] = lambda s: None) -> Resolved:
-    """Make sure apt can see qemu sources, then download+verify the newest usable one."""
+                   progress: Callable[[str], None] = lambda s: None,
+                   cfg: AptConfig | None = None) -> Resolved:
+    """Make sure apt can see qemu sources, then download+verify the newest usable one.
+
+    The lists come from the private apt configuration (``<cache>/apt``): an
+    ``apt-get update`` runs only when they are missing, the sources changed,
+    or they list no version with IGVM.  The chosen version and so the build's
+    cache key (``debian-<version>``) do not depend on where the lists live.
+    """
+    cfg = cfg or apt_config()
     if downloader is None:
-        downloader = lambda v, d: apt_source_download(v, d, log=log)  # noqa: E731
-    changed = ensure_deb_src(log=log)
-    versions = [] if changed else available_versions()
+        downloader = lambda v, d: apt_source_download(v, d, log=log, cfg=cfg)  # noqa: E731
+    changed = cfg.ensure() or not cfg.has_lists()
+    versions = [] if changed else cfg.source_versions(SOURCE_PACKAGE)
     if not any(has_igvm(v) for v in versions):
-        progress("apt-get update (deb-src qemu)")
-        apt_update_ours(log=log)
-        versions = available_versions()
+        progress(f"apt-get update (private apt configuration in {cfg.root})")
+        cfg.update(log=log)
+        versions = cfg.source_versions(SOURCE_PACKAGE)
     if spec.version:
         match = [v for v in versions if v == spec.version or v.split(":", 1)[-1] == spec.version]
         if not match:

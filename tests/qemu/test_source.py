@@ -227,3 +227,51 @@ def test_needed_patches_exist_in_debian_packaging():
         pytest.skip(f"no Debian qemu packaging at {deb.parent}")
     series = deb.read_text().split()
     assert all(p in series for p in source.NEEDED_PATCHES)
+
+
+class StubApt:
+    """Stands in for the private apt configuration (harness/debian/apt.py):
+    lists already there, the versions given."""
+
+    def __init__(self, versions, have_lists=True):
+        self.versions, self.have_lists, self.updates = versions, have_lists, 0
+        self.root = Path("/nonexistent/apt")
+
+    def ensure(self):
+        return False
+
+    def has_lists(self):
+        return self.have_lists
+
+    def update(self, log=None):
+        self.updates += 1
+        self.have_lists = True
+
+    def source_versions(self, package):
+        assert package == "qemu"
+        return source.sort_newest_first(self.versions) if self.have_lists else []
+
+
+def test_resolve_debian_uses_the_private_apt_and_keeps_the_identity(tmp_path):
+    # The build's cache key takes the identity (harness/qemu/build.py
+    # cache_key); it must stay "debian-<version>" whatever apt configuration
+    # listed the version, so moving off /etc/apt does not rebuild QEMU.
+    apt = StubApt(["1:10.2.2+ds-1", "1:11.1.3+ds-1"])
+    stub = StubDownloader(missing={"1:11.1.3+ds-1"})
+    res = source.resolve_debian(source.parse_source("debian"), tmp_path, downloader=stub, cfg=apt)
+    assert (res.version, res.identity) == ("1:10.2.2+ds-1", "debian-1:10.2.2+ds-1")
+    assert apt.updates == 0
+
+
+def test_resolve_debian_updates_missing_lists_once(tmp_path):
+    apt = StubApt(["1:10.2.2+ds-1"], have_lists=False)
+    res = source.resolve_debian(source.parse_source("debian"), tmp_path,
+                                downloader=StubDownloader(), cfg=apt)
+    assert apt.updates == 1 and res.version == "1:10.2.2+ds-1"
+
+
+def test_apt_config_lives_in_the_harness_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("IGVM_HARNESS_CACHE", str(tmp_path))
+    cfg = source.apt_config()
+    assert cfg.root == tmp_path / "apt"
+    assert not str(cfg.sources_file).startswith("/etc/apt")
