@@ -140,6 +140,7 @@ def fetch(names: Iterable[str] | None = None, refresh: bool = False,
     base = base or store.root()
     pins = pins_mod.load() if pins is None else pins
     with store.locked(base):
+        store.clean_stale(base)
         entries = store.load(base)
         todo = []
         for spec in specs:

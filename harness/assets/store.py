@@ -64,6 +64,16 @@ def save(entries: dict[str, dict[str, Any]], base: Path | None = None) -> None:
     os.replace(tmp, base / MANIFEST)
 
 
+def clean_stale(base: Path) -> None:
+    """Remove what a killed fetch left (call under :func:`locked`: then no
+    other fetch is running, so every temporary is stale)."""
+    import shutil
+    for p in base.glob(".tmp-*"):
+        shutil.rmtree(p, ignore_errors=True)
+    for p in base.glob(f".{MANIFEST}.*"):
+        p.unlink(missing_ok=True)
+
+
 @contextlib.contextmanager
 def locked(base: Path | None = None) -> Iterator[None]:
     base = base or root()

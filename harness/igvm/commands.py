@@ -7,8 +7,11 @@ Bad input yields lines of the form ``FILE: invalid IGVM: RULE: MESSAGE``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
+import tempfile
 
 # The format modules are imported inside the commands: register() runs for
 # every igvm-harness invocation (tests/cli/test_startup.py).
@@ -18,11 +21,31 @@ PLATFORM_CHOICES = ("native", "sev", "sev-es", "sev-snp", "tdx", "vsm", "cca")
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("inspect", help="show an IGVM file's headers, platforms, page "
-                              "ranges and VP contexts (exit 1 if it breaks a rule)")
+                              "ranges and VP contexts (exit 1 if it breaks a rule), or an OVMF "
+                              "image's footer table, SEV and IGVM metadata")
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--pages", action="store_true", help="list every page data header too")
     p.set_defaults(func=cmd_inspect)
+
+    w = subparsers.add_parser("wrap-ovmf", help="wrap an OVMF image into an IGVM file (firmware ending "
+                              "at 4 GiB, SNP metadata pages, a VMSA per vCPU, IGVM parameters)")
+    w.add_argument("file", metavar="FW.fd")
+    w.add_argument("--platform", default="native,sev,sev-es,sev-snp",
+                   help="comma-separated platforms (default: %(default)s)")
+    w.add_argument("--vcpus", type=int, default=1, help="VMSAs for this many vCPUs (SEV-ES/SNP)")
+    w.add_argument("-o", "--output", required=True, metavar="OUT.igvm")
+    w.add_argument("--split", action="store_true",
+                   help="one file per platform: OUT-native.igvm, OUT-sev-snp.igvm, ...")
+    w.add_argument("--metadata-pages", choices=("zero", "unmeasured"), default="zero",
+                   help="SNP_SEC_MEM / SVSM_CAA / KERNEL_HASHES as IGVM zero pages (measured as NORMAL "
+                        "zeros by QEMU) or UNMEASURED pages; neither equals the classic launch's ZERO type")
+    w.add_argument("--cpu-signature", type=_u32, default=None,
+                   help="RDX in the VMSAs (CPUID.1:EAX; default: -cpu EPYC-v4's 0x800f12)")
+    w.add_argument("--no-parameters", action="store_true",
+                   help="leave out the IGVM parameter area even if the firmware declares one")
+    w.add_argument("--quiet", action="store_true", help="do not print the notes")
+    w.set_defaults(func=cmd_wrap_ovmf)
 
     v = subparsers.add_parser("validate", help="check an IGVM file against the specification "
                               "(exit 0 valid, 1 invalid, 2 usage/IO error)")
@@ -48,6 +71,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from harness.igvm.parser import read, scan
     from harness.igvm.rules import IgvmFormatError
     data = read(args.file)
+    if _is_ovmf(data):
+        return _inspect_ovmf(data, args)
     f, violations = scan(data)
     if f is None:
         raise IgvmFormatError.from_violation(violations[0], args.file)
@@ -61,6 +86,88 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         for v in violations:
             print(f"{args.file}: invalid IGVM: {v}")
     return 1 if violations else 0
+
+
+def _is_ovmf(data) -> bool:
+    """An OVMF volume, told by content (its GUIDed footer), never by file name."""
+    from harness.igvm.defs import IGVM_MAGIC
+    from harness.igvm.ovmf import looks_like_ovmf
+    head = bytes(data[:4])
+    return head != IGVM_MAGIC.to_bytes(4, "little") and looks_like_ovmf(data)
+
+
+def _inspect_ovmf(data, args: argparse.Namespace) -> int:
+    from harness.igvm import ovmf
+    img = ovmf.read(data, args.file)
+    if args.json:
+        json.dump({"file": args.file, **ovmf.describe(img)}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(ovmf.render_text(img))
+    return 0
+
+
+def _u32(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value < 1 << 32:
+        raise argparse.ArgumentTypeError(f"{text} is not a 32-bit value")
+    return value
+
+
+def _split_name(out: str, platform: str) -> str:
+    root, ext = os.path.splitext(out)
+    return f"{root}-{platform}{ext or '.igvm'}"
+
+
+def _write(path: str, data: bytes) -> None:
+    """Write whole or not at all (a temp file renamed into place, removed on any failure)."""
+    d = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".wrap-", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def cmd_wrap_ovmf(args: argparse.Namespace) -> int:
+    from harness.errors import HarnessError
+    from harness.igvm import ovmf, wrap_ovmf
+    platforms = wrap_ovmf.parse_platforms(args.platform)
+    fw = ovmf.load(args.file)
+    opts = dict(metadata_pages=args.metadata_pages, parameters=not args.no_parameters)
+    if args.cpu_signature is not None:
+        opts["cpu_signature"] = args.cpu_signature
+    groups = [(p,) for p in platforms] if args.split else [platforms]
+    results = [(_split_name(args.output, g[0]) if args.split else args.output,
+                wrap_ovmf.wrap_file(fw, g, args.vcpus, **opts)) for g in groups]
+    written: list[str] = []
+    try:
+        for path, res in results:
+            try:
+                _write(path, res.data)
+            except OSError as exc:
+                raise HarnessError(f"{path}: cannot write: {exc.strerror or exc}") from None
+            written.append(path)
+    except BaseException:
+        for path in written:  # all or nothing
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise
+    notes: list[str] = []
+    for path, res in results:
+        print(f"{path}: {len(res.data)} bytes, platforms {','.join(res.platforms)}, {res.vcpus} vCPU(s)")
+        notes.extend(n for n in res.notes if n not in notes)
+    if not args.quiet:
+        for n in notes:
+            print(f"  note: {n}")
+    return 0
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

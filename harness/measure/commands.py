@@ -61,6 +61,11 @@ def _measure(args: argparse.Namespace) -> int:
     from harness.igvm.parser import load
     from harness.measure.launch import predict
 
+    from harness.igvm.parser import read
+    from harness.measure import classic_cli
+    data = read(args.file)
+    if classic_cli.handles(args, data):  # an OVMF image (classic -bios launch) or --explain
+        return classic_cli.run(args, data, host_from_args(args))
     f = load(args.file)
     if args.policy is not None and args.platform != "sev-snp" and args.policy >> 32:
         # target/i386/sev.c: sev-guest's "policy" is a uint32 (SNP's is 64-bit)
@@ -140,4 +145,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="observed launch digest (e.g. MEASUREMENT of an SNP report): exit 1 and print "
                         "a triage report when it differs")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    from harness.measure.classic_cli import add_arguments as add_classic_arguments
+    add_classic_arguments(p)
     p.set_defaults(func=_measure)

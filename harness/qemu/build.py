@@ -13,6 +13,9 @@ Cache layout (``$IGVM_HARNESS_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/igvm-harn
     qemu/current.json               the entry ``qemu path`` / discovery use
     libigvm/<identity>/             the bundled C library, installed (stamped)
     tools/meson-venv/               meson (+ pycotap) from PyPI for QEMU's configure
+    apt/                            the private apt configuration the Debian source
+                                    comes through (harness/debian/apt.py)
+    assets/                         Debian firmware, kernel, busybox (harness/assets)
 
 Firmware: the +ds source has no ROM blobs and none are installed.  None is
 needed to run IGVM guests: with an ``igvm-cfg`` the PC machines skip the BIOS

@@ -290,3 +290,12 @@ def test_download_failure_refreshes_the_lists_once_and_resolves_again(tmp_path):
                     pins={"ovmf-amdsev": _pin(GOOD)})["ovmf-amdsev"]
     assert archive.updates == 1
     assert (e["version"], e["pinned"]) == ("2026.11-1", False)
+
+
+def test_leftovers_of_a_killed_fetch_are_removed(tmp_path):
+    archive = _archive(tmp_path, {"2026.08+ds-2": GOOD})
+    base = tmp_path / "assets"
+    (base / ".tmp-99999" / "deb").mkdir(parents=True)
+    (base / ".manifest.json.99999").write_text("{")
+    fetch.fetch(["ovmf-amdsev"], base=base, cfg=archive, pins={"ovmf-amdsev": _pin(GOOD)})
+    assert not list(base.glob(".tmp-*")) and not list(base.glob(".manifest.json.*"))
