@@ -11,7 +11,6 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 
 # The format modules are imported inside the commands: register() runs for
 # every igvm-harness invocation (tests/cli/test_startup.py).
@@ -91,9 +90,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def _is_ovmf(data) -> bool:
     """An OVMF volume, told by content (its GUIDed footer), never by file name."""
     from harness.igvm.defs import IGVM_MAGIC
+    if bytes(data[:4]) == IGVM_MAGIC.to_bytes(4, "little"):
+        return False  # an IGVM file: `measure` does not need the OVMF reader imported
     from harness.igvm.ovmf import looks_like_ovmf
-    head = bytes(data[:4])
-    return head != IGVM_MAGIC.to_bytes(4, "little") and looks_like_ovmf(data)
+    return looks_like_ovmf(data)
 
 
 def _inspect_ovmf(data, args: argparse.Namespace) -> int:
@@ -125,6 +125,8 @@ def _split_name(out: str, platform: str) -> str:
 def _write(path: str, data: bytes) -> None:
     """Write whole or not at all (a temp file renamed into place, removed on any failure)."""
     d = os.path.dirname(os.path.abspath(path))
+    import tempfile  # only when writing (start-up: tests/cli/test_startup.py)
+
     fd, tmp = tempfile.mkstemp(prefix=".wrap-", dir=d)
     try:
         with os.fdopen(fd, "wb") as fh:

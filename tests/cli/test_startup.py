@@ -64,10 +64,15 @@ def top_level_after_startup(rows) -> dict[str, int]:
             if depth == 0 and name not in STARTUP_ROOTS}
 
 
+#: As installed: bytecode caches are written and read (an environment that sets
+#: PYTHONDONTWRITEBYTECODE would otherwise compile every harness module on every run).
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def _run(code: str, cwd) -> tuple[dict[str, int], list[str]]:
     """Run ``code`` under ``-X importtime``; its stdout is a JSON list of module names."""
     res = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True,
-                         text=True, cwd=cwd, timeout=60, stdin=subprocess.DEVNULL)
+                         text=True, cwd=cwd, timeout=60, stdin=subprocess.DEVNULL, env=ENV)
     modules = json.loads(res.stdout.strip().splitlines()[-1])
     rows = parse_importtime(res.stderr)
     assert rows, "no -X importtime lines: " + res.stderr[-300:]
@@ -111,6 +116,7 @@ def test_import_budget(name, snp_image, tmp_path):
     seen over up to RUNS runs (a run preempted by other load inflates the
     modules it was importing at the time, rarely the same ones twice)."""
     best: dict[str, int] = {}
+    _run(_program(_commands(snp_image)[name]), tmp_path)  # warm-up: bytecode caches written
     for _ in range(RUNS):
         times, _modules = _run(_program(_commands(snp_image)[name]), tmp_path)
         for mod, us in times.items():
