@@ -49,6 +49,13 @@ DEVICES: tuple[Device, ...] = (
     # the board's own devices that are only implied or default-y
     Device("HPET", "pc_machine_initfn enables the HPET whenever it is built; kept so the guest sees "
                    "the same board (ACPI HPET table, Linux clocksource) as with QEMU's defaults"),
+    # needed to link, not used
+    Device("CXL", "QEMU 10.2 links hw/acpi/cxl.c whenever ACPI_X86 is on (it selects ACPI_CXL), "
+                  "and that calls cxl_fmws_get_all_sorted(), which only hw/cxl/cxl-host.c "
+                  "defines (hw/cxl/cxl-host-stubs.c lacks it): without CXL the lean link fails; "
+                  "'default y if PCI_EXPRESS' in hw/cxl/Kconfig"),
+    Device("PXB", "hw/pci-bridge/Kconfig: CXL 'depends on PCI_EXPRESS && MSI_NONBROKEN && PXB' "
+                  "(the PCI expander bridge; 'default y if Q35' otherwise)"),
     # confidential guests
     Device("SEV", "sev-guest / sev-snp-guest objects and the IGVM SEV paths (target/i386/sev.c); "
                   "selects X86_FW_OVMF (pc_sysfw_ovmf.c: the OVMF SEV metadata / reset block); "

@@ -27,7 +27,8 @@ from harness.qemu import build, devices
 #: enables, SEV and the OVMF metadata reader (pc_sysfw_ovmf.c).
 NEEDED = ("Q35", "I440FX", "LPC_ICH9", "PCI_EXPRESS_Q35", "AHCI_ICH9", "ACPI_ICH9", "SMBUS",
           "FW_CFG_DMA", "PFLASH_CFI01", "SERIAL_ISA", "ISA_DEBUG", "PVPANIC_ISA",
-          "GENERIC_LOADER", "HPET", "SEV", "X86_FW_OVMF", "MC146818RTC", "IOAPIC", "APIC")
+          "GENERIC_LOADER", "HPET", "SEV", "X86_FW_OVMF", "MC146818RTC", "IOAPIC", "APIC",
+          "CXL")  # CXL: hw/acpi/cxl.c (ACPI_X86 selects ACPI_CXL) needs hw/cxl/cxl-host.c to link
 #: A few of the defaults the lean set leaves out (configs/devices/i386-softmmu/default.mak
 #: and the 'imply' lines of PC/Q35 in hw/i386/Kconfig).
 LEFT_OUT = ("E1000_PCI", "E1000E_PCI_EXPRESS", "VIRTIO_NET", "VGA_PCI", "USB_XHCI", "HDA",
