@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-import threading
 from enum import IntEnum
 
 from harness.errors import HarnessError
@@ -195,6 +194,8 @@ class _Batches:
     """
 
     def __init__(self, units: list) -> None:
+        import threading  # only long runs use threads (CLI start-up: tests/cli/test_startup.py)
+
         self.units = units
         self.count = -(-len(units) // _BATCH)
         self.results: list[list[bytes] | None] = [None] * self.count
@@ -249,6 +250,8 @@ class _Batches:
 
 
 def _chain_parallel(ld: bytes, gpa: int, units: list, workers: int) -> bytes:
+    import threading
+
     batches = _Batches(units)
     threads = [threading.Thread(target=batches.helper, name=f"snp-contents-{n}", daemon=True)
                for n in range(workers - 1)]
