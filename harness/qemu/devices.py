@@ -54,6 +54,9 @@ DEVICES: tuple[Device, ...] = (
                   "and that calls cxl_fmws_get_all_sorted(), which only hw/cxl/cxl-host.c "
                   "defines (hw/cxl/cxl-host-stubs.c lacks it): without CXL the lean link fails; "
                   "'default y if PCI_EXPRESS' in hw/cxl/Kconfig"),
+    Device("CXL_MEM_DEVICE", "hw/cxl/cxl-mailbox-utils.c (built with CXL) calls the type-3 "
+                             "device's functions (hw/mem/cxl_type3.c): link again; 'default y if "
+                             "CXL' in hw/mem/Kconfig"),
     Device("PXB", "hw/pci-bridge/Kconfig: CXL 'depends on PCI_EXPRESS && MSI_NONBROKEN && PXB' "
                   "(the PCI expander bridge; 'default y if Q35' otherwise)"),
     # confidential guests
