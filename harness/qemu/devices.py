@@ -57,6 +57,9 @@ DEVICES: tuple[Device, ...] = (
     Device("CXL_MEM_DEVICE", "hw/cxl/cxl-mailbox-utils.c (built with CXL) calls the type-3 "
                              "device's functions (hw/mem/cxl_type3.c): link again; 'default y if "
                              "CXL' in hw/mem/Kconfig"),
+    Device("PCIE_PORT", "CXL builds hw/pci-bridge/cxl_root_port.c, whose type's parent "
+                        "'pcie-root-port-base' is hw/pci-bridge/pcie_root_port.c: without it QEMU "
+                        "aborts at start-up (\"Type 'cxl-rp' is missing its parent\")"),
     Device("PXB", "hw/pci-bridge/Kconfig: CXL 'depends on PCI_EXPRESS && MSI_NONBROKEN && PXB' "
                   "(the PCI expander bridge; 'default y if Q35' otherwise)"),
     # confidential guests
