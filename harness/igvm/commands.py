@@ -11,9 +11,9 @@ import contextlib
 import json
 import os
 import sys
-import tempfile
 
-from harness.igvm.rules import IgvmFormatError
+# The format modules are imported inside the commands: register() runs for
+# every igvm-harness invocation (tests/cli/test_startup.py).
 
 PLATFORM_CHOICES = ("native", "sev", "sev-es", "sev-snp", "tdx", "vsm", "cca")
 
@@ -68,9 +68,9 @@ def _platform(name):
 def cmd_inspect(args: argparse.Namespace) -> int:
     from harness.igvm.describe import describe
     from harness.igvm.parser import read, scan
+    from harness.igvm.rules import IgvmFormatError
     data = read(args.file)
-    from harness.igvm.ovmf import is_ovmf_file
-    if is_ovmf_file(data):
+    if _is_ovmf(data):
         return _inspect_ovmf(data, args)
     f, violations = scan(data)
     if f is None:
@@ -86,6 +86,15 @@ def cmd_inspect(args: argparse.Namespace) -> int:
             print(line)
         _print_violations(args.file, violations)
     return 1 if violations else 0
+
+
+def _is_ovmf(data) -> bool:
+    """An OVMF volume, told by content (its GUIDed footer), never by file name."""
+    from harness.igvm.defs import IGVM_MAGIC
+    if bytes(data[:4]) == IGVM_MAGIC.to_bytes(4, "little"):
+        return False  # an IGVM file: `measure` does not need the OVMF reader imported
+    from harness.igvm.ovmf import is_ovmf_file
+    return is_ovmf_file(data)
 
 
 def _inspect_ovmf(data, args: argparse.Namespace) -> int:
@@ -117,6 +126,8 @@ def _split_name(out: str, platform: str) -> str:
 def _write(path: str, data: bytes) -> None:
     """Write whole or not at all (a temp file renamed into place, removed on any failure)."""
     d = os.path.dirname(os.path.abspath(path))
+    import tempfile  # only when writing (start-up: tests/cli/test_startup.py)
+
     fd, tmp = tempfile.mkstemp(prefix=".wrap-", dir=d)
     try:
         with os.fdopen(fd, "wb") as fh:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import os
 import struct
-from concurrent.futures import ThreadPoolExecutor
 from enum import IntEnum
 
 from harness.errors import HarnessError
@@ -34,8 +33,12 @@ _ZERO_LD = bytes(LD_SIZE)
 _NORMAL_HEAD = struct.pack("<HBBBBBB", PAGE_INFO_LEN, 1, 0, 0, 0, 0, 0)  # length, NORMAL, IMI, VMPL perms
 _INFO_TAIL = struct.Struct("<8sQ")
 _ZERO_PAGE_HASH = hashlib.sha384(bytes(PAGE_4K)).digest()
-_BATCH = 1024
-#: Threads hashing page contents for long NORMAL runs (0/1 = none).
+#: Pages per unit of work handed to a thread (1 MiB of page data): large
+#: enough that claiming one costs nothing next to hashing it, small enough
+#: that the last ones balance the threads.
+_BATCH = 256
+#: Threads hashing page contents for long NORMAL runs, this one included
+#: (1 = everything on the calling thread).
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
 
 
@@ -78,37 +81,27 @@ class SnpLaunchDigest:
         view = memoryview(data)
         if len(view) % PAGE_4K:
             raise HarnessError(f"SNP update of {len(view)} bytes is not a whole number of 4 KiB pages")
-        sha = hashlib.sha384
-        for off in range(0, len(view), PAGE_4K):
-            self.update(SnpPageType.NORMAL, gpa + off, sha(view[off:off + PAGE_4K]).digest())
+        self.normal_page_list(gpa, [view[off:off + PAGE_4K] for off in range(0, len(view), PAGE_4K)],
+                              PAGE_4K)
 
     def normal_page_list(self, gpa: int, pages, page_size: int, workers: int | None = None) -> None:
         """NORMAL pages from a run of page data (None = zeros; short data zero-padded).
 
         The hot loop of an SNP prediction: one SHA-384 of each 4 KiB page (its
         CONTENTS) and one of each 0x70-byte PAGE_INFO.  CONTENTS do not depend on
-        the chain, so for long runs they are computed by ``workers`` threads
-        (hashlib releases the GIL while hashing) while this thread chains them in
-        order; ``workers=1`` keeps everything on this thread.
+        the chain, so for long runs ``workers`` threads (this one included) hash
+        them batch by batch -- hashlib releases the GIL while it hashes more than
+        2047 bytes -- and this thread folds the chain in page order; ``workers=1``
+        keeps everything on this thread.
         """
         units = _page_units(pages, page_size)
         if workers is None:
             workers = DEFAULT_WORKERS
         if workers > 1 and len(units) >= 2 * _BATCH:
-            contents = _parallel_contents(units, workers)
+            self._ld = _chain_parallel(self._ld, gpa, units, workers)
         else:
-            contents = map(_content_hash, units)
-        sha = hashlib.sha384
-        head = _NORMAL_HEAD
-        pack = _INFO_TAIL.pack
-        ld = self._ld
-        n = 0
-        for c in contents:
-            ld = sha(ld + c + pack(head, gpa)).digest()
-            gpa += PAGE_4K
-            n += 1
-        self._ld = ld
-        self.pages += n
+            self._ld = _chain(self._ld, gpa, units)
+        self.pages += len(units)
 
     def normal_zero_pages(self, gpa: int, length: int) -> None:
         """NORMAL pages whose contents are zero (how QEMU measures IGVM zero pages)."""
@@ -163,19 +156,112 @@ def _content_hash(unit) -> bytes:
     return _ZERO_PAGE_HASH if unit is None else hashlib.sha384(unit).digest()
 
 
+def _chain(ld: bytes, gpa: int, units) -> bytes:
+    """The chain over ``units`` on this thread: CONTENTS hashed inline."""
+    sha = hashlib.sha384
+    head = _NORMAL_HEAD
+    pack = _INFO_TAIL.pack
+    zero = _ZERO_PAGE_HASH
+    for u in units:
+        ld = sha(ld + (zero if u is None else sha(u).digest()) + pack(head, gpa)).digest()
+        gpa += PAGE_4K
+    return ld
+
+
+def _fold(ld: bytes, gpa: int, contents) -> bytes:
+    """The chain over already computed CONTENTS."""
+    sha = hashlib.sha384
+    head = _NORMAL_HEAD
+    pack = _INFO_TAIL.pack
+    for c in contents:
+        ld = sha(ld + c + pack(head, gpa)).digest()
+        gpa += PAGE_4K
+    return ld
+
+
 def _batch_hashes(units) -> list[bytes]:
     sha = hashlib.sha384
     zero = _ZERO_PAGE_HASH
     return [zero if u is None else sha(u).digest() for u in units]
 
 
-def _parallel_contents(units: list, workers: int):
-    """Yield CONTENTS in order while a thread pool computes them batch by batch."""
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="snp-contents") as pool:
-        futures = [pool.submit(_batch_hashes, units[i:i + _BATCH]) for i in range(0, len(units), _BATCH)]
+class _Batches:
+    """CONTENTS of ``units`` in batches, claimed by helper threads from the front.
+
+    The folding thread needs batch ``i`` next: if nobody claimed it, it hashes
+    it itself; if a helper is on it, it hashes the *last* unclaimed batch
+    meanwhile instead of waiting, so no thread idles while work is left.
+    """
+
+    def __init__(self, units: list) -> None:
+        import threading  # only long runs use threads (CLI start-up: tests/cli/test_startup.py)
+
+        self.units = units
+        self.count = -(-len(units) // _BATCH)
+        self.results: list[list[bytes] | None] = [None] * self.count
+        self.done = [threading.Event() for _ in range(self.count)]
+        self.front = 0               # next batch a helper claims
+        self.back = self.count - 1   # next batch the folder steals
+        self.lock = threading.Lock()
+        self.error: BaseException | None = None
+        self.stop = False
+
+    def _hash(self, i: int) -> None:
+        self.results[i] = _batch_hashes(self.units[i * _BATCH:(i + 1) * _BATCH])
+        self.done[i].set()
+
+    def helper(self) -> None:
         try:
-            for fut in futures:
-                yield from fut.result()
-        finally:
-            for fut in futures:
-                fut.cancel()
+            while not self.stop:
+                with self.lock:
+                    if self.front > self.back:
+                        return
+                    i = self.front
+                    self.front += 1
+                self._hash(i)
+        except BaseException as exc:  # re-raised on the folding thread
+            self.error = exc
+            self.stop = True
+            for ev in self.done:
+                ev.set()
+
+    def get(self, i: int) -> list[bytes]:
+        """Batch ``i``'s CONTENTS, hashing on this thread while it is not ready."""
+        while not self.done[i].is_set():
+            with self.lock:
+                if self.front == i and self.front <= self.back:
+                    j = i
+                    self.front += 1
+                elif self.front <= self.back:
+                    j = self.back
+                    self.back -= 1
+                else:
+                    j = None
+            if j is None:
+                self.done[i].wait()
+            else:
+                self._hash(j)
+        if self.error is not None:
+            raise self.error
+        res = self.results[i]
+        self.results[i] = None  # folded: drop the digests
+        assert res is not None
+        return res
+
+
+def _chain_parallel(ld: bytes, gpa: int, units: list, workers: int) -> bytes:
+    import threading
+
+    batches = _Batches(units)
+    threads = [threading.Thread(target=batches.helper, name=f"snp-contents-{n}", daemon=True)
+               for n in range(workers - 1)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(batches.count):
+            ld = _fold(ld, gpa + i * _BATCH * PAGE_4K, batches.get(i))
+    finally:
+        batches.stop = True  # an exception here (Ctrl-C): helpers claim no more
+        for t in threads:
+            t.join()
+    return ld

@@ -49,7 +49,7 @@ from typing import Callable, TextIO
 
 from harness.errors import HarnessError
 from harness.qemu.pids import pid_alive
-from harness.qemu import deps, source
+from harness.qemu import deps, devices, source
 
 BINARY = "qemu-system-x86_64"
 # Bump when the build recipe changes in a way that changes the result.
@@ -78,6 +78,15 @@ CONFIGURE_OPTIONS: tuple[str, ...] = (
     "--disable-werror",
 )
 
+# The lean build: the same, plus only the devices the harness uses
+# (harness/qemu/devices.py) instead of QEMU's default device set.
+LEAN_OPTIONS: tuple[str, ...] = CONFIGURE_OPTIONS + devices.configure_options()
+# What `qemu build` (and set-up) builds: the lean set.  The whole test suite
+# and tests/qemu/test_lean_build.py (every machine/device combination the
+# harness uses, OVMF + Linux) pass on it; `qemu build --all-devices` keeps
+# QEMU's default device set (CONFIGURE_OPTIONS).
+DEFAULT_OPTIONS: tuple[str, ...] = LEAN_OPTIONS
+
 
 def cache_root() -> Path:
     env = os.environ.get("IGVM_HARNESS_CACHE")
@@ -85,6 +94,67 @@ def cache_root() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(xdg) / "igvm-harness"
+
+
+def compiler_env(root: Path, env: dict[str, str]) -> dict[str, str]:
+    """``CC=ccache cc`` when Debian's ccache is installed and CC is not set.
+
+    configure splits ``$CC`` into words for meson's ``c`` binary, so the
+    wrapper reaches every compile (a rebuild after a cache-key change, a
+    wiped build tree or another QEMU version recompiles only what differs);
+    the cache lives with the harness's
+    (``<cache>/ccache``) unless CCACHE_DIR says otherwise.  The compiler
+    output is the same, so this is not part of the build's cache key.
+    """
+    if "CC" in env or not shutil.which("ccache"):
+        return env
+    # depend mode: ccache hashes the -MD output meson asks for instead of running
+    # the preprocessor once more per file, which keeps a cold build's overhead low
+    return {**env, "CC": "ccache cc", "CCACHE_DIR": env.get("CCACHE_DIR") or str(root / "ccache"),
+            "CCACHE_DEPEND": env.get("CCACHE_DEPEND", "1")}
+
+
+def install_targets(bdir: Path, env: dict[str, str] | None = None) -> list[str]:
+    """The build-tree files ``meson install`` copies, as ninja targets.
+
+    QEMU's default ninja target also builds its unit tests, qtests and the
+    softfloat/testfloat suites (tests/meson.build): about a third of the
+    build steps, none of them installed or used by the harness.  Building
+    only what is installed skips them; the installed files are the same.
+    An empty list (no meson in the build's pyvenv, or no answer) means
+    "build everything" as before.
+    """
+    meson = bdir / "pyvenv" / "bin" / "meson"
+    if not os.access(meson, os.X_OK):
+        return []
+    res = subprocess.run([str(meson), "introspect", "--installed"], cwd=bdir, env=env,
+                         capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL)
+    try:
+        installed = json.loads(res.stdout) if res.returncode == 0 else {}
+    except ValueError:
+        installed = {}
+    out = []
+    for src in installed if isinstance(installed, dict) else ():
+        path = Path(src)
+        if path.is_relative_to(bdir):
+            out.append(str(path.relative_to(bdir)))
+    return sorted(out) if BINARY in out else []
+
+
+def write_device_config(tree: Path, options: tuple[str, ...]) -> Path | None:
+    """Put the lean build's devices file where configure looks for it."""
+    name = devices.config_file_for(options)
+    if name is None:
+        return None
+    if name != devices.config_name():
+        raise HarnessError(f"configure option --with-devices-x86_64={name} names a device list "
+                           f"this harness does not have (current: {devices.config_name()})")
+    path = tree / "configs" / "devices" / "x86_64-softmmu" / f"{name}.mak"
+    text = devices.mak_text()
+    if not (path.is_file() and path.read_text() == text):
+        path.parent.mkdir(parents=True, exist_ok=True)  # (configure judges the tree itself)
+        path.write_text(text)
+    return path
 
 
 def libigvm_dir() -> Path:
@@ -362,6 +432,24 @@ def current_binary(root: Path | None = None) -> Path | None:
     return newest / "bin" / BINARY
 
 
+def find_built(options: tuple[str, ...], root: Path | None = None) -> Path | None:
+    """The newest complete build made with exactly ``options`` (e.g. LEAN_OPTIONS), or None."""
+    d = builds_dir(root or cache_root())
+    best: tuple[float, Path] | None = None
+    for e in (d.iterdir() if d.is_dir() else ()):
+        if not is_complete(e):
+            continue
+        try:
+            info = json.loads((e / "build-info.json").read_text())
+        except ValueError:
+            continue
+        mtime = (e / "build-info.json").stat().st_mtime
+        if isinstance(info, dict) and info.get("options") == list(options) \
+                and (best is None or mtime > best[0]):
+            best = (mtime, e / "bin" / BINARY)
+    return best[1] if best else None
+
+
 def clean_stale(root: Path) -> None:
     """Remove temporaries left by builds whose process is gone."""
     d = builds_dir(root)
@@ -497,7 +585,7 @@ class BuildResult:
 
 def build(source_arg: str | None = None, jobs: int | None = None, install_deps: bool = False,
           root: Path | None = None, progress: Progress | None = None,
-          options: tuple[str, ...] = CONFIGURE_OPTIONS) -> BuildResult:
+          options: tuple[str, ...] = DEFAULT_OPTIONS) -> BuildResult:
     """Obtain the source, build and install QEMU-under-test; reuse the cache."""
     root = root or cache_root()
     progress = progress or Progress()
@@ -549,8 +637,9 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
             t = time.monotonic()
             tree = _prepared_tree(resolved, work, log, progress)
             timings["extract"] = round(time.monotonic() - t, 1)
+            write_device_config(tree, options)
             bdir = work / "build"
-            env = dict(os.environ)
+            env = compiler_env(root, dict(os.environ))
             pc_text = ""
             if lib.pkgconfig_dir:
                 stable = sync_libigvm(Path(lib.pkgconfig_dir).parent.parent, work / "libigvm")
@@ -578,17 +667,21 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
                                        f"see {log_path}")
                 stamp.write_text(want)
             timings["configure"] = round(time.monotonic() - t, 1)
+            targets = install_targets(bdir, env)
             progress.phase(f"compiling with {jobs} job(s) in {bdir}")
             t = time.monotonic()
-            if run_logged(["ninja", "-j", str(jobs)], log, cwd=bdir, env=env,
+            if run_logged(["ninja", "-j", str(jobs), *targets], log, cwd=bdir, env=env,
                           progress=progress) != 0:
                 raise HarnessError(f"QEMU compile failed: {first_error(log_path)}; "
                                    f"see {log_path}")
             timings["compile"] = round(time.monotonic() - t, 1)
             t = time.monotonic()
             stage = tmp / ".stage"
-            if run_logged(["ninja", "install"], log, cwd=bdir,
-                          env={**env, "DESTDIR": str(stage)}) != 0:
+            # `ninja install` would first build the default target (tests and all);
+            # meson's own installer with --no-rebuild copies what was built
+            install = ([str(bdir / "pyvenv" / "bin" / "meson"), "install", "--no-rebuild",
+                        "--quiet"] if targets else ["ninja", "install"])
+            if run_logged(install, log, cwd=bdir, env={**env, "DESTDIR": str(stage)}) != 0:
                 raise HarnessError(f"QEMU install failed: {first_error(log_path)}; "
                                    f"see {log_path}")
             # relocatable install: move <stage>/<prefix>/* up into the entry

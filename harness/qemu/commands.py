@@ -12,7 +12,8 @@ from harness.errors import HarnessError
 def _build(args: argparse.Namespace) -> int:
     from harness.qemu import build
 
-    res = build.build(args.source, jobs=args.jobs, install_deps=args.install_deps)
+    options = build.CONFIGURE_OPTIONS if args.all_devices else build.DEFAULT_OPTIONS
+    res = build.build(args.source, jobs=args.jobs, install_deps=args.install_deps, options=options)
     if res.cached:
         print(f"igvm-harness: using cached build {res.entry}", file=sys.stderr)
     print(res.binary)
@@ -62,6 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="parallel compile jobs (default: CPU count)")
     b.add_argument("--install-deps", action="store_true",
                    help="apt-get install missing Debian build dependencies")
+    devs = b.add_mutually_exclusive_group()
+    devs.add_argument("--lean", action="store_true",
+                      help="only the devices the harness uses (harness/qemu/devices.py; the default)")
+    devs.add_argument("--all-devices", action="store_true",
+                      help="QEMU's default device set instead of the harness's lean one")
     b.set_defaults(func=_build)
 
     p = sub.add_parser("probe", help="report a QEMU's IGVM/SEV capabilities and the host's")

@@ -39,6 +39,14 @@ BUILD_DEPS: tuple[Dep, ...] = (
 )
 
 
+# Not needed, used when present: ``--install-deps`` installs them, a missing one
+# is never an error (harness/qemu/build.py compiler_env).
+OPTIONAL_DEPS: tuple[Dep, ...] = (
+    Dep("ccache", "compiler cache: a rebuild of the same QEMU (new cache key, wiped build "
+                  "tree, another QEMU version sharing files) recompiles nothing unchanged"),
+)
+
+
 def _installed(package: str) -> bool:
     """True when dpkg reports *package* installed."""
     try:
@@ -109,12 +117,19 @@ def ensure(install_missing: bool, log=None) -> list[str]:
     Returns the packages that were installed.
     """
     absent = missing()
+    optional = missing(OPTIONAL_DEPS) if install_missing else []
+    if optional:
+        try:
+            install(optional, log=log)
+        except HarnessError:
+            pass  # optional: the build works without them
+        optional = [p for p in optional if p not in missing(OPTIONAL_DEPS)]
     if not absent:
-        return []
+        return optional
     if not install_missing:
         raise HarnessError(missing_message(absent))
     install(absent, log=log)
     still = missing()
     if still:
         raise HarnessError(missing_message(still))
-    return absent
+    return absent + optional

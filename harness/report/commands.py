@@ -13,10 +13,23 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.report import merge, schema, writers
-from harness.report.model import VERDICTS, Report
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
+if TYPE_CHECKING:
+    from harness.report.model import Report
+
+# Everything else is imported inside the command functions: registering these
+# subcommands runs for every ``igvm-harness`` invocation (tests/cli/test_startup.py).
 
 DEFAULT_OUTPUT = Path("reports")
+#: ``certify --platform`` choices; equal to harness.certify.profile.PLATFORM_CHOICES
+#: (checked by tests/cli/test_startup.py), repeated here so that building the
+#: parser does not import the certify profile and what it uses.
+CERTIFY_PLATFORMS = ("auto", "native", "sev", "sev-es", "sev-snp")
+#: ``--history`` default; equal to harness.report.merge.DEFAULT_HISTORY (same test).
+DEFAULT_HISTORY = 30
+#: ``certify --boot-timeout`` default; equal to harness.certify.model.BOOT_TIMEOUT (same test).
+BOOT_TIMEOUT = 30.0
 
 
 def _stderr(line: str) -> None:
@@ -24,6 +37,8 @@ def _stderr(line: str) -> None:
 
 
 def _counts_line(summary: dict) -> str:
+    from harness.report.model import VERDICTS
+
     parts = [f"{summary[v]} {v}" for v in VERDICTS if summary.get(v)]
     return ", ".join(parts) or "no checks"
 
@@ -31,6 +46,7 @@ def _counts_line(summary: dict) -> str:
 # ------------------------------------------------------------------ certify
 def _certify(args: argparse.Namespace) -> int:
     from harness.certify import profile
+    from harness.report import writers
 
     if Path(args.output).exists() and not Path(args.output).is_dir():
         raise HarnessError(f"{args.output}: not a directory")
@@ -83,6 +99,9 @@ def _print_summary(report: Report, paths: dict[str, Path]) -> None:
 
 # ------------------------------------------------------------------- report
 def _merge(args: argparse.Namespace) -> int:
+    from harness.report import merge
+    from harness.report.model import VERDICTS
+
     dashboard = merge.merge_files(args.files, history_limit=args.history)
     paths = merge.write_dashboard(dashboard, args.output)
     s = dashboard["summary"]
@@ -102,6 +121,8 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from harness.report import schema
+
     for path in args.files:
         doc = schema.load(path)
         print(f"{path}: valid {doc['schema']} v{doc['schema_version']}")
@@ -109,6 +130,9 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
+    from harness.report import merge, schema, writers
+    from harness.report.model import Report
+
     doc = schema.load(args.file)
     if doc["schema"] == merge.DASHBOARD_ID:
         paths = merge.write_dashboard(doc, args.output)
@@ -120,7 +144,7 @@ def _render(args: argparse.Namespace) -> int:
 
 # ------------------------------------------------------------------- matrix
 def _matrix_run(args: argparse.Namespace) -> int:
-    from harness.report import matrix_run
+    from harness.report import matrix_run, merge
 
     started = time.monotonic()
     spec = matrix_run.load_spec(args.matrix)
@@ -153,15 +177,13 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 # ----------------------------------------------------------------- register
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from harness.certify.model import BOOT_TIMEOUT, PLATFORM_CHOICES
-
     p = subparsers.add_parser(
         "certify", help="run the certification profile on a vendor IGVM image",
         description="Specification validation, QEMU lint and, per declared platform, "
                     "directive support, VMSA restrictions, predicted launch measurement and "
                     "a boot as far as this host allows; writes JSON, JUnit XML and HTML.")
     p.add_argument("file", metavar="FILE", help="the IGVM image")
-    p.add_argument("--platform", choices=PLATFORM_CHOICES, default="auto",
+    p.add_argument("--platform", choices=CERTIFY_PLATFORMS, default="auto",
                    help="platform to certify (default: every platform the file declares)")
     p.add_argument("--output", metavar="DIR", default=str(DEFAULT_OUTPUT),
                    help="report directory (default: reports/)")
@@ -189,8 +211,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("files", nargs="+", metavar="FILE")
     m.add_argument("--output", metavar="DIR", default=str(DEFAULT_OUTPUT / "dashboard"),
                    help="output directory (default: reports/dashboard)")
-    m.add_argument("--history", type=int, default=merge.DEFAULT_HISTORY,
-                   help=f"runs kept per cell (default {merge.DEFAULT_HISTORY})")
+    m.add_argument("--history", type=int, default=DEFAULT_HISTORY,
+                   help=f"runs kept per cell (default {DEFAULT_HISTORY})")
     m.set_defaults(func=_merge)
     v = rsub.add_parser("validate", help="check files against their versioned JSON schema")
     v.add_argument("files", nargs="+", metavar="FILE")
@@ -209,6 +231,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         run.add_argument("matrix", metavar="MATRIX.toml")
         run.add_argument("--output", metavar="DIR", default=None,
                          help="output directory (default: reports/matrix-NAME-TIME)")
-        run.add_argument("--history", type=int, default=merge.DEFAULT_HISTORY)
+        run.add_argument("--history", type=int, default=DEFAULT_HISTORY)
         run.add_argument("--dry-run", action="store_true", help="list the cells only")
         run.set_defaults(func=_matrix_run)

@@ -7,17 +7,20 @@ attached to a CI run or opened from an artifact store as one file.
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from harness.report import text
 from harness.report.model import SCHEMA_ID, SCHEMA_VERSION, VERDICTS, Report
+
+if TYPE_CHECKING:
+    import jinja2
 
 PLATFORM_ORDER = ("native", "sev", "sev-es", "sev-snp", "tdx", "vsm")
 
 
 def _env() -> jinja2.Environment:
+    import jinja2  # here, not at the top: the CLI imports this module for every command
+
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("harness.report", "templates"),
         autoescape=jinja2.select_autoescape(default=True, default_for_string=True),

@@ -15,8 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import jsonschema
-
 from harness.errors import HarnessError
 from harness.inputs import read_text_input
 
@@ -56,6 +54,8 @@ def validate(doc: Any, where: str = "document") -> dict[str, Any]:
         schema = load_schema(schema_id, version)
     except HarnessError as exc:  # a newer harness's file: say which file
         raise HarnessError(f"{where}: {exc}", exc.exit_code) from None
+    import jsonschema  # ~80 ms: only when a document is validated, not at CLI start-up
+
     validator = jsonschema.Draft202012Validator(
         schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
     error = jsonschema.exceptions.best_match(validator.iter_errors(doc))

@@ -16,8 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
-
 from harness.errors import HarnessError
 from harness.report import html, schema, text
 from harness.report.model import Report
@@ -82,6 +80,8 @@ def to_junit(report: Report) -> str:
     (nothing confirmed it).  Console text is made safe for XML first
     (:mod:`harness.report.text`)."""
     report = text.safe_report(report)
+    # junitparser (and importlib.metadata under it) only when JUnit is written
+    from junitparser import Error, Failure, JUnitXml, Skipped, TestCase, TestSuite
     suite = TestSuite(report.title)
     env = report.environment
     props = {

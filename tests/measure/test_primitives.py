@@ -183,3 +183,35 @@ def test_parallel_contents_equal_serial_and_gctx():
         ld = SnpLaunchDigest()
         ld.normal_page_list(0x100000, pages, 0x1000, workers=workers)
         assert ld.ld == ref.ld() and ld.pages == n
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5])
+def test_parallel_chain_any_worker_count(workers):
+    """More threads than batches, and a run that is not a whole number of
+    batches: the fold still sees every page once, in order."""
+    from harness.measure import measure_snp
+    n = 3 * measure_snp._BATCH + 1
+    data = _pages(7, n)
+    ref = gctx.GCTX()
+    ref.update_normal_pages(0x200000, data)
+    ld = SnpLaunchDigest()
+    ld.normal_page_list(0x200000, [memoryview(data)[i * 0x1000:(i + 1) * 0x1000] for i in range(n)],
+                        0x1000, workers=workers)
+    assert ld.ld == ref.ld() and ld.pages == n
+    whole = SnpLaunchDigest()
+    whole.normal_pages(0x200000, data)  # the bytes API takes the same path
+    assert whole.ld == ref.ld()
+
+
+def test_parallel_chain_error_in_a_helper_thread_reaches_the_caller():
+    """A unit hashlib refuses (not a buffer) raises on the caller's thread, and
+    no helper thread is left behind."""
+    import threading
+    from harness.measure import measure_snp
+    n = 4 * measure_snp._BATCH
+    pages = [bytes(0x1000)] * n
+    pages[-3] = 12345  # hashlib: TypeError, on whichever thread hashes that batch
+    before = threading.active_count()
+    with pytest.raises(TypeError):
+        SnpLaunchDigest().normal_page_list(0, pages, 0x1000, workers=2)
+    assert threading.active_count() == before

@@ -181,8 +181,8 @@ def test_offline_debian_falls_back_to_matching_cached_build(tmp_path, stubbed, m
     # nothing cached: the apt error is the error
     with pytest.raises(HarnessError, match="apt-get update"):
         build.build("debian", root=root, progress=build.Progress(io.StringIO()))
-    for version, opts in (("1:10.2.2+ds-1", build.CONFIGURE_OPTIONS),
-                          ("1:10.2.3+ds-1", build.CONFIGURE_OPTIONS + ("--enable-debug",))):
+    for version, opts in (("1:10.2.2+ds-1", build.DEFAULT_OPTIONS),
+                          ("1:10.2.3+ds-1", build.DEFAULT_OPTIONS + ("--enable-debug",))):
         e = build.builds_dir(root) / f"qemu-{version[2:]}-x"
         (e / "bin").mkdir(parents=True)
         (e / "bin" / build.BINARY).write_text("#!/bin/sh\n")
