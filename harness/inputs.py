@@ -73,3 +73,15 @@ def read_text_input(path: str | os.PathLike, kind: str) -> str:
     except UnicodeDecodeError as exc:
         raise HarnessError(f"{os.fspath(path)}: not {kind}: not UTF-8 text "
                            f"(byte 0x{data[exc.start]:02x} at offset {exc.start})", 1) from None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """SHA-256 of a file, read in 1 MiB chunks (firmware, kernels and images
+    can be large); the one digest helper of apt downloads, assets and reports."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

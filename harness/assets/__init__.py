@@ -105,7 +105,7 @@ def firmware_names() -> tuple[str, ...]:
 
 def from_path(p: str | Path, name: str | None = None) -> AssetInfo:
     """An AssetInfo for a file the user gave (``--ovmf PATH``): hash computed."""
-    from harness.debian.apt import sha256_file
+    from harness.inputs import sha256_file
 
     path = Path(p).expanduser()
     if not path.is_file():

@@ -31,7 +31,8 @@ from harness.assets import store
 from harness.assets.extract import extract
 from harness.assets.pins import Pin
 from harness.assets.table import BY_NAME, CONFIGURED, NAMES, NEWEST, AssetSpec
-from harness.debian.apt import AptConfig, DownloadFailed, Offer, harness_config, sha256_file
+from harness.debian.apt import AptConfig, DownloadFailed, Offer, harness_config
+from harness.inputs import sha256_file
 from harness.errors import HarnessError
 
 Progress = Callable[[str], None]

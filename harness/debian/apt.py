@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import hashlib
 import os
 import pwd
 import re
@@ -42,6 +41,7 @@ from harness.debian import sources as apt_sources
 from harness.debian.sources import Archive
 from harness.debian.version import sort_newest_first
 from harness.errors import HarnessError
+from harness.inputs import sha256_file
 
 # Debian releases in order; the ones after the configured release are added.
 # ``forky`` is testing in 2026; add the next codename once the archive has it
@@ -98,12 +98,6 @@ def _reachable_by_others(path: Path) -> bool:
     return True
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 class DownloadFailed(HarnessError):

@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from harness.options import vcpus  # the one --vcpus parser (measure, certify)
+
 # The format modules are imported inside the commands: register() runs for
 # every igvm-harness invocation (tests/cli/test_startup.py).
 
@@ -32,7 +34,7 @@ def register(subparsers) -> None:
     w.add_argument("file", metavar="FW.fd")
     w.add_argument("--platform", default="native,sev,sev-es,sev-snp",
                    help="comma-separated platforms (default: %(default)s)")
-    w.add_argument("--vcpus", type=int, default=1, help="VMSAs for this many vCPUs (SEV-ES/SNP)")
+    w.add_argument("--vcpus", type=vcpus, default=1, help="VMSAs for this many vCPUs (SEV-ES/SNP)")
     w.add_argument("-o", "--output", required=True, metavar="OUT.igvm")
     w.add_argument("--split", action="store_true",
                    help="one file per platform: OUT-native.igvm, OUT-sev-snp.igvm, ...")

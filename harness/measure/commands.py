@@ -7,6 +7,8 @@ import json
 import sys
 
 from harness.errors import HarnessError
+from harness.options import unsigned as _unsigned
+from harness.options import vcpus as _vcpus
 from harness.measure.kvm_vmsa import (DEFAULT_CPU_MODEL, DEFAULT_KERNEL, KERNEL_PROFILES, QEMU_CPU_MODELS,
                                       HostProfile, VmType, cpu_signature)
 
@@ -14,30 +16,6 @@ from harness.measure.kvm_vmsa import (DEFAULT_CPU_MODEL, DEFAULT_KERNEL, KERNEL_
 #: (checked by tests/cli/test_startup.py), repeated so that ``--help`` does not
 #: import the page planner and the IGVM model under it.
 MEASURE_PLATFORMS = ("sev", "sev-es", "sev-snp")
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-
-
-def _unsigned(bits: int):
-    """An argparse type for an unsigned field of ``bits`` bits: a policy,
-    CPUID value or feature mask outside it cannot reach the firmware."""
-    def parse(text: str) -> int:
-        value = _int(text)
-        if not 0 <= value < 1 << bits:
-            raise argparse.ArgumentTypeError(f"{text} is not a {bits}-bit unsigned value")
-        return value
-    parse.__name__ = f"u{bits}"
-    return parse
-
-
-def _vcpus(text: str) -> int:
-    from harness.options import vcpus  # the one --vcpus parser (certify uses it too)
-    return vcpus(text)
 
 
 def host_from_args(args: argparse.Namespace) -> HostProfile:

@@ -30,6 +30,7 @@ from harness.debian.sources import (DEFAULT_KEYRING, AptEntry, debian_archive,  
                                     parse_deb822, parse_one_line_file, read_apt_sources)
 from harness.debian.version import compare_versions, sort_newest_first, split_version
 from harness.errors import HarnessError
+from harness.inputs import sha256_file
 
 SOURCE_PACKAGE = "qemu"
 MIN_IGVM_UPSTREAM = (10, 1)  # backends/igvm.c first released in QEMU 10.1
@@ -136,12 +137,6 @@ def dsc_checksums(text: str) -> dict[str, tuple[str, int]]:
     return out
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify_dsc(dsc: Path) -> dict[str, str]:

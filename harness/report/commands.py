@@ -61,7 +61,7 @@ def _certify(args: argparse.Namespace) -> int:
         raise HarnessError(f"{args.output}: cannot create: {exc.strerror or exc}") from None
     sha = None
     if not args.quiet:
-        from harness.report.fingerprint import sha256_file
+        from harness.inputs import sha256_file
 
         sha = sha256_file(target.image)
         _stderr(f"certify {target.image} (sha256 {sha[:16]}...) platforms: "

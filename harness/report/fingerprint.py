@@ -11,7 +11,6 @@ is absent the fingerprint says so in ``qemu.note`` instead of failing.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import importlib
 import os
 import platform
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
+from harness.inputs import sha256_file
 
 KVM_AMD_PARAMS = Path("/sys/module/kvm_amd/parameters")
 # The ccp driver logs the firmware version at probe time, e.g.
@@ -29,13 +29,6 @@ KVM_AMD_PARAMS = Path("/sys/module/kvm_amd/parameters")
 _SEV_API_RE = re.compile(r"SEV(?:-SNP)? API:(\d+)\.(\d+) build:(\d+)")
 
 
-def sha256_file(path: str | Path) -> str:
-    """SHA-256 of a file, read in chunks (images can be large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def image_info(path: str | Path) -> dict[str, Any]:

@@ -129,8 +129,9 @@ def test_import_budget(name, snp_image, tmp_path):
     load, cpus = os.getloadavg()[0], os.cpu_count() or 1
     if total > BUDGET_US and load > cpus:
         # wall-clock figures from a machine running more than it has CPUs for
-        # say nothing about the code; the sys.modules test above still ran
-        pytest.skip(f"host too loaded for an import-time figure (load {load:.1f} on {cpus} CPUs; "
+        # say nothing about the code; the sys.modules test above still ran.
+        # An xfail, not a skip: no capability is missing, the figure is void.
+        pytest.xfail(f"host too loaded for an import-time figure (load {load:.1f} on {cpus} CPUs; "
                     f"{total / 1000:.1f} ms measured)")
     assert total <= BUDGET_US, (f"`igvm-harness {name}`: {total / 1000:.1f} ms of imports "
                                 f"(least of {RUNS} runs per import; budget {BUDGET_US / 1000:.0f} ms); "
@@ -189,3 +190,29 @@ def test_measure_platforms_match_the_planner():
     from harness.measure.pages import PLATFORM_NAMES
 
     assert commands.MEASURE_PLATFORMS == tuple(sorted(PLATFORM_NAMES))
+
+
+def test_command_owners_match_the_registered_commands():
+    """cli.COMMAND_OWNERS names, for every top-level command, the module that
+    really registers it (a stale entry would send a command to a module that
+    does not know it)."""
+    import argparse
+
+    from harness import cli
+    registered = {}
+    for name in cli.COMMAND_MODULES:
+        parser = argparse.ArgumentParser()
+        sub = parser.add_subparsers(dest="command")
+        importlib.import_module(name).register(sub)
+        for command in sub.choices:
+            registered[command] = name
+    assert cli.COMMAND_OWNERS == registered
+
+
+def test_a_command_builds_only_its_owners_parsers():
+    from harness import cli
+    parser = cli.build_parser(["measure", "x"])
+    sub = next(a for a in parser._actions if a.dest == "command")
+    assert set(sub.choices) == {"measure"}
+    assert set(next(a for a in cli.build_parser(["--help"])._actions
+                    if a.dest == "command").choices) == set(cli.COMMAND_OWNERS)
