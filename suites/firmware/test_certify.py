@@ -1,4 +1,4 @@
-"""Certification of real OVMF builds wrapped into IGVM (Debian's packages,
+"""suites/firmware: certification of real OVMF builds wrapped into IGVM (Debian's packages,
 installed by ``igvm-harness firmware fetch``), against the QEMU under test.
 
 No check may fail or error on a correct wrap:
