@@ -22,3 +22,14 @@ def pid_alive(pid: int) -> bool:
         return True
     state = stat.rpartition(")")[2].split()[0]
     return state not in ("Z", "X")
+
+
+def children(pid: int) -> list[int]:
+    """Direct children of ``pid`` (Linux ``/proc/PID/task/PID/children``);
+    empty when the process is gone.  Tests use it to find the QEMU a CLI
+    process started and check it is reaped."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(x) for x in fh.read().split()]
+    except OSError:
+        return []

@@ -15,29 +15,17 @@ import pytest
 
 from harness.igvm.builder import IgvmBuilder
 from harness.igvm.defs import PlatformType
-from harness.qemu import discover
-from harness.qemu.pids import pid_alive  # a zombie counts as gone
+from harness.qemu.pids import children, pid_alive  # a zombie counts as gone
 
 
-def _qemu() -> str:
-    found, notes = discover.find()
-    if found is None:
-        pytest.skip("no QEMU-under-test with igvm-cfg (" + "; ".join(notes) + ")")
-    return found.path
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(x) for x in fh.read().split()]
-    except OSError:
-        return []
 
 
 @pytest.mark.parametrize("signum, word", [(signal.SIGINT, "interrupted"),
                                           (signal.SIGTERM, "terminated")])
-def test_signal_during_a_boot_leaves_nothing(tmp_path, signum, word):
-    qemu = _qemu()
+def test_signal_during_a_boot_leaves_nothing(tmp_path, signum, word, qemu_binary):
+    qemu = qemu_binary
     b = IgvmBuilder()
     b.platform(PlatformType.NATIVE)
     b.pages(0xFFFFF000, b"\xf4" * 4096)  # HLT at the reset vector: runs until the deadline
@@ -52,9 +40,9 @@ def test_signal_during_a_boot_leaves_nothing(tmp_path, signum, word):
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 60
-        while not _children(proc.pid) and time.monotonic() < deadline:
+        while not children(proc.pid) and time.monotonic() < deadline:
             time.sleep(0.05)
-        kids = _children(proc.pid)
+        kids = children(proc.pid)
         assert kids, "QEMU never started"
         time.sleep(0.5)  # past QMP negotiation: the guest is running
         proc.send_signal(signum)

@@ -18,7 +18,7 @@ import pytest
 
 from harness.igvm.builder import IgvmBuilder
 from harness.igvm.defs import PlatformType
-from harness.qemu.pids import pid_alive
+from harness.qemu.pids import children, pid_alive
 
 
 @pytest.fixture
@@ -103,30 +103,18 @@ def test_sigterm_while_starting_leaves_no_socket_dir(tmp_path, sockbase):
     assert "Exception ignored" not in err
 
 
-def _qemu() -> str:
-    from harness.qemu import discover
-    found, notes = discover.find()
-    if found is None:
-        pytest.skip("no QEMU-under-test with igvm-cfg (" + "; ".join(notes) + ")")
-    return found.path
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as fh:
-            return [int(x) for x in fh.read().split()]
-    except OSError:
-        return []
 
 
 @pytest.mark.parametrize("delay", [0.0, 0.03, 0.05, 0.06, 0.07, 0.08, 0.09, 0.1, 0.25, 0.5])
-def test_sigterm_at_any_moment_of_a_boot_is_clean(tmp_path, sockbase, delay):
+def test_sigterm_at_any_moment_of_a_boot_is_clean(tmp_path, sockbase, delay, qemu_binary):
     """Real QEMU, real QMP: SIGTERM at several moments after QEMU appears
     (during QMP negotiation -- 50-100 ms here, where an interrupted connect
     task used to finish later with an unretrieved AssertionError --, just
     after, while the guest runs) ends the harness with 143 and one line; no
     directory, no QEMU, no asyncio noise."""
-    qemu = _qemu()
+    qemu = qemu_binary
     b = IgvmBuilder()
     b.platform(PlatformType.NATIVE)
     b.pages(0xFFFFF000, b"\xf4" * 4096)  # HLT at the reset vector
@@ -138,8 +126,8 @@ def test_sigterm_at_any_moment_of_a_boot_is_clean(tmp_path, sockbase, delay):
          str(tmp_path / "out"), "-q"],
         env=_env(sockbase), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert _wait(lambda: _children(proc.pid), 60), "QEMU never started"
-        kids = _children(proc.pid)
+        assert _wait(lambda: children(proc.pid), 60), "QEMU never started"
+        kids = children(proc.pid)
         time.sleep(delay)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)
