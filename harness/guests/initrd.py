@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.outputs import write_atomic
 from harness.guests.build import SOURCE_DIR, cache_root
 
 #: Bumped when the archive layout changes meaning.
@@ -132,14 +131,7 @@ def build_initrd(busybox: Path, compress: bool = False, cache: Path | None = Non
         archive = gzip.compress(archive, compresslevel=6, mtime=0)
     try:
         cache.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".initrd-", dir=cache)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(archive)
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(final, archive, prefix=".initrd-")
     except OSError as exc:
         raise InitrdError(f"cannot write initrd into {cache}: {exc.strerror}") from None
     return final

@@ -126,19 +126,9 @@ def _split_name(out: str, platform: str) -> str:
 
 
 def _write(path: str, data: bytes) -> None:
-    """Write whole or not at all (a temp file renamed into place, removed on any failure)."""
-    d = os.path.dirname(os.path.abspath(path))
-    import tempfile  # only when writing (start-up: tests/cli/test_startup.py)
-
-    fd, tmp = tempfile.mkstemp(prefix=".wrap-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    """Write whole or not at all (harness.outputs.write_atomic)."""
+    from harness.outputs import write_atomic
+    write_atomic(path, data, prefix=".wrap-")
 
 
 def cmd_wrap_ovmf(args: argparse.Namespace) -> int:
