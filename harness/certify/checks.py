@@ -18,6 +18,7 @@ from harness.certify.model import Outcome, Target
 from harness.errors import HarnessError
 from harness.expect import constructs, table as expect_table
 from harness.expect import verdict as expect_verdict
+from harness.igvm import model as m
 from harness.igvm import qemu_lint as lint_mod
 from harness.igvm import validate as validate_mod
 from harness.igvm.defs import KVM_VMSA_GPA
@@ -33,12 +34,17 @@ def _qemu_version(target: Target) -> str | None:
 
 # ---------------------------------------------------------------- file level
 def spec_validate(target: Target, _platform: str | None) -> Outcome:
-    found = [v.as_dict() for v in validate_mod.validate(target.data)]
-    ev = Evidence(details={"violations": found} if found else {})
+    violations = validate_mod.validate(target.data)
+    found = [v.as_dict() for v in violations]  # the first MAX_VIOLATIONS; the rest counted
+    details: dict = {"violations": found} if found else {}
+    if violations.truncated:
+        details["violation_summary"] = violations.as_dict()
+    ev = Evidence(details=details)
     if not found:
         return Outcome("pass", "no violation of the IGVM specification", ev)
     first = found[0]
-    return Outcome("fail", f"{len(found)} violation(s); first: {first['rule']}: "
+    shown = f" ({len(found)} listed)" if violations.truncated else ""
+    return Outcome("fail", f"{violations.total} violation(s){shown}; first: {first['rule']}: "
                            f"{first['message']}", ev)
 
 
@@ -75,7 +81,9 @@ def platform_not_in_qemu(target: Target, platform: str | None) -> Outcome:
 
 # ----------------------------------------------------------- per platform
 def _form(target: Target, platform: str) -> str:
-    return "vp-context" if target.model.vp_contexts(target.mask(platform)) else "reset-vector"
+    mask = target.mask(platform)
+    return "vp-context" if any(d.compatibility_mask & mask for d in target.model.directives
+                               if isinstance(d, m.VpContext)) else "reset-vector"
 
 
 def directives(target: Target, platform: str | None) -> Outcome:

@@ -74,7 +74,7 @@ def detect(model: m.IgvmFile, mask: int) -> str:
     """``"ovmf"`` when the page holding 4 GiB - 0x30 for this platform carries
     OVMF's footer GUID, else ``"unknown"``.  Reads at most one page."""
     page_gpa = OVMF_FOOTER_GPA & ~0xFFF
-    for page in model.page_data(mask):
+    for page in model.iter_page_data(mask):  # streamed: no list of every page
         if page.gpa != page_gpa or page.data_type != PageDataType.NORMAL or not page.data:
             continue
         off = OVMF_FOOTER_GPA - page_gpa

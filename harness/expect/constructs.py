@@ -40,9 +40,13 @@ def used(model: m.IgvmFile, mask: int) -> dict[str, int]:
     """Constructs the file uses for the platform of ``mask`` -> header count,
     in first-use order."""
     out: dict[str, int] = {}
-    for header in (*model.initializations_for(mask), *model.directives_for(mask)):
-        name = construct_of(header)
-        out[name] = out.get(name, 0) + 1
+    for seq in (model.initializations, model.directives):
+        for _, header, count in m.runs(seq):  # one header at a time: a parsed file is lazy
+            hm = getattr(header, "compatibility_mask", None)
+            if hm is not None and not hm & mask:
+                continue
+            name = construct_of(header)
+            out[name] = out.get(name, 0) + count
     if out.get("SNP_ID_BLOCK", 0) > 1:
         out["SNP_ID_BLOCK(multiple)"] = out.pop("SNP_ID_BLOCK")
     return out

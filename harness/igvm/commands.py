@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 
 from harness.options import vcpus  # the one --vcpus parser (measure, certify)
 
@@ -81,7 +82,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     d["violations"] = [v.as_dict() for v in violations]
     d["violation_summary"] = violations.as_dict()
     if args.json:
-        _dump_streaming({"file": args.file, "size": len(data), **d}, "headers")
+        _dump_streaming({"file": args.file, "size": len(data), **d})
     else:
         from harness.igvm.describe import render_lines  # streamed: render_text joins everything
         for line in render_lines(d, args.file):
@@ -196,15 +197,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _dump_streaming(doc: dict, key: str) -> None:
-    """``json.dump(doc, indent=2)`` with ``doc[key]`` an iterator written item by item."""
-    items = doc.pop(key)
-    head = json.dumps(doc, indent=2)
-    sys.stdout.write(head[:-2] + f',\n  "{key}": [')
-    for i, item in enumerate(items):
-        text = json.dumps(item, indent=2).replace("\n", "\n    ")
-        sys.stdout.write(("," if i else "") + "\n    " + text)
-    sys.stdout.write("\n  ]\n}\n")
+def _dump_streaming(doc: dict) -> None:
+    """``json.dump(doc, indent=2)``, writing the values that are iterators
+    (headers, page ranges) item by item instead of holding them as lists."""
+    out = sys.stdout
+    out.write("{")
+    for n, (key, value) in enumerate(doc.items()):
+        out.write(("," if n else "") + f"\n  {json.dumps(key)}: ")
+        if not isinstance(value, Iterator):
+            out.write(json.dumps(value, indent=2).replace("\n", "\n  "))
+            continue
+        empty = True
+        for item in value:
+            text = json.dumps(item, indent=2).replace("\n", "\n    ")
+            out.write(("[" if empty else ",") + "\n    " + text)
+            empty = False
+        out.write("[]" if empty else "\n  ]")
+    out.write("\n}\n")
 
 
 def _print_violations(name: str, violations) -> None:

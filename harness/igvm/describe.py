@@ -4,6 +4,7 @@ coalesced page ranges and decoded VP contexts."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 from harness.igvm import model as m
 from harness.igvm.defs import Architecture, PageDataFlags, PageDataType, PlatformType
@@ -48,13 +49,16 @@ def _flag_names(flags: int) -> list[str]:
         [f"0x{flags & ~7:x}"] if flags & ~7 else [])
 
 
-def page_ranges(f: m.IgvmFile) -> list[PageRange]:
-    out: list[PageRange] = []
+def page_ranges(f: m.IgvmFile) -> Iterator[PageRange]:
+    """The coalesced page ranges, in file order, one at a time (a file of
+    pages that never coalesce has as many ranges as pages)."""
     cur: PageRange | None = None
     prev_index = None
-    for i, h in enumerate(f.headers()):
+    base = len(f.platforms) + len(f.initializations)
+    for pos, h in enumerate(f.directives):
         if not isinstance(h, m.PageData):
             continue
+        i = base + pos
         size = h.size
         zero = h.is_zero_page
         if (cur is not None and prev_index == i - 1 and cur.end == h.gpa
@@ -62,10 +66,12 @@ def page_ranges(f: m.IgvmFile) -> list[PageRange]:
                 and cur.flags == h.flags and cur.data_type == h.data_type and cur.zero == zero):
             cur.pages += 1
         else:
+            if cur is not None:
+                yield cur
             cur = PageRange(h.gpa, 1, size, h.compatibility_mask, h.flags, h.data_type, zero, i)
-            out.append(cur)
         prev_index = i
-    return out
+    if cur is not None:
+        yield cur
 
 
 def decode_vp_context(f: m.IgvmFile, h: m.VpContext) -> dict:
@@ -102,42 +108,56 @@ def decode_vp_context(f: m.IgvmFile, h: m.VpContext) -> dict:
     return out
 
 
+def _sections(f: m.IgvmFile):
+    """``(base index, headers)`` of the three sections, in :meth:`IgvmFile.headers` order."""
+    base = 0
+    for seq in (f.platforms, f.initializations, f.directives):
+        yield base, seq
+        base += len(seq)
+
+
 def describe(f: m.IgvmFile, include_pages: bool = False, lazy: bool = False) -> dict:
     """A JSON-ready description. Page-data headers are summarised as ranges
-    unless ``include_pages``.  With ``lazy`` "headers" is an iterator, so
-    that a file of 64,000 headers is printed one header at a time rather
-    than held as 64,000 dicts (about 1 KiB each)."""
-    offsets = f.offsets if len(f.offsets) == sum(1 for _ in f.headers()) else []
+    unless ``include_pages``.  With ``lazy`` "headers" and "page_ranges" are
+    iterators, so that a file of a million headers is printed one at a time
+    rather than held as a million dicts (about 1 KiB each).  A run of
+    byte-identical headers the scan counted past the violation limit is one
+    entry, with ``"copies"``: how many follow it."""
 
     def header_dicts():
-        for i, h in enumerate(f.headers()):
-            if isinstance(h, m.PageData) and not include_pages:
-                continue
-            d = h.as_dict()
-            d["index"] = i
-            if offsets:
-                d["offset"] = offsets[i]
-            d["section"] = h.section.name.lower()
-            yield d
+        for base, seq in _sections(f):
+            offset = getattr(seq, "offset", None)
+            for pos, h, count in m.runs(seq):
+                if isinstance(h, m.PageData) and not include_pages:
+                    continue
+                d = h.as_dict()
+                d["index"] = base + pos
+                if offset is not None:
+                    d["offset"] = offset(pos)
+                d["section"] = h.section.name.lower()
+                if count > 1:
+                    d["copies"] = count - 1
+                yield d
     headers = header_dicts() if lazy else list(header_dicts())
+    ranges = (r.as_dict() for r in page_ranges(f))
     platforms = []
-    for p in f.platforms:
+    for _, p, _ in m.runs(f.platforms):
         if isinstance(p, m.SupportedPlatform):
             platforms.append({"type": _enum(PlatformType, p.platform_type),
                               "compatibility_mask": p.compatibility_mask,
                               "version": p.platform_version, "highest_vtl": p.highest_vtl,
                               "shared_gpa_boundary": p.shared_gpa_boundary})
-    n_pages = sum(1 for d in f.directives if isinstance(d, m.PageData))
+    n_pages = sum(count for _, d, count in m.runs(f.directives) if isinstance(d, m.PageData))
     return {
         "format_version": f.revision,
         "architecture": _enum(Architecture, f.architecture),
         "page_size": f.page_size,
-        "header_count": sum(1 for _ in f.headers()),
+        "header_count": f.header_count(),
         "page_data_headers": n_pages,
         "platforms": platforms,
         "headers": headers,
-        "page_ranges": [r.as_dict() for r in page_ranges(f)],
-        "vp_contexts": [decode_vp_context(f, h) for h in f.directives
+        "page_ranges": ranges if lazy else list(ranges),
+        "vp_contexts": [decode_vp_context(f, h) for _, h, _ in m.runs(f.directives)
                         if isinstance(h, m.VpContext)],
     }
 
@@ -161,15 +181,16 @@ def render_lines(d: dict, name: str):
     lines = []
     for h in d["headers"]:
         fields = ", ".join(f"{k}={_fmt(v)}" for k, v in h.items()
-                           if k not in ("type", "index", "offset", "section"))
+                           if k not in ("type", "index", "offset", "section", "copies"))
         off = f" @0x{h['offset']:x}" if "offset" in h else ""
-        yield f"  [{h['index']}]{off} {h['type']}: {fields}"
-    lines.append("page ranges:")
+        copies = f" (and {h['copies']} identical copies after it)" if h.get("copies") else ""
+        yield f"  [{h['index']}]{off} {h['type']}: {fields}{copies}"
+    yield "page ranges:"
     for r in d["page_ranges"]:
         kind = "zero" if r["zero"] else "data"
         flags = "|".join(r["flags"]) or "-"
-        lines.append(f"  0x{r['gpa']:012x}-0x{r['end']:012x}  {r['pages']:6d} x 0x{r['page_size']:x}"
-                     f"  mask 0x{r['compatibility_mask']:x}  {r['data_type']:<10} {kind:<4} {flags}")
+        yield (f"  0x{r['gpa']:012x}-0x{r['end']:012x}  {r['pages']:6d} x 0x{r['page_size']:x}"
+               f"  mask 0x{r['compatibility_mask']:x}  {r['data_type']:<10} {kind:<4} {flags}")
     for v in d["vp_contexts"]:
         lines.append(f"VP context: VP {v['vp_index']} {v['platform']} ({v['kind']}) at "
                      f"0x{v['gpa']:x}")

@@ -13,7 +13,7 @@ Unknown header types are kept as :class:`RawHeader`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import ClassVar, Iterator, Union
+from typing import ClassVar, Iterator, Sequence, Union
 
 from harness.igvm.defs import (
     Architecture, HeaderType, PageDataFlags, PageDataType, PlatformType, Section,
@@ -357,20 +357,47 @@ HEADER_CLASSES: dict[int, type] = {
 # --------------------------------------------------------------------- file
 
 
+def runs(headers: Sequence) -> Iterator[tuple[int, Header, int]]:
+    """``(position, header, count)``: ``count`` identical headers from
+    ``position`` on as one (:meth:`harness.igvm.lazy.LazyHeaders.runs`);
+    every count is 1 for a plain list."""
+    lazy = getattr(headers, "runs", None)
+    if lazy is not None:
+        return lazy()
+    return ((i, h, 1) for i, h in enumerate(headers))
+
+
 @dataclass
 class IgvmFile:
-    """A whole IGVM file: fixed-header facts plus the three header lists."""
+    """A whole IGVM file: fixed-header facts plus the three header sequences.
+
+    A file made by the builder holds plain lists.  A parsed file holds
+    read-only :class:`~harness.igvm.lazy.LazyHeaders` over the mapped file
+    (a few bytes per header; each header object is built when it is read),
+    so that a file of a million data-less 32-byte headers costs megabytes,
+    not a million objects: read them in a loop rather than ``list()`` them,
+    and call :meth:`materialize` before editing one."""
 
     revision: int = FORMAT_VERSION_1
     architecture: int = Architecture.X64
     page_size: int = PAGE_SIZE_4K
-    platforms: list = field(default_factory=list)
-    initializations: list = field(default_factory=list)
-    directives: list = field(default_factory=list)
+    platforms: Sequence = field(default_factory=list)
+    initializations: Sequence = field(default_factory=list)
+    directives: Sequence = field(default_factory=list)
     #: Set by the parser: the buffer page data views point into (kept alive
     #: with the model) and each header's byte offset, in file order.
     buffer: object = field(default=None, repr=False, compare=False)
-    offsets: list = field(default_factory=list, repr=False, compare=False)
+    offsets: Sequence[int] = field(default_factory=list, repr=False, compare=False)
+
+    def materialize(self) -> "IgvmFile":
+        """Turn the header sequences into plain lists (for editing); returns self.
+
+        Costs one object per header: for files the harness makes or edits,
+        not for untrusted ones of unknown size."""
+        self.platforms = list(self.platforms)
+        self.initializations = list(self.initializations)
+        self.directives = list(self.directives)
+        return self
 
     def headers(self) -> Iterator[Header]:
         """Every header in file order (platform, initialization, directive)."""
@@ -378,9 +405,12 @@ class IgvmFile:
         yield from self.initializations
         yield from self.directives
 
+    def header_count(self) -> int:
+        return len(self.platforms) + len(self.initializations) + len(self.directives)
+
     def platform(self, platform_type: int) -> SupportedPlatform | None:
         """The SUPPORTED_PLATFORM header for a platform type, if any."""
-        for p in self.platforms:
+        for _, p, _ in runs(self.platforms):
             if isinstance(p, SupportedPlatform) and p.platform_type == platform_type:
                 return p
         return None
@@ -392,7 +422,7 @@ class IgvmFile:
 
     def platform_types(self) -> list[PlatformType | int]:
         out = []
-        for p in self.platforms:
+        for _, p, _ in runs(self.platforms):
             if isinstance(p, SupportedPlatform):
                 try:
                     out.append(PlatformType(p.platform_type))
@@ -400,25 +430,30 @@ class IgvmFile:
                     out.append(p.platform_type)
         return out
 
-    def directives_for(self, mask: int) -> list[Header]:
-        """Directives that apply to ``mask``: those whose compatibility mask
-        intersects it, plus those without a mask (parameter areas and
-        parameters, which follow the area they name)."""
-        out = []
+    def directives_for(self, mask: int) -> Iterator[Header]:
+        """Directives that apply to ``mask``, in file order: those whose
+        compatibility mask intersects it, plus those without a mask
+        (parameter areas and parameters, which follow the area they name)."""
         for d in self.directives:
             m = getattr(d, "compatibility_mask", None)
             if m is None or m & mask:
-                out.append(d)
-        return out
+                yield d
 
-    def initializations_for(self, mask: int) -> list[Header]:
-        return [h for h in self.initializations
-                if getattr(h, "compatibility_mask", None) is None
-                or h.compatibility_mask & mask]
+    def initializations_for(self, mask: int) -> Iterator[Header]:
+        for h in self.initializations:
+            m = getattr(h, "compatibility_mask", None)
+            if m is None or m & mask:
+                yield h
+
+    def iter_page_data(self, mask: int | None = None) -> Iterator[PageData]:
+        """The page data directives (of ``mask``), one at a time."""
+        for d in self.directives:
+            if isinstance(d, PageData) and (mask is None or d.compatibility_mask & mask):
+                yield d
 
     def page_data(self, mask: int | None = None) -> list[PageData]:
-        return [d for d in self.directives if isinstance(d, PageData)
-                and (mask is None or d.compatibility_mask & mask)]
+        """:meth:`iter_page_data` as a list (one object per page: small files)."""
+        return list(self.iter_page_data(mask))
 
     def vp_contexts(self, mask: int | None = None) -> list[VpContext]:
         return [d for d in self.directives if isinstance(d, VpContext)

@@ -42,7 +42,7 @@ class MutationError(HarnessError):
 
 
 def _model(data: bytes) -> m.IgvmFile:
-    f = parse(data, check=False)
+    f = parse(data, check=False).materialize()  # edited in place: plain lists
     f.buffer = None
     return f
 

@@ -81,7 +81,7 @@ def add_blobs(igvm: bytes, fw: OvmfImage, blobs: list[tuple[int, bytes]],
                            " takes no IGVM data blobs (edk2 IgvmData.h)", 1)
     if base_gpa % PAGE_4K:
         raise HarnessError(f"blob base {base_gpa:#x} is not 4 KiB aligned")
-    f = parse(igvm)
+    f = parse(igvm).materialize()  # extended below: plain lists
     f.buffer = None
     mask = 0
     for p in f.platforms:

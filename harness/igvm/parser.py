@@ -12,7 +12,9 @@ Rule ids are in :mod:`harness.igvm.rules`.
 Page data, VP-context data and parameter-area data are ``memoryview``
 slices of the input buffer: nothing is copied, so parsing a 256 MiB file
 costs the headers, not the pages.  Pass an ``mmap`` (as :func:`load`
-does) to avoid reading the file into memory at all.
+does) to avoid reading the file into memory at all.  Nor are the headers
+kept as objects: the model's sections are :class:`~harness.igvm.lazy.LazyHeaders`
+(4 bytes per header), decoded again on each access.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import array
 import bisect
 import gc
 import heapq
+import itertools
 import mmap
 import os
 import struct
@@ -33,6 +36,7 @@ from harness.igvm.defs import (
     Architecture, HeaderType, PlatformType, Section, PAGE_SIZE_4K, PAGE_SIZE_2M,
     IGVM_MAGIC, OPTIONAL_BIT,
 )
+from harness.igvm.lazy import OFFSET_CODE, IndexBuilder, LazyHeaders
 from harness.igvm.limits import MAX_FILE_SIZE, MAX_VIOLATIONS
 from harness.igvm.rules import STRICT_RULES, IgvmFormatError, Violation, Violations
 from harness.inputs import open_input
@@ -64,117 +68,54 @@ def _bits(mask: int):
         mask ^= low
 
 
-class _Scanner:
-    def __init__(self, data, platform=None, strict: bool = False,
-                 stop_first: bool = False, limit: int | None = MAX_VIOLATIONS) -> None:
-        mv = data if isinstance(data, memoryview) else memoryview(data)
-        if mv.format != "B" or mv.ndim != 1:
-            mv = mv.cast("B")
-        self.buf = mv
-        self.n = len(mv)
-        self.platform = platform
-        self.strict = strict
-        self.stop_first = stop_first
-        self.violations = Violations(limit=limit)
-        self.limit = limit
-        self.file = m.IgvmFile(buffer=data)
-        # 8 bytes per header instead of a list slot and an int object (40 bytes)
-        self.file.offsets = array.array("Q")
-        self.mask_map: dict[int, int] = {}
-        self.fds = 0  # file data start
-        # per header: (header, index, offset, section) for whole-file checks
-        self.entries: list[tuple] = []
+class _Decoder:
+    """Builds one mapped file's header objects from their bytes.
 
-    # ---------------------------------------------------------- reporting
+    The per-header checks report through :meth:`report`; here it drops
+    them, so that :class:`~harness.igvm.lazy.LazyHeaders` can rebuild any
+    header the scan saw, on access, exactly as the scan decoded it (the
+    scanner below is the same decoder with reporting on)."""
+
+    def __init__(self, buf, fds: int, mask_map: dict[int, int]) -> None:
+        self.buf = buf
+        self.n = len(buf)
+        self.fds = fds
+        self.mask_map = mask_map
+        self._by_type = self.decoders()
+
     def report(self, rule: str, message: str, idx: int | None = None,
                off: int | None = None) -> None:
-        if not self.strict and rule in STRICT_RULES:
-            return
-        if self.limit is not None and len(self.violations) >= self.limit:
-            # one more than the limit: note where the scan stopped, then stop
-            # (collecting, or even walking, millions of bad headers is the attack)
-            self.violations.stopped_at = (idx, off)
-            end = getattr(self, "vho", 0) + getattr(self, "vhs", 0)
-            if off is not None and off < end:
-                self.violations.unchecked_bytes = end - off
-            raise _Stop
-        self.violations.append(Violation(rule, message, idx, off))
-        if self.stop_first:
-            raise _Stop
+        """Checks found while decoding on access were reported by the scan."""
 
-    def fatal(self, rule: str, message: str, idx=None, off=None) -> None:
-        self.report(rule, message, idx, off)
-        raise _Stop
+    def decode_at(self, pos: int) -> m.Header:
+        """The header at byte ``pos``, as the scan's walk decoded it.
 
-    # ------------------------------------------------------------- driver
-    def run(self) -> None:
-        try:
-            self.fixed_header()
-            self.walk()
-        except _Stop:
-            return
-        try:
-            self.whole_file()
-        except _Stop:
-            return
+        Mirrors :meth:`_Scanner.walk`'s choice between a typed header and a
+        :class:`RawHeader` (unknown type, wrong length, file data out of
+        range), without its reports.  One difference: a VP context is
+        decoded for the platforms of the whole file, where the walk knew
+        only those declared before it (they differ only in a file with
+        platform headers after directives, a section-order violation)."""
+        buf = self.buf
+        t, length = _TLV.unpack_from(buf, pos)
+        body = pos + 8
+        if t == 0x302 and length == 24:  # the common 4 KiB page data header
+            gpa, mask, fo, flags, dtype, reserved = _PAGE_DATA.unpack_from(buf, body)
+            if not fo:
+                return m.PageData(gpa, mask, flags, dtype, None, reserved)
+            if fo < self.fds or fo + 4096 > self.n:
+                return m.RawHeader(t, bytes(buf[body:body + 24]))
+            return m.PageData(gpa, mask, flags, dtype, buf[fo:fo + 4096], reserved)
+        sec = defs.section_of(t)
+        if sec is None:
+            return m.RawHeader(t, bytes(buf[body:body + length]))
+        layout = defs.HEADER_LAYOUTS.get(t)
+        h = None
+        if (t in _HANDLED and (sec != Section.PLATFORM or t == HeaderType.SUPPORTED_PLATFORM)
+                and length == layout.size):
+            h = self._by_type[t](t, layout.st.unpack_from(buf, body), None, pos)
+        return h if h is not None else m.RawHeader(t, bytes(buf[body:body + length]), sec)
 
-    # ------------------------------------------------------- fixed header
-    def fixed_header(self) -> None:
-        buf, n = self.buf, self.n
-        if n < defs.FIXED_HEADER_V1.size:
-            self.fatal("file-too-small", f"{n} bytes, the fixed header needs "
-                       f"{defs.FIXED_HEADER_V1.size}", None, 0)
-        magic, version, vho, vhs, total, checksum = defs.FIXED_HEADER_V1.st.unpack_from(buf, 0)
-        if magic != IGVM_MAGIC:
-            self.fatal("bad-magic", f"magic 0x{magic:08x}, expected 0x{IGVM_MAGIC:08x} ('IGVM')",
-                       None, 0)
-        f = self.file
-        if version == defs.FORMAT_VERSION_1:
-            fixed = defs.FIXED_HEADER_V1
-        elif version == defs.FORMAT_VERSION_2:
-            fixed = defs.FIXED_HEADER_V2
-            if n < fixed.size:
-                self.fatal("file-too-small", f"{n} bytes, the v2 fixed header needs {fixed.size}",
-                           None, 0)
-            arch, page_size = struct.unpack_from("<II", buf, 24)
-            if arch not in (Architecture.X64, Architecture.AARCH64):
-                self.fatal("bad-architecture", f"architecture {arch} is neither X64 (0) "
-                           "nor AARCH64 (1)", None, 24)
-            if page_size != PAGE_SIZE_4K:
-                self.fatal("unsupported-page-size", f"page_size 0x{page_size:x}, only 0x1000 "
-                           "is supported", None, 28)
-            f.architecture = Architecture(arch)
-            f.page_size = page_size
-        else:
-            self.fatal("unsupported-format-version", f"format_version {version}, expected 1 or 2",
-                       None, 4)
-        f.revision = version
-        self.fixed_size = fixed.size
-        if total != n:
-            self.fatal("total-size-mismatch", f"header says {total} bytes, file has {n}", None, 16)
-        if vho >= n:
-            self.fatal("variable-header-offset-out-of-range",
-                       f"variable_header_offset 0x{vho:x} is not below the file size 0x{n:x}",
-                       None, 8)
-        if vho + vhs >= n:
-            self.fatal("variable-header-size-out-of-range",
-                       f"variable headers end at 0x{vho + vhs:x}, not below the file size "
-                       f"0x{n:x} (no file data section)", None, 12)
-        if vho < fixed.size or vho % 8:
-            self.report("variable-header-offset-invalid",
-                        f"variable_header_offset 0x{vho:x} must be >= 0x{fixed.size:x} "
-                        "and 8-byte aligned", None, 8)
-        head = bytearray(buf[:fixed.size])
-        head[defs.CHECKSUM_OFFSET:defs.CHECKSUM_OFFSET + 4] = bytes(4)
-        computed = zlib.crc32(buf[vho:vho + vhs], zlib.crc32(head))
-        if computed != checksum:
-            self.report("checksum-mismatch",
-                        f"header says 0x{checksum:08x}, computed 0x{computed:08x}", None, 20)
-        self.vho, self.vhs = vho, vhs
-        self.fds = vho + vhs
-        self.header_ok = True
-
-    # -------------------------------------------------------------- walk
     def data_at(self, file_offset: int, size: int, idx: int, off: int, what: str):
         """A view of ``size`` file-data bytes at ``file_offset`` (None if out of range)."""
         if file_offset < self.fds or file_offset + size > self.n:
@@ -184,94 +125,6 @@ class _Scanner:
             return None
         return self.buf[file_offset:file_offset + size]
 
-    def walk(self) -> None:
-        buf = self.buf
-        pos, end = self.vho, self.vho + self.vhs
-        stage = Section.PLATFORM
-        lists = (self.file.platforms, self.file.initializations, self.file.directives)
-        offsets = self.file.offsets
-        entries = self.entries
-        report = self.report
-        unpack_tlv = _TLV.unpack_from
-        unpack_pd = _PAGE_DATA.unpack_from
-        decoders = self.decoders()
-        strict = self.strict
-        fds, n = self.fds, self.n
-        PageData = m.PageData
-        DIRECTIVE = Section.DIRECTIVE
-        append_dir = lists[2].append
-        append_off = offsets.append
-        idx = -1
-        while pos < end:
-            idx += 1
-            if end - pos < 8:
-                self.fatal("header-truncated", f"{end - pos} bytes left in the variable header "
-                           "section, a header needs 8", idx, pos)
-            t, length = unpack_tlv(buf, pos)
-            body = pos + 8
-            nxt = body + ((length + 7) & ~7)
-            if nxt > end:
-                self.fatal("header-truncated", f"header type 0x{t:x} length {length} runs past "
-                           f"the variable header section end 0x{end:x}", idx, pos)
-            # fast path: the common 4 KiB page data header (no tuple for the
-            # whole-file pass: no whole-file rule concerns page data)
-            if t == 0x302 and length == 24 and stage is DIRECTIVE:
-                gpa, mask, fo, flags, dtype, reserved = unpack_pd(buf, body)
-                if fo:
-                    if fo < fds or fo + 4096 > n:
-                        self.data_at(fo, 4096, idx, pos, "page data")
-                        append_dir(m.RawHeader(t, bytes(buf[body:body + 24])))
-                        append_off(pos)
-                        pos = nxt
-                        continue
-                    h = PageData(gpa, mask, flags, dtype, buf[fo:fo + 4096], reserved)
-                else:
-                    h = PageData(gpa, mask, flags, dtype, None, reserved)
-                if reserved or gpa & 0xFFF or dtype > 3 or strict:
-                    self.check_page_data(h, idx, pos)
-                    if strict:
-                        entries.append((h, idx, pos))
-                append_dir(h)
-                append_off(pos)
-                pos = nxt
-                continue
-            sec = defs.section_of(t)
-            if sec is None:
-                report("unknown-header-type", f"type 0x{t:x} is in no section range"
-                       + (" (optional bit set; the reference parser rejects it)"
-                          if t & OPTIONAL_BIT else ""), idx, pos)
-                raw = m.RawHeader(t, bytes(buf[body:body + length]))
-                lists[max(stage, raw.section)].append(raw)
-                offsets.append(pos)
-                pos = nxt
-                continue
-            if sec < stage:
-                report("section-order", f"{_name(t)} ({sec.name.lower()}) after a "
-                       f"{stage.name.lower()} header", idx, pos)
-            else:
-                stage = sec
-            if strict and nxt > body + length and any(buf[body + length:nxt]):
-                report("header-padding-nonzero", f"padding after {_name(t)} is not zero", idx, pos)
-            layout = defs.HEADER_LAYOUTS.get(t)
-            raw = None
-            if t not in _HANDLED or (sec == Section.PLATFORM and t != HeaderType.SUPPORTED_PLATFORM):
-                report("unknown-header-type", f"type 0x{t:x} ({_name(t)}) is not handled by the "
-                       "reference parser", idx, pos)
-                raw = True
-            elif length != layout.size:
-                report("header-length-mismatch", f"{_name(t)} length {length}, the structure "
-                       f"has {layout.size} bytes", idx, pos)
-                raw = True
-            h = None
-            if raw is None:
-                h = decoders[t](t, layout.st.unpack_from(buf, body), idx, pos)
-            if h is None:
-                h = m.RawHeader(t, bytes(buf[body:body + length]), sec)
-            else:
-                entries.append((h, idx, pos))
-            lists[sec].append(h)
-            offsets.append(pos)
-            pos = nxt
 
     # ---------------------------------------------------------- decoders
     def decoders(self) -> dict:
@@ -318,7 +171,6 @@ class _Scanner:
             if ptype in defs.PLATFORMS_NO_SHARED_GPA_BOUNDARY and sgb:
                 self.report("platform-shared-gpa-boundary", f"{PlatformType(ptype).name} "
                             f"shared_gpa_boundary 0x{sgb:x} must be 0", idx, off)
-        self.mask_map[mask] = ptype
         return h
 
     def d_guest_policy(self, t, v, idx, off):
@@ -388,17 +240,17 @@ class _Scanner:
             self.report("size-unaligned", f"PARAMETER_AREA number_of_bytes 0x{size:x}", idx, off)
         return m.ParameterArea(size, index, data)
 
-    def check_page_data(self, h, idx, off):
-        if h.reserved:
-            self.report("reserved-nonzero", f"PAGE_DATA reserved 0x{h.reserved:x}", idx, off)
-        if h.gpa % PAGE_SIZE_4K:
-            self.report("gpa-unaligned", f"PAGE_DATA gpa 0x{h.gpa:x}", idx, off)
-        if h.data_type > 3:
-            self.report("page-data-type-invalid", f"data_type {h.data_type}", idx, off)
-        if h.flags & defs.PAGE_DATA_FLAGS_RESERVED:
-            self.report("page-data-flags-reserved", f"flags 0x{h.flags:x}", idx, off)
-        if h.flags & defs.PageDataFlags.IS_2MB_PAGE and h.gpa % PAGE_SIZE_2M:
-            self.report("page-data-2mb-unaligned", f"2 MiB page at 0x{h.gpa:x}", idx, off)
+    def check_page_data(self, gpa, flags, dtype, reserved, idx, off):
+        if reserved:
+            self.report("reserved-nonzero", f"PAGE_DATA reserved 0x{reserved:x}", idx, off)
+        if gpa % PAGE_SIZE_4K:
+            self.report("gpa-unaligned", f"PAGE_DATA gpa 0x{gpa:x}", idx, off)
+        if dtype > 3:
+            self.report("page-data-type-invalid", f"data_type {dtype}", idx, off)
+        if flags & defs.PAGE_DATA_FLAGS_RESERVED:
+            self.report("page-data-flags-reserved", f"flags 0x{flags:x}", idx, off)
+        if flags & defs.PageDataFlags.IS_2MB_PAGE and gpa % PAGE_SIZE_2M:
+            self.report("page-data-2mb-unaligned", f"2 MiB page at 0x{gpa:x}", idx, off)
 
     def d_page_data(self, t, v, idx, off):
         gpa, mask, fo, flags, dtype, reserved = v
@@ -407,9 +259,8 @@ class _Scanner:
             data = self.data_at(fo, PAGE_SIZE_4K, idx, off, "page data")
             if data is None:
                 return None
-        h = m.PageData(gpa, mask, flags, dtype, data, reserved)
-        self.check_page_data(h, idx, off)
-        return h
+        self.check_page_data(gpa, flags, dtype, reserved, idx, off)
+        return m.PageData(gpa, mask, flags, dtype, data, reserved)
 
     def d_parameter_insert(self, t, v, idx, off):
         h = m.ParameterInsert(*v)
@@ -482,16 +333,247 @@ class _Scanner:
             self.report("gpa-unaligned", f"ERROR_RANGE gpa 0x{h.gpa:x}", idx, off)
         return h
 
+
+class _Scanner(_Decoder):
+    """The decoder with its reports on, plus the fixed header, the walk
+    and the whole-file rules.  It keeps 4 bytes per header (its offset)
+    and 4 per header the whole-file rules read (not page data), never the
+    header objects."""
+
+    def __init__(self, data, platform=None, strict: bool = False,
+                 stop_first: bool = False, limit: int | None = MAX_VIOLATIONS) -> None:
+        mv = data if isinstance(data, memoryview) else memoryview(data)
+        if mv.format != "B" or mv.ndim != 1:
+            mv = mv.cast("B")
+        super().__init__(mv, 0, {})  # fds: known once the fixed header is read
+        self.platform = platform
+        self.strict = strict
+        self.stop_first = stop_first
+        self.violations = Violations(limit=limit)
+        self.limit = limit
+        self.file = m.IgvmFile(buffer=data)
+        self.offsets = array.array(OFFSET_CODE)  # every header's offset, in file order
+        self.sections = (IndexBuilder(), IndexBuilder(), IndexBuilder())
+        # per section, the file-order indices of the typed headers the
+        # whole-file rules read (page data only in strict mode)
+        self.entries = (array.array(OFFSET_CODE), array.array(OFFSET_CODE),
+                        array.array(OFFSET_CODE))
+
+    def finish(self) -> None:
+        """Hand the model its lazy sequences (after the walk, whatever stopped it)."""
+        f = self.file
+        self.silent = _Decoder(self.buf, self.fds, self.mask_map)
+        decode = self.silent.decode_at
+        f.offsets = self.offsets
+        f.platforms, f.initializations, f.directives = (
+            LazyHeaders(decode, self.offsets, sec.indices(), sec.copies) for sec in self.sections)
+
+    # ---------------------------------------------------------- reporting
+    def report(self, rule: str, message: str, idx: int | None = None,
+               off: int | None = None) -> None:
+        if not self.strict and rule in STRICT_RULES:
+            return
+        v = self.violations
+        if self.limit is not None and len(v) >= self.limit:
+            # past the limit: counted, not kept (4 million bad headers must
+            # not become 4 million objects and lines); the scan goes on
+            if v.first_not_shown is None:
+                v.first_not_shown = (idx, off)
+            v.not_shown += 1
+            return
+        v.append(Violation(rule, message, idx, off))
+        if self.stop_first:
+            raise _Stop
+
+    def fatal(self, rule: str, message: str, idx=None, off=None) -> None:
+        self.report(rule, message, idx, off)
+        raise _Stop
+
+    def d_platform(self, t, v, idx, off):
+        h = super().d_platform(t, v, idx, off)
+        self.mask_map[v[0]] = v[2]  # mask -> platform type, for the VP contexts after it
+        return h
+
+    # ------------------------------------------------------------- driver
+    def run(self) -> None:
+        try:
+            self.fixed_header()
+            self.walk()
+        except _Stop:
+            self.finish()
+            return
+        self.finish()
+        try:
+            self.whole_file()
+        except _Stop:
+            return
+
+    # ------------------------------------------------------- fixed header
+    def fixed_header(self) -> None:
+        buf, n = self.buf, self.n
+        if n < defs.FIXED_HEADER_V1.size:
+            self.fatal("file-too-small", f"{n} bytes, the fixed header needs "
+                       f"{defs.FIXED_HEADER_V1.size}", None, 0)
+        magic, version, vho, vhs, total, checksum = defs.FIXED_HEADER_V1.st.unpack_from(buf, 0)
+        if magic != IGVM_MAGIC:
+            self.fatal("bad-magic", f"magic 0x{magic:08x}, expected 0x{IGVM_MAGIC:08x} ('IGVM')",
+                       None, 0)
+        f = self.file
+        if version == defs.FORMAT_VERSION_1:
+            fixed = defs.FIXED_HEADER_V1
+        elif version == defs.FORMAT_VERSION_2:
+            fixed = defs.FIXED_HEADER_V2
+            if n < fixed.size:
+                self.fatal("file-too-small", f"{n} bytes, the v2 fixed header needs {fixed.size}",
+                           None, 0)
+            arch, page_size = struct.unpack_from("<II", buf, 24)
+            if arch not in (Architecture.X64, Architecture.AARCH64):
+                self.fatal("bad-architecture", f"architecture {arch} is neither X64 (0) "
+                           "nor AARCH64 (1)", None, 24)
+            if page_size != PAGE_SIZE_4K:
+                self.fatal("unsupported-page-size", f"page_size 0x{page_size:x}, only 0x1000 "
+                           "is supported", None, 28)
+            f.architecture = Architecture(arch)
+            f.page_size = page_size
+        else:
+            self.fatal("unsupported-format-version", f"format_version {version}, expected 1 or 2",
+                       None, 4)
+        f.revision = version
+        self.fixed_size = fixed.size
+        if total != n:
+            self.fatal("total-size-mismatch", f"header says {total} bytes, file has {n}", None, 16)
+        if vho >= n:
+            self.fatal("variable-header-offset-out-of-range",
+                       f"variable_header_offset 0x{vho:x} is not below the file size 0x{n:x}",
+                       None, 8)
+        if vho + vhs >= n:
+            self.fatal("variable-header-size-out-of-range",
+                       f"variable headers end at 0x{vho + vhs:x}, not below the file size "
+                       f"0x{n:x} (no file data section)", None, 12)
+        if vho < fixed.size or vho % 8:
+            self.report("variable-header-offset-invalid",
+                        f"variable_header_offset 0x{vho:x} must be >= 0x{fixed.size:x} "
+                        "and 8-byte aligned", None, 8)
+        head = bytearray(buf[:fixed.size])
+        head[defs.CHECKSUM_OFFSET:defs.CHECKSUM_OFFSET + 4] = bytes(4)
+        computed = zlib.crc32(buf[vho:vho + vhs], zlib.crc32(head))
+        if computed != checksum:
+            self.report("checksum-mismatch",
+                        f"header says 0x{checksum:08x}, computed 0x{computed:08x}", None, 20)
+        self.vho, self.vhs = vho, vhs
+        self.fds = vho + vhs
+        self.header_ok = True
+
+    # -------------------------------------------------------------- walk
+    def walk(self) -> None:
+        buf = self.buf
+        pos, end = self.vho, self.vho + self.vhs
+        stage = Section.PLATFORM
+        sections = self.sections
+        entries = self.entries
+        report = self.report
+        unpack_tlv = _TLV.unpack_from
+        unpack_pd = _PAGE_DATA.unpack_from
+        decoders = self._by_type
+        strict = self.strict
+        fds, n = self.fds, self.n
+        DIRECTIVE = Section.DIRECTIVE
+        add_dir = sections[DIRECTIVE].add
+        add_off = self.offsets.append
+        section_of = defs.section_of
+        idx = -1
+        while pos < end:
+            idx += 1
+            if end - pos < 8:
+                self.fatal("header-truncated", f"{end - pos} bytes left in the variable header "
+                           "section, a header needs 8", idx, pos)
+            t, length = unpack_tlv(buf, pos)
+            body = pos + 8
+            nxt = body + ((length + 7) & ~7)
+            if nxt > end:
+                self.fatal("header-truncated", f"header type 0x{t:x} length {length} runs past "
+                           f"the variable header section end 0x{end:x}", idx, pos)
+            add_off(pos)
+            # fast path: the common 4 KiB page data header, checked from its
+            # values (no object: no whole-file rule concerns page data)
+            if t == 0x302 and length == 24 and stage is DIRECTIVE:
+                gpa, mask, fo, flags, dtype, reserved = unpack_pd(buf, body)
+                if fo and (fo < fds or fo + 4096 > n):
+                    self.data_at(fo, 4096, idx, pos, "page data")
+                elif reserved or gpa & 0xFFF or dtype > 3 or strict:
+                    self.check_page_data(gpa, flags, dtype, reserved, idx, pos)
+                    if strict:
+                        entries[DIRECTIVE].append(idx)
+                add_dir(idx)
+                pos = nxt
+                continue
+            sec = section_of(t)
+            v = self.violations
+            before = v.not_shown
+            past = self.limit is not None and len(v) >= self.limit
+            if sec is None:
+                report("unknown-header-type", f"type 0x{t:x} is in no section range"
+                       + (" (optional bit set; the reference parser rejects it)"
+                          if t & OPTIONAL_BIT else ""), idx, pos)
+                # kept where a RawHeader of this type says it belongs
+                sec = max(stage, section_of(t & ~OPTIONAL_BIT) or DIRECTIVE)
+                raw = True
+            else:
+                if sec < stage:
+                    report("section-order", f"{_name(t)} ({sec.name.lower()}) after a "
+                           f"{stage.name.lower()} header", idx, pos)
+                else:
+                    stage = sec
+                if strict and nxt > body + length and any(buf[body + length:nxt]):
+                    report("header-padding-nonzero", f"padding after {_name(t)} is not zero",
+                           idx, pos)
+                layout = defs.HEADER_LAYOUTS.get(t)
+                raw = False
+                if t not in _HANDLED or (sec == Section.PLATFORM
+                                         and t != HeaderType.SUPPORTED_PLATFORM):
+                    report("unknown-header-type", f"type 0x{t:x} ({_name(t)}) is not handled by "
+                           "the reference parser", idx, pos)
+                    raw = True
+                elif length != layout.size:
+                    report("header-length-mismatch", f"{_name(t)} length {length}, the structure "
+                           f"has {layout.size} bytes", idx, pos)
+                    raw = True
+                elif decoders[t](t, layout.st.unpack_from(buf, body), idx, pos) is not None:
+                    entries[sec].append(idx)
+            sections[sec].add(idx)
+            if raw and past and nxt < end:
+                # Past the limit, the byte-identical copies that follow a header
+                # kept raw are each the same violations again (a raw header
+                # changes no state but the stage, which its copies leave as it
+                # is): counted at memcmp speed, not walked.
+                k = _copies(buf, pos, nxt, end)
+                if k:
+                    step = nxt - pos
+                    v.not_shown += k * (v.not_shown - before)
+                    self.offsets.extend(range(nxt, nxt + k * step, step))
+                    sections[sec].add_copies(idx + 1, k)
+                    idx += k
+                    nxt += k * step
+            pos = nxt
+
     # ------------------------------------------------------- whole file
     def whole_file(self) -> None:
         f = self.file
         report = self.report
         arch = f.architecture
+        offsets = self.offsets
+        decode = self.silent.decode_at  # the walk reported each header's own violations
+
+        def read(section):
+            """(header, index, offset) of the section's entries, decoded one at a time."""
+            for idx in self.entries[section]:
+                off = offsets[idx]
+                yield decode(off), idx, off
         # validate_platform_headers
         seen: dict[int, int] = {}
         declared = 0
         first_platform = None
-        for h, idx, off in self.entries:
+        for h, idx, off in read(Section.PLATFORM):
             if not isinstance(h, m.SupportedPlatform):
                 continue
             if first_platform is None:
@@ -519,12 +601,11 @@ class _Scanner:
 
         # validate_initialization_headers
         page_table_masks = 0
-        vp_idents: list[tuple[int, int, int, int, int]] = []
         pt_regions: list[tuple[int, int, int]] = []
         strict = self.strict
 
         overlaps = _first_overlaps([
-            (h.compatibility_mask, *_region(h), idx) for h, idx, off in self.entries
+            (h.compatibility_mask, *_region(h), idx) for h, idx, off in read(Section.INITIALIZATION)
             if isinstance(h, (m.PageTableRelocation, m.RelocatableRegion))
             and h.compatibility_mask & filter_mask])
 
@@ -535,7 +616,8 @@ class _Scanner:
                 report("relocation-regions-overlap", f"region [0x{start:x}, 0x{start + size:x}) "
                        f"overlaps [0x{s:x}, 0x{e:x}) for mask 0x{bit:x}", idx, off)
 
-        for h, idx, off in self.entries:
+        for h, idx, off in itertools.chain(read(Section.INITIALIZATION),
+                                           read(Section.DIRECTIVE) if strict else ()):
             mask = getattr(h, "compatibility_mask", None)
             if h.SECTION == Section.PLATFORM:
                 continue
@@ -558,22 +640,21 @@ class _Scanner:
                 if mask & page_table_masks:
                     report("page-table-relocation-duplicate", f"mask 0x{mask:x} already has one",
                            idx, off)
+                elif mask:
+                    # a region for mask bits none had: at most 32 of them (a
+                    # duplicate or a zero mask would make the insert check quadratic)
+                    pt_regions.append((mask, h.gpa, h.size))
                 page_table_masks |= mask
                 overlap(mask, h.gpa, h.size, idx, off)
-                if h.vtl in defs.VALID_VTLS:  # else already rejected as vtl-invalid
-                    vp_idents.append((mask, h.vp_index, h.vtl, idx, off))
-                if mask:  # a zero mask matches no insert (and would make the insert check quadratic)
-                    pt_regions.append((mask, h.gpa, h.size))
+
             elif isinstance(h, m.RelocatableRegion):
                 overlap(mask, h.relocation_region_gpa, h.relocation_region_size, idx, off)
-                if h.vtl in defs.VALID_VTLS:
-                    vp_idents.append((mask, h.vp_index, h.vtl, idx, off))
 
         # validate_directive_headers
         ALLOCATED, INSERTED = 1, 2
         areas: dict[int, int] = {}
         vbs_covered: dict[int, int] = {}  # VTL -> mask bits with a VBS VP context
-        for h, idx, off in self.entries:
+        for h, idx, off in read(Section.DIRECTIVE):
             if h.SECTION != Section.DIRECTIVE:
                 continue
             t = h.TYPE
@@ -621,12 +702,43 @@ class _Scanner:
                            idx, off)
                 elif ptype == PlatformType.CCA and arch != Architecture.AARCH64:
                     report("header-arch-mismatch", "CCA VP context in an X64 file", idx, off)
-        for mask, vp, vtl, idx, off in vp_idents:
-            if vp == 0 and mask & vbs_covered.get(vtl, 0):
+        # every relocation header's (VP, VTL) needs a VBS VP context: read
+        # again rather than kept (a tuple per header)
+        for h, idx, off in read(Section.INITIALIZATION):
+            if not isinstance(h, (m.PageTableRelocation, m.RelocatableRegion)):
                 continue
-            report("no-matching-vp-context", f"no VBS VP context for VP {vp} VTL {vtl} "
-                   f"(mask 0x{mask:x})", idx, off)
+            mask = h.compatibility_mask
+            if not mask & filter_mask or h.vtl not in defs.VALID_VTLS:
+                continue  # filtered, or already rejected as vtl-invalid
+            if h.vp_index == 0 and mask & vbs_covered.get(h.vtl, 0):
+                continue
+            report("no-matching-vp-context", f"no VBS VP context for VP {h.vp_index} VTL "
+                   f"{h.vtl} (mask 0x{mask:x})", idx, off)
             break
+
+
+_COPIES_CHUNK = 1 << 20
+
+
+def _copies(buf, pos: int, nxt: int, end: int) -> int:
+    """How many byte-identical copies of ``buf[pos:nxt]`` follow it, before ``end``."""
+    step = nxt - pos
+    most = (end - nxt) // step
+    one = bytes(buf[pos:nxt])
+    have = 0  # copies known to follow
+    k = 1
+    cap = max(1, _COPIES_CHUNK // step)  # the pattern bytes compared at once stay small
+    while have < most:  # doubling, then halving: O(bytes) comparisons in C
+        k = min(k, most - have, cap)
+        at = nxt + have * step
+        if buf[at:at + k * step] == one * k:
+            have += k
+            k *= 2
+        elif k == 1:
+            break
+        else:
+            k //= 2
+    return have
 
 
 def _region(h) -> tuple[int, int]:
@@ -681,11 +793,11 @@ def _first_overlaps(regions: list[tuple[int, int, int, int]]) -> dict[int, tuple
     return found
 
 
+_NAMES = {int(t): t.name for t in HeaderType}
+
+
 def _name(t: int) -> str:
-    try:
-        return HeaderType(t).name
-    except ValueError:
-        return f"0x{t:x}"
+    return _NAMES.get(t) or f"0x{t:x}"
 
 
 def _pname(t: int) -> str:
@@ -699,17 +811,19 @@ def scan(data, platform=None, strict: bool = False, stop_first: bool = False,
          limit: int | None = MAX_VIOLATIONS):
     """Run the scanner: ``(IgvmFile, Violations)``.
 
-    At most ``limit`` violations are collected (None: no limit): on the
-    next one the scan stops and ``violations.stopped_at`` says where, so a
-    file of millions of bad headers costs the first ``limit`` of them.
+    At most ``limit`` violations are kept (None: no limit); the scan still
+    reads the whole file and counts the rest (``violations.not_shown``), so
+    a file of millions of bad headers costs the first ``limit`` objects and
+    a counter, in time linear in the file.  The model's header sequences
+    are lazy (:mod:`harness.igvm.lazy`): 4 bytes per header.
 
     The model is as complete as the bytes allowed (headers that could not be
     decoded are ``RawHeader``); it is None when the fixed header is unusable
     (any fixed-header rule but the checksum and the strict offset rule).
     """
     s = _Scanner(data, platform=platform, strict=strict, stop_first=stop_first, limit=limit)
-    # Tens of thousands of small objects are created and all survive: the
-    # cyclic GC would only rescan them (they hold no cycles).
+    # Header objects are short-lived now, but the decoders' bound methods
+    # and the tuples churn: the cyclic GC would only rescan them.
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -103,17 +103,17 @@ def lint(model_or_bytes, platform=None, limit: int | None = MAX_VIOLATIONS) -> l
         f = parse(model_or_bytes, check=False)
     want = platform_type(platform)
     out: list[LintFinding] = []
-    index = {id(h): i for i, h in enumerate(f.headers())}
-
     omitted = {"error": 0, "warning": 0}
 
-    def add(rule, msg, source, severity="error", plat=None, header=None):
-        if limit is not None and len(out) >= limit:
-            omitted[severity] = omitted.get(severity, 0) + 1
-            return
-        out.append(LintFinding(rule, msg, source, severity,
-                               _pname(plat) if plat is not None else None,
-                               index.get(id(header)) if header is not None else None))
+    def add(rule, msg, source, severity="error", plat=None, index=None, count=1):
+        """``count`` findings: the header at ``index`` and its identical copies."""
+        keep = count if limit is None else max(0, min(count, limit - len(out)))
+        for i in range(keep):
+            out.append(LintFinding(rule, msg, source, severity,
+                                   _pname(plat) if plat is not None else None,
+                                   index + i if index is not None else None))
+        if count > keep:
+            omitted[severity] = omitted.get(severity, 0) + count - keep
 
     _lint(f, want, out, add)
     if any(omitted.values()):
@@ -125,16 +125,34 @@ def lint(model_or_bytes, platform=None, limit: int | None = MAX_VIOLATIONS) -> l
     return out
 
 
+def _indexed(f: m.IgvmFile, *sections: str, mask: int | None = None):
+    """``(index, header, count)`` over the named sections, ``index`` counted
+    as :meth:`IgvmFile.headers` orders them; ``count`` identical headers
+    (a run the scan recorded) come as one.  With ``mask``: only headers that
+    apply to it (those without a mask always do)."""
+    base = {"platforms": 0, "initializations": len(f.platforms)}
+    base["directives"] = base["initializations"] + len(f.initializations)
+    for name in sections:
+        start = base[name]
+        for pos, h, count in m.runs(getattr(f, name)):
+            if mask is not None:
+                hm = getattr(h, "compatibility_mask", None)
+                if hm is not None and not hm & mask:
+                    continue
+            yield start + pos, h, count
+
+
 def _lint(f: m.IgvmFile, want, out: list, add) -> list[LintFinding]:
 
     # -- whole file
-    for h in list(f.initializations) + list(f.directives):
+    for i, h, count in _indexed(f, "initializations", "directives"):
         if h.header_type not in QEMU_HANDLED:
             name = (HeaderType(h.header_type).name if h.header_type in HeaderType._value2member_map_
                     else f"0x{h.header_type:X}")
             add("qemu-unhandled-header", f"QEMU has no handler for {name} and aborts on it "
                 "whatever its compatibility mask",
-                f"{IGVM_C}: qigvm_handler ('Unknown header type encountered')", header=h)
+                f"{IGVM_C}: qigvm_handler ('Unknown header type encountered')", index=i,
+                count=count)
     if not f.directives:
         add("qemu-no-directives", "no directive headers; QEMU rejects a directive count of 0",
             f"{IGVM_C}: qigvm_process_file ('Invalid directive header count')")
@@ -163,7 +181,7 @@ def _lint(f: m.IgvmFile, want, out: list, add) -> list[LintFinding]:
 def _lint_platform(f: m.IgvmFile, t: PlatformType, mask: int, add) -> None:
     areas = {}
     id_blocks = 0
-    for h in f.directives_for(mask):
+    for i, h, count in _indexed(f, "directives", mask=mask):
         if isinstance(h, m.ParameterArea):
             areas.setdefault(h.parameter_area_index, h.number_of_bytes)
         elif isinstance(h, (m.VpCountParameter, m.EnvironmentInfo)):
@@ -173,7 +191,7 @@ def _lint_platform(f: m.IgvmFile, t: PlatformType, mask: int, add) -> None:
                     f"offset 0x{h.byte_offset:x} of a 0x{size:x}-byte area; QEMU does not "
                     "check the bound",
                     f"{IGVM_C}: qigvm_directive_vp_count / qigvm_directive_environment_info",
-                    plat=t, header=h)
+                    plat=t, index=i, count=count)
         elif isinstance(h, m.PageData):
             if h.data_type in (PageDataType.SECRETS, PageDataType.CPUID_DATA,
                                PageDataType.CPUID_XF) and t in (PlatformType.SEV,
@@ -181,24 +199,26 @@ def _lint_platform(f: m.IgvmFile, t: PlatformType, mask: int, add) -> None:
                 add("qemu-page-type-needs-snp", f"{PageDataType(h.data_type).name} page at "
                     f"0x{h.gpa:x} needs SEV-SNP",
                     f"{SEV_C}: cgs_set_guest_state ('attempt to configure ... but SEV-SNP is "
-                    "not supported')", plat=t, header=h)
+                    "not supported')", plat=t, index=i, count=count)
             if h.flags & PageDataFlags.SHARED and t != PlatformType.NATIVE:
                 add("qemu-page-shared-ignored", f"page at 0x{h.gpa:x} is marked shared; QEMU "
                     "ignores the flag and imports it as a private page",
-                    f"{IGVM_C}: qigvm_type_to_cgs_type", severity="warning", plat=t, header=h)
+                    f"{IGVM_C}: qigvm_type_to_cgs_type", severity="warning", plat=t, index=i,
+                    count=count)
         elif isinstance(h, m.VpContext):
-            _lint_vp_context(h, t, add)
+            _lint_vp_context(h, t, lambda *a, **k: add(*a, index=i, count=count, **k))
         elif isinstance(h, m.SnpIdBlock):
-            id_blocks += 1
-            if id_blocks == 2:
+            id_blocks += count
+            if id_blocks >= 2 and id_blocks - count < 2:  # the second one, maybe in this run
                 add("qemu-multiple-id-blocks", "more than one SNP ID block for this platform",
                     f"{IGVM_C}: qigvm_directive_snp_id_block ('Multiple ID blocks')",
-                    plat=t, header=h)
-    for h in f.initializations_for(mask):
+                    plat=t, index=i + 1 - (id_blocks - count))
+    for i, h, count in _indexed(f, "initializations", mask=mask):
         if isinstance(h, m.GuestPolicy) and t != PlatformType.SEV_SNP:
             add("qemu-guest-policy-ignored", "GUEST_POLICY is only applied to SEV-SNP guests; "
                 "the sev-guest object's policy is used instead",
-                f"{IGVM_C}: qigvm_handle_policy", severity="warning", plat=t, header=h)
+                f"{IGVM_C}: qigvm_handle_policy", severity="warning", plat=t, index=i,
+                count=count)
 
 
 def _lint_vp_context(h: m.VpContext, t: PlatformType, add) -> None:
@@ -206,19 +226,19 @@ def _lint_vp_context(h: m.VpContext, t: PlatformType, add) -> None:
         add("qemu-vp-context-unsupported", "SEV (without ES) cannot take an initial CPU state",
             f"{SEV_C}: cgs_set_guest_state ('attempt to configure initial VMSA, but SEV-ES is "
             f"not supported'); {DOC}: Limitations when using IGVM with AMD SEV, SEV-ES and "
-            "SEV-SNP", plat=t, header=h)
+            "SEV-SNP", plat=t)
         return
     if t == PlatformType.NATIVE:
         if h.vp_index != 0:
             add("qemu-vp-context-ap", f"native VP context for VP {h.vp_index}; QEMU sets the "
                 "BSP only", f"{X86_IGVM_C}: qigvm_x86_set_vp_context ('context can be set for "
-                "BSP only')", plat=t, header=h)
+                "BSP only')", plat=t)
         return
     # SEV-ES / SEV-SNP: the data is a VMSA
     if h.gpa != KVM_VMSA_GPA:
         add("qemu-vmsa-gpa", f"VMSA GPA 0x{h.gpa:x}, KVM places it at 0x{KVM_VMSA_GPA:x}",
             f"{SEV_C}: check_vmsa_supported; {DOC}: Initial CPU state with VMSA",
-            plat=t, header=h)
+            plat=t)
     if h.data is None or len(h.data) < SevEsVmsa.QEMU_CHECKED_SIZE:
         return
     v = SevEsVmsa.from_bytes(bytes(h.data[:SevEsVmsa.SIZE]).ljust(SevEsVmsa.SIZE, b"\0"))
@@ -226,11 +246,11 @@ def _lint_vp_context(h: m.VpContext, t: PlatformType, add) -> None:
     if bad:
         add("qemu-vmsa-fields", f"VMSA fields outside QEMU's allow-list are non-zero: "
             f"{', '.join(bad)}", f"{SEV_C}: check_vmsa_supported; {DOC}: Initial CPU state "
-            "with VMSA", plat=t, header=h)
+            "with VMSA", plat=t)
     snp_bit = v.sev_features & SevEsVmsa.SEV_FEAT_SNP_ACTIVE
     if t == PlatformType.SEV_SNP and not snp_bit:
         add("qemu-vmsa-sev-features", "SEV-SNP VMSA without SEV_FEATURES.SNP_ACTIVE (bit 0)",
-            f"{SEV_C}: check_sev_features", plat=t, header=h)
+            f"{SEV_C}: check_sev_features", plat=t)
     elif t == PlatformType.SEV_ES and snp_bit:
         add("qemu-vmsa-sev-features", "SEV-ES VMSA with SEV_FEATURES.SNP_ACTIVE (bit 0) set",
-            f"{SEV_C}: check_sev_features", plat=t, header=h)
+            f"{SEV_C}: check_sev_features", plat=t)

@@ -188,43 +188,46 @@ class Violation:
 
 
 class Violations(list):
-    """The violations a scan collected, at most ``limit`` of them.
+    """The violations a scan collected: the first ``limit`` of them, and the
+    count of the rest.
 
-    ``stopped_at`` is None when the scan saw the whole file; otherwise the
-    ``(header_index, offset)`` of the first violation past the limit, where
-    the scan stopped (so at least one more exists, and the rest of the file
-    was not checked).
+    Past the limit the scan goes on to the end of the file, counting
+    (``not_shown``) but keeping nothing but where the first of those was
+    (``first_not_shown``: ``(header_index, offset)``), so that memory is
+    bounded and the count exact.
     """
 
     def __init__(self, items=(), limit: int | None = None) -> None:
         super().__init__(items)
         self.limit = limit
-        self.stopped_at: tuple[int | None, int | None] | None = None
-        #: bytes of the variable header section from the stop on (not checked)
-        self.unchecked_bytes: int | None = None
+        self.not_shown = 0
+        self.first_not_shown: tuple[int | None, int | None] | None = None
 
     @property
     def truncated(self) -> bool:
-        return self.stopped_at is not None
+        return self.not_shown > 0
+
+    @property
+    def total(self) -> int:
+        """Every violation the scan found, listed or not."""
+        return len(self) + self.not_shown
 
     def summary(self) -> str:
-        """One line: how many, and whether the scan stopped at the limit."""
+        """One line: how many, and how many are not listed."""
         if not self.truncated:
             return f"{len(self)} violation(s)"
-        idx, off = self.stopped_at
+        idx, off = self.first_not_shown
         where = [f"header {idx}" if idx is not None else None,
                  f"offset 0x{off:x}" if off is not None else None]
         at = ", ".join(w for w in where if w)
-        rest = (f" ({self.unchecked_bytes} bytes of variable headers)"
-                if self.unchecked_bytes else "")
-        return (f"more than {len(self)} violations: the first {len(self)} are listed; the scan "
-                f"stopped at the next ({at}) and did not check the rest of the file{rest}")
+        return (f"{self.total} violations: the first {len(self)} are listed, "
+                f"{self.not_shown} more violations not shown (the first of them at {at})")
 
     def as_dict(self) -> dict:
         return {"count": len(self), "limit": self.limit, "truncated": self.truncated,
-                "unchecked_bytes": self.unchecked_bytes,
-                "stopped_at": None if self.stopped_at is None else
-                {"header_index": self.stopped_at[0], "offset": self.stopped_at[1]}}
+                "not_shown": self.not_shown, "total": self.total,
+                "first_not_shown": None if self.first_not_shown is None else
+                {"header_index": self.first_not_shown[0], "offset": self.first_not_shown[1]}}
 
 
 class IgvmFormatError(HarnessError):

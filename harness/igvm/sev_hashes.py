@@ -67,7 +67,7 @@ def add_hash_table(igvm: bytes, fw: OvmfImage, kernel: bytes, initrd: bytes,
     page = area.gpa - area.gpa % PAGE_4K
     if area.gpa + PADDED_SIZE > page + PAGE_4K:
         raise HarnessError(f"{fw.name}: SEV hash table area {area.gpa:#x} crosses a page")
-    f = parse(igvm)
+    f = parse(igvm).materialize()  # edited below: plain lists
     f.buffer = None
     mask = 0
     for p in f.platforms:
