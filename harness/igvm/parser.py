@@ -68,6 +68,24 @@ def _bits(mask: int):
         mask ^= low
 
 
+#: header type -> values -> object, for the types decoded without checks
+_PLAIN: dict = {}
+
+
+def _plain_maker(t: int):
+    """Positional construction when the class's parameters are the layout's
+    fields in order (a third of the cost of keywords), else keywords."""
+    cls, fields = m.HEADER_CLASSES[t], defs.HEADER_LAYOUTS[t].fields
+    code = getattr(cls.__init__, "__code__", None)
+    if code is not None and code.co_varnames[1:1 + len(fields)] == tuple(fields):
+        return lambda v: cls(*v)
+    return lambda v: cls(**dict(zip(fields, v)))
+
+
+#: section of each type that has a layout (the rest: :func:`defs.section_of`)
+_SECTIONS = {int(t): defs.section_of(t) for t in defs.HEADER_LAYOUTS}
+
+
 class _Decoder:
     """Builds one mapped file's header objects from their bytes.
 
@@ -106,7 +124,7 @@ class _Decoder:
             if fo < self.fds or fo + 4096 > self.n:
                 return m.RawHeader(t, bytes(buf[body:body + 24]))
             return m.PageData(gpa, mask, flags, dtype, buf[fo:fo + 4096], reserved)
-        sec = defs.section_of(t)
+        sec = _SECTIONS.get(t) or defs.section_of(t)
         if sec is None:
             return m.RawHeader(t, bytes(buf[body:body + length]))
         layout = defs.HEADER_LAYOUTS.get(t)
@@ -148,8 +166,10 @@ class _Decoder:
         return d
 
     def d_plain(self, t, v, idx, off):
-        cls = m.HEADER_CLASSES[t]
-        return cls(**dict(zip(defs.HEADER_LAYOUTS[t].fields, v)))
+        make = _PLAIN.get(t)
+        if make is None:
+            make = _PLAIN[t] = _plain_maker(t)
+        return make(v)
 
     def d_platform(self, t, v, idx, off):
         mask, vtl, ptype, version, sgb = v
@@ -481,6 +501,8 @@ class _Scanner(_Decoder):
         add_dir = sections[DIRECTIVE].add
         add_off = self.offsets.append
         section_of = defs.section_of
+        known_section = _SECTIONS.get
+        plain = self.d_plain
         idx = -1
         while pos < end:
             idx += 1
@@ -507,7 +529,7 @@ class _Scanner(_Decoder):
                 add_dir(idx)
                 pos = nxt
                 continue
-            sec = section_of(t)
+            sec = known_section(t) or section_of(t)
             v = self.violations
             before = v.not_shown
             past = self.limit is not None and len(v) >= self.limit
@@ -538,7 +560,8 @@ class _Scanner(_Decoder):
                     report("header-length-mismatch", f"{_name(t)} length {length}, the structure "
                            f"has {layout.size} bytes", idx, pos)
                     raw = True
-                elif decoders[t](t, layout.st.unpack_from(buf, body), idx, pos) is not None:
+                elif (decoders[t] == plain  # nothing to check: typed without building it
+                      or decoders[t](t, layout.st.unpack_from(buf, body), idx, pos) is not None):
                     entries[sec].append(idx)
             sections[sec].add(idx)
             if raw and past and nxt < end:

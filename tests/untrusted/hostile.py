@@ -79,3 +79,40 @@ def sparse_zeros(path, size: int) -> None:
     """A sparse file of ``size`` zero bytes (costs no disk)."""
     with open(path, "wb") as fh:
         fh.truncate(size)
+
+
+# Variable header types of igvm_defs IgvmVariableHeaderType.
+_PAGE_DATA, _PARAMETER_AREA, _PARAMETER_INSERT, _VP_COUNT = 0x302, 0x301, 0x303, 0x307
+
+
+def _file(headers: bytes, data: bytes = b"\0") -> bytes:
+    """A v1 file of these variable headers and file data, checksum and size right."""
+    vho = FIXED_V1.size
+    total = vho + len(headers) + len(data)
+    head = bytearray(FIXED_V1.pack(IGVM_MAGIC, 1, vho, len(headers), total, 0))
+    struct.pack_into("<I", head, 20, zlib.crc32(headers, zlib.crc32(head)))
+    return bytes(head) + headers + data
+
+
+def _platform(ptype) -> bytes:
+    return struct.pack("<II", 0x1, 0x10) + struct.pack("<IBBHQ", 1, 0, int(ptype), 1, 0)
+
+
+def zero_pages(count: int, platform=PlatformType.SEV_SNP) -> bytes:
+    """A valid file of one platform and ``count`` contiguous 4 KiB zero pages
+    from 1 MiB up: 32-byte IGVM_VHS_PAGE_DATA headers with file_offset 0, so
+    the file is all headers (32 MiB for 1,048,576 pages)."""
+    page = struct.Struct("<IIQIIIHH")  # type, length, gpa, mask, file_offset, flags, data_type, reserved
+    body = b"".join(page.pack(_PAGE_DATA, 24, 0x100000 + i * 0x1000, 1, 0, 0, 0, 0)
+                    for i in range(count))
+    return _file(_platform(platform) + body)
+
+
+def vp_count_parameters(count: int, platform=PlatformType.SEV_SNP) -> bytes:
+    """A valid file: a 4 KiB PARAMETER_AREA, ``count`` 16-byte
+    VP_COUNT_PARAMETER headers into it (each a header the whole-file rules
+    read), its PARAMETER_INSERT and one page of data."""
+    area = struct.pack("<IIQII", _PARAMETER_AREA, 16, 0x1000, 0, 0)
+    param = struct.pack("<IIII", _VP_COUNT, 8, 0, 0) * count
+    insert = struct.pack("<IIQII", _PARAMETER_INSERT, 16, 0x200000, 1, 0)
+    return _file(_platform(platform) + area + param + insert)
