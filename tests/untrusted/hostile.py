@@ -116,3 +116,23 @@ def vp_count_parameters(count: int, platform=PlatformType.SEV_SNP) -> bytes:
     param = struct.pack("<IIII", _VP_COUNT, 8, 0, 0) * count
     insert = struct.pack("<IIQII", _PARAMETER_INSERT, 16, 0x200000, 1, 0)
     return _file(_platform(platform) + area + param + insert)
+
+
+def unaligned_pages(count: int, reserved: bool = False) -> bytes:
+    """``count`` zero-page headers whose GPA is not 4 KiB aligned (GPA
+    ``0x100001 + i * 0x1000``, so no two headers are byte-identical): one
+    ``gpa-unaligned`` violation each, two with ``reserved`` (the u16
+    reserved field set: ``reserved-nonzero`` too)."""
+    page = struct.Struct("<IIQIIIHH")
+    body = b"".join(page.pack(_PAGE_DATA, 24, 0x100001 + i * 0x1000, 1, 0, 0, 0, int(reserved))
+                    for i in range(count))
+    return _file(_platform(PlatformType.SEV_SNP) + body)
+
+
+def with_reused_area_index(headers_file: bytes) -> bytes:
+    """``headers_file`` (a maker's output above, one byte of file data) with
+    two PARAMETER_AREA headers of index 0 appended: one more violation,
+    ``parameter-area-index-reused``, found by the whole-file rules."""
+    vho, vhs = struct.unpack_from("<II", headers_file, 8)
+    area = struct.pack("<IIQII", _PARAMETER_AREA, 16, 0x1000, 0, 0)
+    return _file(headers_file[vho:vho + vhs] + area + area, headers_file[vho + vhs:])

@@ -1,0 +1,85 @@
+"""Past the violation limit the scan reads on and counts: the first
+MAX_VIOLATIONS are kept, the rest counted exactly.  Each expected count is
+what the test built into the file (tests/untrusted/hostile.py), not what
+the validator printed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli import main
+from harness.igvm.limits import MAX_VIOLATIONS
+from harness.igvm.validate import validate
+from tests.untrusted import hostile
+
+
+@pytest.mark.parametrize("count, per_header, reserved", [
+    (MAX_VIOLATIONS - 1, 1, False), (MAX_VIOLATIONS, 1, False), (MAX_VIOLATIONS + 1, 1, False),
+    (1000, 1, False), (1000, 2, True)])
+def test_every_violation_is_counted(count, per_header, reserved):
+    v = validate(hostile.unaligned_pages(count, reserved=reserved))
+    total = count * per_header
+    assert v.total == total
+    assert len(v) == min(total, MAX_VIOLATIONS)  # the storage bound holds
+    assert v.not_shown == max(0, total - MAX_VIOLATIONS)
+    assert v.truncated == (total > MAX_VIOLATIONS)
+    rules = {"gpa-unaligned", "reserved-nonzero"} if reserved else {"gpa-unaligned"}
+    assert {x.rule for x in v} == rules
+
+
+def test_first_not_shown_is_where_the_limit_was_passed():
+    v = validate(hostile.unaligned_pages(MAX_VIOLATIONS + 5))
+    # header 0 is the platform; page i is header i + 1, one violation each
+    assert v.first_not_shown[0] == MAX_VIOLATIONS + 1
+    assert f"{5} more violations not shown" in v.summary()
+
+
+def test_a_whole_file_violation_after_the_limit_is_counted():
+    base = hostile.unaligned_pages(300)
+    v = validate(hostile.with_reused_area_index(base))
+    assert v.total == 300 + 1 and v.not_shown == 300 + 1 - MAX_VIOLATIONS
+
+
+@pytest.mark.parametrize("count", [MAX_VIOLATIONS + 1, 5000, 100_003])
+def test_identical_copies_are_counted_too(count):
+    """hostile.bad_headers: ``count`` byte-identical unknown headers, one
+    violation each (past the limit they are counted without a walk)."""
+    v = validate(hostile.bad_headers(count))
+    assert v.total == count and len(v) == MAX_VIOLATIONS
+
+
+def test_identical_copies_then_other_violations():
+    v = validate(hostile.with_reused_area_index(hostile.bad_headers(10_000)))
+    assert v.total == 10_000 + 1
+
+
+def test_the_lazy_model_reads_every_header_of_a_counted_file():
+    """The model of a file scanned past the limit has every header, the
+    counted copies included (4 bytes each, built on access)."""
+    from harness.igvm.parser import scan
+    f, v = scan(hostile.bad_headers(5000))
+    assert f.header_count() == 5001 and v.total == 5000
+    assert f.platforms[-1].header_type == 0x7F and f.platforms[-1] == f.platforms[200]
+
+
+def test_cli_json_carries_the_count(tmp_path, capsys):
+    path = tmp_path / "bad.igvm"
+    path.write_bytes(hostile.unaligned_pages(777))
+    assert main(["validate", "--json", str(path)]) == 1
+    doc = json.loads(capsys.readouterr().out)
+    summary = doc["violation_summary"]
+    assert len(doc["violations"]) == MAX_VIOLATIONS
+    assert summary["total"] == 777 and summary["not_shown"] == 777 - MAX_VIOLATIONS
+
+
+def test_cli_text_says_how_many_more(tmp_path, capsys):
+    path = tmp_path / "bad.igvm"
+    path.write_bytes(hostile.unaligned_pages(250, reserved=True))
+    assert main(["validate", str(path)]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == MAX_VIOLATIONS + 1
+    assert lines[-1].endswith(f"{500 - MAX_VIOLATIONS} more violations not shown "
+                              f"(the first of them at header {MAX_VIOLATIONS // 2 + 1}, "
+                              f"offset 0x{0x18 + 0x18 + (MAX_VIOLATIONS // 2) * 32:x})")
