@@ -21,9 +21,12 @@ Public API (other layers code against these names):
   ``EnvironmentInfo``, ``SnpIdBlock``, ``ErrorRange``, ``VbsMeasurement``;
   unknown types as ``RawHeader``) and ``IgvmFile`` (``revision``,
   ``architecture``, ``page_size``, ``platforms``, ``initializations``,
-  ``directives``; ``headers()``, ``platform(t)``, ``mask_for(t)``,
-  ``directives_for(mask)``, ``initializations_for(mask)``, ``page_data()``,
-  ``vp_contexts()``).  File data is ``bytes`` or a zero-copy ``memoryview``;
+  ``directives``; ``headers()``, ``header_count()``, ``platform(t)``,
+  ``mask_for(t)``, ``directives_for(mask)`` / ``initializations_for(mask)`` /
+  ``iter_page_data()`` (iterators), ``page_data()``, ``vp_contexts()``,
+  ``materialize()``; ``runs(seq)``).  A parsed file's sections are
+  ``lazy.LazyHeaders`` (read-only, 4 bytes per header, each header built on
+  access): loop over them, ``materialize()`` before editing.  File data is ``bytes`` or a zero-copy ``memoryview``;
   ``None`` means no file data (a zero page for page data).
 - ``builder``: ``IgvmBuilder(revision=1)`` with ``platform()`` (returns the
   mask), ``page()``, ``pages()``, ``zero_pages()``, ``parameter_area()``
@@ -39,8 +42,9 @@ Public API (other layers code against these names):
   ``scan(data, platform=None, strict=False, limit=MAX_VIOLATIONS) -> (IgvmFile |
   None, Violations)``.
 - ``validate``: ``validate(data, platform=None, strict=False, limit=MAX_VIOLATIONS)
-  -> Violations`` (a list; ``.truncated`` / ``.stopped_at`` / ``.summary()`` when
-  the limit stopped the scan), ``is_valid()``.
+  -> Violations`` (a list of the first ``limit``; ``.not_shown`` counts the
+  rest, ``.total``, ``.truncated``, ``.first_not_shown``, ``.summary()``),
+  ``is_valid()``.
 - ``limits``: every bound on what a file may ask for, with its source
   (``GPA_WIDTH_BITS``, ``MAX_VCPUS``, ``MAX_PARAMETER_AREA_BYTES``,
   ``MAX_FILE_SIZE``, ``MAX_VIOLATIONS``) and ``refusal()`` (one line).  ``rules``: ``RULES`` (id -> Rule with summary and source),

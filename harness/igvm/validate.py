@@ -41,7 +41,7 @@ from harness.igvm.rules import RULES, Violation, Violations
 def validate(data, platform=None, strict: bool = False,
              limit: int | None = MAX_VIOLATIONS) -> Violations:
     """The violations in ``data`` (bytes, memoryview or mmap): all of them,
-    or the first ``limit`` (``.truncated`` then says the scan stopped)."""
+    or the first ``limit`` and the count of the rest (``.not_shown``)."""
     _, violations = scan(data, platform=platform, strict=strict, limit=limit)
     return violations
 
