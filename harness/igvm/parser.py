@@ -627,17 +627,30 @@ class _Scanner(_Decoder):
         pt_regions: list[tuple[int, int, int]] = []
         strict = self.strict
 
-        overlaps = _first_overlaps([
-            (h.compatibility_mask, *_region(h), idx) for h, idx, off in read(Section.INITIALIZATION)
-            if isinstance(h, (m.PageTableRelocation, m.RelocatableRegion))
-            and h.compatibility_mask & filter_mask])
+        masks, starts, ends = array.array(OFFSET_CODE), array.array("Q"), array.array("Q")
+        for h, idx, off in read(Section.INITIALIZATION):
+            if isinstance(h, (m.PageTableRelocation, m.RelocatableRegion)) \
+                    and h.compatibility_mask & filter_mask:
+                start, end = _region(h)
+                masks.append(h.compatibility_mask)
+                starts.append(start)
+                ends.append(min(end, _U64_MAX))
+        overlaps = Overlaps(masks, starts, ends, keep=self.limit)
+        del masks, starts, ends
+        region = -1  # the regions' order above: the loop below meets them in it
 
         def overlap(mask, start, size, idx, off):
-            hit = overlaps.get(idx)
-            if hit is not None:
-                bit, s, e = hit
-                report("relocation-regions-overlap", f"region [0x{start:x}, 0x{start + size:x}) "
-                       f"overlaps [0x{s:x}, 0x{e:x}) for mask 0x{bit:x}", idx, off)
+            nonlocal region
+            region += 1
+            if not overlaps.hit[region]:
+                return
+            hit = overlaps.first(region)
+            if hit is None:  # past what the violation limit can list: counted only
+                report("relocation-regions-overlap", "", idx, off)
+                return
+            bit, s, e = hit
+            report("relocation-regions-overlap", f"region [0x{start:x}, 0x{start + size:x}) "
+                   f"overlaps [0x{s:x}, 0x{e:x}) for mask 0x{bit:x}", idx, off)
 
         for h, idx, off in itertools.chain(read(Section.INITIALIZATION),
                                            read(Section.DIRECTIVE) if strict else ()):
@@ -770,50 +783,86 @@ def _region(h) -> tuple[int, int]:
     return h.relocation_region_gpa, h.relocation_region_gpa + h.relocation_region_size
 
 
+#: Region ends are kept in u64 arrays; an end past 2^64 (a gpa near the top
+#: plus a size) is clamped, which only loses an overlap with a region that
+#: starts at 2^64 - 1 itself (the reference computes ``gpa + size - 1`` in u64).
+_U64_MAX = (1 << 64) - 1
+
+
+class Overlaps:
+    """Which relocation regions overlap a region of an earlier header, in
+    O(n log n) time and ~45 bytes per region.
+
+    Regions are given in header order (``masks``, ``starts``, ``ends``:
+    arrays).  For each compatibility-mask bit, lowest first, the regions of
+    that bit are taken in header order and each asks a Fenwick tree of
+    prefix maxima, over the sorted starts, for the largest end among the
+    earlier regions that start before its end: it overlaps one of them
+    exactly when that end lies past its start.  ``hit[i]`` says region
+    ``i`` overlaps an earlier one; :meth:`first` gives the lowest such bit
+    and the earlier region's range, kept for the ``keep`` lowest regions
+    only (those are the only ones the violation limit can list).  Empty
+    regions overlap nothing."""
+
+    def __init__(self, masks, starts, ends, keep: int | None = None) -> None:
+        n = len(masks)
+        self.hit = bytearray(n)
+        self._first: dict[int, tuple[int, int, int]] = {}
+        self._keep = keep
+        every = 0
+        for mask in masks:
+            every |= mask
+        for bit in _bits(every):
+            self._sweep(bit, masks, starts, ends)
+
+    def first(self, i: int) -> tuple[int, int, int] | None:
+        return self._first.get(i)
+
+    def _note(self, i: int, detail: tuple[int, int, int]) -> None:
+        self.hit[i] = 1
+        first, keep = self._first, self._keep
+        if keep is None or len(first) < keep:
+            first[i] = detail
+        elif keep and i < max(first):  # bits come lowest first: the first hit is the lowest bit
+            del first[max(first)]
+            first[i] = detail
+
+    def _sweep(self, bit: int, masks, starts, ends) -> None:
+        members = array.array(OFFSET_CODE, (i for i in range(len(masks))
+                                            if masks[i] & bit and ends[i] > starts[i]))
+        if len(members) < 2:
+            return
+        coords = array.array("Q", sorted(starts[i] for i in members))
+        size = len(coords)
+        best_end = array.array("Q", bytes(8 * (size + 1)))  # Fenwick tree, 1-based
+        best_who = array.array(OFFSET_CODE, bytes(4 * (size + 1)))
+        hit = self.hit
+        for i in members:
+            s, e = starts[i], ends[i]
+            j = bisect.bisect_left(coords, e)  # earlier regions starting before e
+            top = who = 0
+            while j:
+                if best_end[j] > top:
+                    top, who = best_end[j], best_who[j]
+                j &= j - 1
+            if top > s and not hit[i]:
+                w = who - 1
+                self._note(i, (bit, starts[w], ends[w]))
+            j = bisect.bisect_left(coords, s) + 1
+            while j <= size:
+                if e > best_end[j]:
+                    best_end[j], best_who[j] = e, i + 1
+                j += j & -j
+
+
 def _first_overlaps(regions: list[tuple[int, int, int, int]]) -> dict[int, tuple[int, int, int]]:
-    """Which regions overlap a region of an earlier header, in O(n log n).
-
-    ``regions`` holds ``(mask, start, end, header_index)``.  For every region
-    that overlaps, within one compatibility-mask bit, a region of a smaller
-    header index, returns ``header_index -> (bit, start, end of that earlier
-    region)`` (the lowest such bit).  Empty regions overlap nothing.
-
-    Per bit the regions are sorted by start; two overlap exactly when one's
-    start lies in the other's range.  A sweep in start order keeps the
-    regions whose range the sweep is still inside in two heaps: the one of
-    smallest header index tells whether the current region overlaps an
-    earlier header; the ones of larger index than the current region
-    overlap a *later* header (the current one) and are marked (each once).
-    """
-    by_bit: dict[int, list[tuple[int, int, int]]] = {}
-    for mask, start, end, idx in regions:
-        if end <= start:
-            continue
-        while mask:
-            low = mask & -mask
-            by_bit.setdefault(low, []).append((start, idx, end))
-            mask ^= low
-    found: dict[int, tuple[int, int, int]] = {}
-    for bit in sorted(by_bit):
-        items = sorted(by_bit[bit])
-        starts = [it[0] for it in items]
-        low_heap: list[tuple[int, int, int, int]] = []   # (idx, hi, start, end)
-        high_heap: list[tuple[int, int, int, int]] = []  # (-idx, hi, start, end)
-        for pos, (start, idx, end) in enumerate(items):
-            while low_heap and low_heap[0][1] <= pos:
-                heapq.heappop(low_heap)
-            if low_heap and low_heap[0][0] < idx and idx not in found:
-                _, _, s, e = low_heap[0]
-                found[idx] = (bit, s, e)
-            while high_heap and (high_heap[0][1] <= pos or -high_heap[0][0] > idx):
-                neg, hi, s, e = heapq.heappop(high_heap)
-                if hi > pos and -neg not in found:
-                    found[-neg] = (bit, start, end)
-            hi = bisect.bisect_left(starts, end, pos + 1)
-            if hi > pos + 1:  # later-sorted regions start inside this one
-                heapq.heappush(low_heap, (idx, hi, start, end))
-                heapq.heappush(high_heap, (-idx, hi, start, end))
-    return found
+    """``(mask, start, end, header_index)`` in header order -> ``header_index
+    -> (bit, start, end of an earlier region it overlaps)`` (the lowest bit)."""
+    regions = sorted(regions, key=lambda r: r[3])
+    o = Overlaps(array.array(OFFSET_CODE, (r[0] for r in regions)),
+                 array.array("Q", (r[1] for r in regions)),
+                 array.array("Q", (min(r[2], _U64_MAX) for r in regions)))
+    return {regions[i][3]: o.first(i) for i in range(len(regions)) if o.hit[i]}
 
 
 _NAMES = {int(t): t.name for t in HeaderType}

@@ -30,10 +30,12 @@ def parameter_area(number_of_bytes: int, platform=PlatformType.SEV_SNP) -> bytes
     return b.build()
 
 
-def relocation_regions(count: int, overlap_last: bool = False, mask_bits: int = 1) -> bytes:
+def relocation_regions(count: int, overlap_last: bool = False, mask_bits: int = 1,
+                       stride: int = 0x200000) -> bytes:
     """``count`` disjoint 2 MiB RELOCATABLE_REGIONs (a VSM platform per mask
     bit, with the VBS VP context they need); ``overlap_last`` makes the last
-    region overlap the first."""
+    region overlap the first; ``stride=0`` puts them all at one GPA (each
+    overlaps every earlier one)."""
     from harness.igvm import model as m
     from harness.igvm import defs
     b = IgvmBuilder()
@@ -41,7 +43,7 @@ def relocation_regions(count: int, overlap_last: bool = False, mask_bits: int = 
     for _ in range(mask_bits):
         mask |= b.platform(PlatformType.VSM_ISOLATION, highest_vtl=2)
     for i in range(count):
-        gpa = 0x40000000 + i * 0x200000
+        gpa = 0x40000000 + i * stride
         if overlap_last and i == count - 1:
             gpa = 0x40000000
         b.add(m.RelocatableRegion(compatibility_mask=mask, vp_index=0, vtl=0, flags=0,

@@ -83,3 +83,15 @@ def test_cli_text_says_how_many_more(tmp_path, capsys):
     assert lines[-1].endswith(f"{500 - MAX_VIOLATIONS} more violations not shown "
                               f"(the first of them at header {MAX_VIOLATIONS // 2 + 1}, "
                               f"offset 0x{0x18 + 0x18 + (MAX_VIOLATIONS // 2) * 32:x})")
+
+
+def test_every_overlapping_region_is_counted():
+    """hostile.relocation_regions(n, stride=0): n regions at one GPA, each
+    overlapping every earlier one: n - 1 relocation-regions-overlap
+    violations, the first listed naming the first region's range."""
+    n = 3000
+    v = validate(hostile.relocation_regions(n, stride=0))
+    assert v.total == n - 1 and len(v) == MAX_VIOLATIONS
+    assert {x.rule for x in v} == {"relocation-regions-overlap"}
+    assert v[0].header_index == 2  # platform 0, first region 1, the second overlaps it
+    assert "overlaps [0x40000000, 0x40200000) for mask 0x1" in v[0].message
