@@ -19,10 +19,10 @@ from harness.qemu.outcome import Status
 pytestmark = [pytest.mark.qemu, pytest.mark.platforms("native"), pytest.mark.slow]
 
 
-def settled(run) -> list[str]:
-    assert run.seen, f"{run.summary()}\nconsole tail:\n{run.outcome.tail(8)}"
-    assert run.outcome.status is Status.BOOTED, run.summary()
-    lines = boot_manager_lines(run.outcome.console)
+def settled(out) -> list[str]:
+    assert out.matched is not None, f"{out.summary()}\nconsole tail:\n{out.tail(8)}"
+    assert out.status is Status.BOOTED, out.summary()
+    lines = boot_manager_lines(out.console)
     last = next((i for i, l in enumerate(lines) if re.search(SETTLED, l)), None)
     assert last is not None, lines
     # Up to the settling line: QEMU is quit as soon as it is seen, so what
@@ -37,7 +37,7 @@ def test_igvm_wrap_reaches_boot_manager(fw, fw_boot, fw_accel, note):
     # build restricts boot to its own firmware volume).
     assert any(re.search(OVMF_LINES[k][0], l) for l in lines
                for k in ("bds-option", "bds-gave-up")), lines
-    note("boot_manager_s", round(run.elapsed, 2))
+    note("boot_manager_s", round(run.matched_at, 2))
 
 
 def test_bios_shows_the_same_boot_manager(fw, fw_boot, fw_accel, note):
@@ -45,4 +45,4 @@ def test_bios_shows_the_same_boot_manager(fw, fw_boot, fw_accel, note):
     bios_run = fw_boot(bios=fw.path, accel=fw_accel, label="-bios")
     via_bios = settled(bios_run)
     assert via_igvm == via_bios
-    note("boot_manager_bios_s", round(bios_run.elapsed, 2))
+    note("boot_manager_bios_s", round(bios_run.matched_at, 2))
