@@ -17,11 +17,11 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import HarnessError
+from harness.outputs import write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -58,10 +58,8 @@ def load(base: Path | None = None) -> dict[str, dict[str, Any]]:
 def save(entries: dict[str, dict[str, Any]], base: Path | None = None) -> None:
     base = base or root()
     base.mkdir(parents=True, exist_ok=True)
-    tmp = base / f".{MANIFEST}.{os.getpid()}"
-    tmp.write_text(json.dumps({"format": FORMAT, "assets": entries}, indent=2, sort_keys=True)
-                   + "\n")
-    os.replace(tmp, base / MANIFEST)
+    write_atomic(base / MANIFEST, json.dumps({"format": FORMAT, "assets": entries}, indent=2,
+                                             sort_keys=True) + "\n", prefix=f".{MANIFEST}.")
 
 
 def clean_stale(base: Path) -> None:

@@ -42,6 +42,7 @@ from harness.debian.sources import Archive
 from harness.debian.version import sort_newest_first
 from harness.errors import HarnessError
 from harness.inputs import sha256_file
+from harness.outputs import write_atomic
 
 # Debian releases in order; the ones after the configured release are added.
 # ``forky`` is testing in 2026; add the next codename once the archive has it
@@ -154,9 +155,7 @@ class AptConfig:
         text = self.text()
         if self.sources_file.is_file() and self.sources_file.read_text() == text:
             return False
-        tmp = self.sources_file.with_name(f".{SOURCES_NAME}.{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, self.sources_file)
+        write_atomic(self.sources_file, text, prefix=f".{SOURCES_NAME}.")
         with contextlib.suppress(FileNotFoundError):
             (self.root / "state" / "updated").unlink()
         return True

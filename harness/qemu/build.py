@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from harness.errors import HarnessError
+from harness.outputs import write_atomic
 from harness.qemu.pids import pid_alive
 from harness.qemu import deps, devices, source
 
@@ -409,9 +410,8 @@ def find_entry(root: Path, name: str) -> Path | None:
 
 def set_current(root: Path, entry: Path) -> None:
     cur = root / "qemu" / "current.json"
-    tmp = cur.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"entry": str(entry), "binary": str(entry / "bin" / BINARY)}))
-    os.replace(tmp, cur)
+    write_atomic(cur, json.dumps({"entry": str(entry), "binary": str(entry / "bin" / BINARY)}),
+                 prefix=".current.json.")
 
 
 def current_binary(root: Path | None = None) -> Path | None:
@@ -524,10 +524,7 @@ def sync_libigvm(prefix: Path, stable: Path) -> Path:
         if dst.is_file() and dst.read_bytes() == data:
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + ".tmp")
-        tmp.write_bytes(data)
-        os.chmod(tmp, src.stat().st_mode & 0o777)
-        os.replace(tmp, dst)
+        write_atomic(dst, data, prefix=f".{dst.name}.", mode=src.stat().st_mode & 0o777)
     for dst in sorted(stable.rglob("*"), reverse=True) if stable.is_dir() else ():
         if dst.is_file() and dst.relative_to(stable) not in seen:
             dst.unlink()
