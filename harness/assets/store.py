@@ -15,12 +15,12 @@ signed index lists it) and whether the file is the pinned one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import HarnessError
+from harness.locks import exclusive
 from harness.outputs import write_atomic
 
 MANIFEST = "manifest.json"
@@ -74,11 +74,6 @@ def clean_stale(base: Path) -> None:
 
 @contextlib.contextmanager
 def locked(base: Path | None = None) -> Iterator[None]:
-    base = base or root()
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / "lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """One fetch at a time (harness.locks)."""
+    with exclusive((base or root()) / "lock"):
+        yield

@@ -28,20 +28,20 @@ for the machine applies here too.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import pwd
 import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
 from harness.debian import sources as apt_sources
 from harness.debian.sources import Archive
 from harness.debian.version import sort_newest_first
 from harness.errors import HarnessError
 from harness.inputs import sha256_file
+from harness.locks import exclusive
 from harness.outputs import write_atomic
 
 # Debian releases in order; the ones after the configured release are added.
@@ -222,20 +222,10 @@ class AptConfig:
             raise HarnessError(f"{tool} {' '.join(args)[:80]} failed: {why[:200]}")
         return res
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def update(self, log: TextIO | None = None) -> None:
         """``apt-get update`` of our sources only (signatures checked by apt)."""
         self.ensure()
-        with self._locked():
+        with exclusive(self.root / "lock"):
             self.run("apt-get", "update", log=log)
             (self.root / "state" / "updated").write_text(self.text())
 
