@@ -32,7 +32,7 @@ from harness.qemu.cmdline import ConfidentialGuest, QemuCommand
 from harness.qemu.outcome import Outcome as QemuOutcome
 from harness.qemu.probe import Capabilities
 from harness.report.model import Evidence, Log
-from harness.report.text import clean
+from harness.terminal import plain
 
 #: kvm_amd parameter that must be enabled for each platform to run on hardware.
 KVM_AMD_LEVEL = {"sev": "sev", "sev-es": "sev_es", "sev-snp": "sev_snp"}
@@ -110,7 +110,7 @@ def _kvm_emulation_failure(outcome: QemuOutcome, run_dir: Path) -> bool:
 
 def _tail(text: str, lines: int = 3, limit: int = 200) -> str:
     """The last lines of a console, escape sequences dropped, for a message."""
-    shown = [ln.strip() for ln in clean(text).splitlines() if ln.strip()]
+    shown = [ln.strip() for ln in plain(text).splitlines() if ln.strip()]
     return " | ".join(shown[-lines:])[-limit:]
 
 
