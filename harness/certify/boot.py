@@ -196,8 +196,9 @@ def _judge(target: Target, outcome: QemuOutcome, run_dir: Path, ev: Evidence, ac
     if outcome.matched is not None:
         marker = expect.which(outcome.matched)
         ev.details["marker"] = dataclasses.asdict(marker) if marker else None
-        return Outcome("pass", f"guest printed {outcome.matched.strip()!r} under {accel} after "
-                               f"{outcome.duration:.1f} s: "
+        after = outcome.matched_at if outcome.matched_at is not None else outcome.duration
+        return Outcome("pass", f"guest printed {plain(outcome.matched).strip()!r} under {accel} "
+                               f"after {after:.1f} s: "
                                f"{marker.what if marker else expect.what} ({expect.why})", ev)
     seen = (f"it wrote {wrote} bytes to COM1, last: {_tail(outcome.console)!r}" if wrote
             else "it wrote nothing to COM1")

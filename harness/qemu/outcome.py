@@ -131,7 +131,8 @@ class Outcome:
         if self.error:
             bits.append(self.error)
         if self.matched is not None:
-            bits.append(f"marker {self.matched.strip()!r} after {self.matched_at:.1f} s")
+            after = f" after {self.matched_at:.1f} s" if self.matched_at is not None else ""
+            bits.append(f"marker {plain(self.matched).strip()!r}{after}")
         if self.run_dir:
             bits.append(f"logs: {self.run_dir}")
         return " | ".join(bits)
