@@ -65,13 +65,13 @@ def _disk_boot(fw_boot, tmp_path, disk, **kw):
 
 def _checked(run, linux_guest):
     from harness.guests import linux
-    assert run.seen, f"{run.summary()}\nconsole tail:\n{run.outcome.tail(15)}"
-    assert run.outcome.status is Status.BOOTED and run.outcome.exit_code == 0, run.summary()
-    cmdline = re.search(r"Kernel command line: ([^\r\n]*)", run.outcome.console)
+    assert run.matched is not None, f"{run.summary()}\nconsole tail:\n{run.tail(15)}"
+    assert run.status is Status.BOOTED and run.exit_code == 0, run.summary()
+    cmdline = re.search(r"Kernel command line: ([^\r\n]*)", run.console)
     assert cmdline, "no 'Kernel command line:' on the console"
     words = cmdline.group(1).split()
     assert "igvmt.via=disk" in words and r"initrd=\initrd.img" in words, words
-    rep = linux.parse(run.outcome.report)
+    rep = linux.parse(run.report)
     assert rep.kernel in linux_guest.kernel.file
     assert not mismatches(rep, SMP, MEM << 20), mismatches(rep, SMP, MEM << 20)
     return rep
@@ -82,7 +82,7 @@ def test_linux_from_disk_through_igvm(fw, linux_guest, boot_disk, fw_boot, tmp_p
     note("asset", loader.describe())
     run = _disk_boot(fw_boot, tmp_path, disk, igvm=fw.wrap(("native",), SMP), label="disk igvm")
     _checked(run, linux_guest)
-    note("disk_boot_s", round(run.elapsed, 2))
+    note("disk_boot_s", round(run.matched_at, 2))
 
 
 def test_linux_from_disk_through_bios_reports_the_same(fw, linux_guest, boot_disk, fw_boot,
