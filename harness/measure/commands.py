@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from harness.errors import HarnessError
@@ -51,6 +50,8 @@ def _measure(args: argparse.Namespace) -> int:
     if args.expect is not None:
         return _compare(f, args, host, pred)
     if args.json:
+        import json  # only --json: not imported at start-up
+
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
