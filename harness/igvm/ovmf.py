@@ -350,16 +350,14 @@ def read(data, name: str = "OVMF.fd") -> OvmfImage:
     return img
 
 
-def load(path) -> OvmfImage:
-    """Read an OVMF image from ``path``: a regular file, refused before reading beyond
-    :data:`MAX_IMAGE` (firmware is small: reading beats mapping, whose page faults
-    cost more than the copy)."""
+def _read_bounded(name: str, limit: int = MAX_IMAGE) -> bytes:
+    """The bytes of the regular file ``name``, refused before reading beyond ``limit``
+    (firmware is small: reading beats mapping, whose page faults cost more than the copy)."""
     from harness.inputs import open_input
-    name = os.fspath(path)
     fd = open_input(name)
     try:
         size = os.fstat(fd).st_size
-        if size > MAX_IMAGE:
+        if size > limit:
             raise _err(name, f"{size} bytes is larger than any x86 firmware image QEMU maps below "
                              f"4 GiB (limit {MAX_IMAGE >> 20} MiB)")
         with os.fdopen(fd, "rb", closefd=False) as fh:
@@ -370,7 +368,29 @@ def load(path) -> OvmfImage:
         raise HarnessError(f"{name}: cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
-    return read(data, name)
+    return data
+
+
+def load(path, vars_path=None) -> OvmfImage:
+    """Read an OVMF image from ``path``, refused beyond :data:`MAX_IMAGE`.
+
+    With ``vars_path`` (a split build: ``OVMF_CODE_4M.fd`` + ``OVMF_VARS_4M.fd``)
+    the image is the variable store followed by the code, which is the guest
+    physical layout QEMU gives the two pflash units: unit 0 (code) ends at
+    4 GiB and unit 1 (vars) lies directly below it (hw/i386/pc_sysfw.c:
+    pc_system_flash_map maps the units top-down from 4 GiB).
+    """
+    name = os.fspath(path)
+    code = _read_bounded(name)
+    if vars_path is None:
+        return read(code, name)
+    vname = os.fspath(vars_path)
+    store = _read_bounded(vname, MAX_IMAGE - len(code))
+    if len(store) % 0x1000:
+        raise _err(vname, f"a variable store of {len(store)} bytes is not a multiple of 4096 "
+                          "(QEMU refuses such a pflash unit: hw/i386/pc_sysfw.c "
+                          "pc_system_flash_map, FLASH_SECTOR_SIZE)")
+    return read(store + code, f"{vname}+{name}")
 
 
 def describe(img: OvmfImage) -> dict:

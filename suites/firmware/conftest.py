@@ -214,6 +214,29 @@ def fw_boot(request: pytest.FixtureRequest, qemu_binary: str, new_run_dir) -> Ca
     return _boot
 
 
+def _settled(run) -> list[str]:
+    """The boot-manager lines of ``run`` up to the settling line, asserting it settled."""
+    import re
+
+    from harness.guests.firmware import boot_manager_lines
+    from harness.qemu.outcome import Status
+    assert run.seen, f"{run.summary()}\nconsole tail:\n{run.outcome.tail(8)}"
+    assert run.outcome.status is Status.BOOTED, run.summary()
+    lines = boot_manager_lines(run.outcome.console)
+    last = next((i for i, l in enumerate(lines) if re.search(SETTLED, l)), None)
+    assert last is not None, lines
+    # Up to the settling line: QEMU is quit as soon as it is seen, so what
+    # follows it (e.g. "Press any key ...") may or may not have been read.
+    return lines[:last + 1]
+
+
+@pytest.fixture
+def settled() -> Callable:
+    """``settled(run) -> lines``: a boot's boot-manager lines, which two boots of
+    the same firmware must share (harness/guests/firmware.py cites them)."""
+    return _settled
+
+
 # --------------------------------------------------- KVM and OVMF (once)
 _KVM_OVMF: dict[str, str | None] = {}
 
