@@ -3,7 +3,7 @@
 Why not :mod:`dataclasses`: importing it pulls in ``inspect``, ``ast``,
 ``dis`` and ``tokenize`` (about 6 ms), and ``@dataclass(slots=True)``
 creates every class twice and compiles its methods at import time (about
-0.5 ms a class).  ``igvm-harness measure`` imports some 30 such classes
+0.3 ms a class).  ``igvm-harness measure`` imports some 30 such classes
 before it hashes a byte (issue 12: start-up no slower than sev-snp-measure).
 
 A :class:`Record` subclass is declared with annotated fields and defaults,
