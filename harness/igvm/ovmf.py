@@ -36,11 +36,11 @@ from __future__ import annotations
 import os
 import struct
 import uuid
-from dataclasses import dataclass, field
 from enum import IntEnum
 
 from harness.errors import HarnessError
 from harness.igvm.defs import IGVM_MAGIC_BYTES
+from harness.record import Factory, Record
 
 PAGE_4K = 0x1000
 FOUR_GIB = 1 << 32
@@ -91,8 +91,7 @@ _META_HEAD = struct.Struct("<4sIII")  # signature, length, version, count
 _META_SECTION = struct.Struct("<III")
 
 
-@dataclass(frozen=True)
-class FooterEntry:
+class FooterEntry(Record, frozen=True):
     guid: uuid.UUID
     offset: int  # file offset of the entry's data
     data: bytes
@@ -102,8 +101,7 @@ class FooterEntry:
         return KNOWN_ENTRIES.get(self.guid)
 
 
-@dataclass(frozen=True)
-class SevSection:
+class SevSection(Record, frozen=True):
     type: int
     gpa: int
     size: int
@@ -120,16 +118,14 @@ class SevSection:
         return self.gpa + self.size
 
 
-@dataclass(frozen=True)
-class SevMetadata:
+class SevMetadata(Record, frozen=True):
     offset: int  # file offset of 'ASEV'
     version: int
     sections: tuple[SevSection, ...]  # zero-size sections left out
     skipped: int  # zero-size sections (QEMU still walks them; nothing to do)
 
 
-@dataclass(frozen=True)
-class ResetBlock:
+class ResetBlock(Record, frozen=True):
     """The SEV-ES AP reset address (sev_es_parse_reset_block)."""
 
     address: int
@@ -143,8 +139,7 @@ class ResetBlock:
         return self.address & 0xFFFF
 
 
-@dataclass(frozen=True)
-class IgvmSection:
+class IgvmSection(Record, frozen=True):
     id: int
     start: int
     size: int
@@ -157,8 +152,7 @@ class IgvmSection:
             return f"id 0x{self.id:x}"
 
 
-@dataclass(frozen=True)
-class IgvmMetadata:
+class IgvmMetadata(Record, frozen=True):
     offset: int
     version: int
     sections: tuple[IgvmSection, ...]
@@ -183,19 +177,17 @@ class IgvmMetadata:
         return self.find(IgvmSectionId.HOB_AREA)
 
 
-@dataclass(frozen=True)
-class GpaBlock:
+class GpaBlock(Record, frozen=True):
     """A (base, size) block of the footer table (secret / hash table)."""
 
     gpa: int
     size: int
 
 
-@dataclass
-class OvmfImage:
+class OvmfImage(Record):
     name: str
     data: bytes | memoryview
-    footer_entries: list[FooterEntry] = field(default_factory=list)
+    footer_entries: list[FooterEntry] = Factory(list)
     sev_metadata: SevMetadata | None = None
     reset_block: ResetBlock | None = None
     igvm_metadata: IgvmMetadata | None = None
