@@ -15,8 +15,10 @@ access and not kept: loop over the sequence, do not ``list()`` it.
 from __future__ import annotations
 
 import array
-from collections.abc import Sequence
-from typing import Callable, Iterator
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: ``typing`` is not imported at start-up
+    from typing import Callable, Iterator, Sequence
 
 #: ``array`` type code of the offsets: 4-byte unsigned (files are < 4 GiB).
 OFFSET_CODE = "I"
@@ -63,8 +65,9 @@ class IndexBuilder:
         return self.arr if self.arr is not None else range(self.start, self.stop)
 
 
-class LazyHeaders(Sequence):
-    """Read-only sequence of the headers at ``offsets[i] for i in index``."""
+class LazyHeaders:
+    """Read-only sequence of the headers at ``offsets[i] for i in index``
+    (``len``, indexing, slicing, iteration, equality with a list)."""
 
     __slots__ = ("_decode", "_offsets", "_index", "_copies")
 
@@ -120,7 +123,7 @@ class LazyHeaders(Sequence):
         return self._offsets[self._index[i]]
 
     def __eq__(self, other) -> bool:
-        if not isinstance(other, (Sequence, LazyHeaders)) or isinstance(other, (str, bytes)):
+        if not isinstance(other, (list, tuple, LazyHeaders)):
             return NotImplemented
         return len(self) == len(other) and all(a == b for a, b in zip(self, other))
 

@@ -7,7 +7,6 @@ Kept apart from :mod:`harness.measure.commands` so the IGVM path stays as it is:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from harness.errors import HarnessError
@@ -70,6 +69,8 @@ def run(args: argparse.Namespace, data, host) -> int:
     steps = explain.igvm_steps(igvm_file, args.platform, args.vcpus, pred.vmsas)
     x = explain.compare(classic, pred.digest, steps, pred.vmsas)
     if args.json:
+        import json  # only --json (start-up)
+
         json.dump({"platform": args.platform, "vcpus": args.vcpus, "classic": x.classic_digest.hex(),
                    "igvm": x.igvm_digest.hex(), "same": x.same,
                    "ranges": [{"gpa": f"{d.gpa:#x}", "end": f"{d.end:#x}", "pages": d.pages,
@@ -104,6 +105,8 @@ def _print_classic(args: argparse.Namespace, c) -> int:
     algo = "sha384" if args.platform == "sev-snp" else "sha256"
     vm_type = "snp" if args.platform == "sev-snp" else c.host.vm_type.value
     if args.json:
+        import json  # only --json (start-up)
+
         json.dump({"platform": args.platform, "launch": "classic", "digest": c.hexdigest, "algorithm": algo,
                    "vcpus": c.vcpus, "vm_type": vm_type, "sev_features": f"{c.sev_features:#x}",
                    "cpu_signature": f"{c.host.cpu_sig:#x}", "ap_state": c.ap_state.value,
