@@ -22,7 +22,6 @@ from __future__ import annotations
 import array
 import bisect
 import gc
-import heapq
 import itertools
 import mmap
 import os
