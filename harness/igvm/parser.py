@@ -75,8 +75,7 @@ def _plain_maker(t: int):
     """Positional construction when the class's parameters are the layout's
     fields in order (a third of the cost of keywords), else keywords."""
     cls, fields = m.HEADER_CLASSES[t], defs.HEADER_LAYOUTS[t].fields
-    code = getattr(cls.__init__, "__code__", None)
-    if code is not None and code.co_varnames[1:1 + len(fields)] == tuple(fields):
+    if tuple(getattr(cls, "_fields", ())[:len(fields)]) == tuple(fields):  # a Record
         return lambda v: cls(*v)
     return lambda v: cls(**dict(zip(fields, v)))
 
