@@ -82,8 +82,8 @@ def platform_not_in_qemu(target: Target, platform: str | None) -> Outcome:
 # ----------------------------------------------------------- per platform
 def _form(target: Target, platform: str) -> str:
     mask = target.mask(platform)
-    return "vp-context" if any(d.compatibility_mask & mask for d in target.model.directives
-                               if isinstance(d, m.VpContext)) else "reset-vector"
+    return "vp-context" if any(d.compatibility_mask & mask for d in
+                               m.of_class(target.model.directives, m.VpContext)) else "reset-vector"
 
 
 def directives(target: Target, platform: str | None) -> Outcome:

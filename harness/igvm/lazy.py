@@ -15,6 +15,9 @@ access and not kept: loop over the sequence, do not ``list()`` it.
 from __future__ import annotations
 
 import array
+import struct
+
+_TYPE = struct.Struct("<I")  # a variable header starts with its u32 type
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # annotations only: ``typing`` is not imported at start-up
@@ -69,14 +72,16 @@ class LazyHeaders:
     """Read-only sequence of the headers at ``offsets[i] for i in index``
     (``len``, indexing, slicing, iteration, equality with a list)."""
 
-    __slots__ = ("_decode", "_offsets", "_index", "_copies")
+    __slots__ = ("_decode", "_offsets", "_index", "_copies", "_buf")
 
     def __init__(self, decode: Callable[[int], object], offsets: Sequence[int],
-                 index: Sequence[int], copies: dict[int, int] | None = None) -> None:
+                 index: Sequence[int], copies: dict[int, int] | None = None,
+                 buf=None) -> None:
         self._decode = decode
         self._offsets = offsets
         self._index = index
         self._copies = copies or {}
+        self._buf = buf  # the file: header types are read from it without decoding
 
     def __len__(self) -> int:
         return len(self._index)
@@ -110,6 +115,26 @@ class LazyHeaders:
             count = 1 + copies.get(i, 0)
             yield i, decode(offsets[index[i]]), count
             i += count
+
+    def type_runs(self) -> Iterator[tuple[int, int, int]]:
+        """``(position, header type, count)`` as :meth:`runs`, without
+        building any header (the type is the TLV's first u32)."""
+        unpack, buf, offsets, index, copies = (_TYPE.unpack_from, self._buf, self._offsets,
+                                               self._index, self._copies)
+        i, n = 0, len(index)
+        while i < n:
+            count = 1 + copies.get(i, 0) if copies else 1
+            yield i, unpack(buf, offsets[index[i]])[0], count
+            i += count
+
+    def of_type(self, header_type: int) -> Iterator[tuple[int, object]]:
+        """``(position, header)`` of the headers of one TLV type, the others
+        skipped without being built (a VP context among a million pages)."""
+        unpack, buf, offsets, decode = _TYPE.unpack_from, self._buf, self._offsets, self._decode
+        for pos, j in enumerate(self._index):
+            off = offsets[j]
+            if unpack(buf, off)[0] == header_type:
+                yield pos, decode(off)
 
     def __bool__(self) -> bool:
         return len(self._index) > 0

@@ -353,6 +353,14 @@ def runs(headers: Sequence) -> Iterator[tuple[int, Header, int]]:
     return ((i, h, 1) for i, h in enumerate(headers))
 
 
+def of_class(headers: Sequence, cls: type) -> Iterator:
+    """The headers of one class; a lazy sequence skips the others unbuilt."""
+    lazy = getattr(headers, "of_type", None)
+    if lazy is not None:
+        return (h for _, h in lazy(cls.TYPE) if isinstance(h, cls))
+    return (h for h in headers if isinstance(h, cls))
+
+
 class IgvmFile(Record):
     """A whole IGVM file: fixed-header facts plus the three header sequences.
 
@@ -457,5 +465,5 @@ class IgvmFile(Record):
         return list(self.iter_page_data(mask))
 
     def vp_contexts(self, mask: int | None = None) -> list[VpContext]:
-        return [d for d in self.directives if isinstance(d, VpContext)
-                and (mask is None or d.compatibility_mask & mask)]
+        return [d for d in of_class(self.directives, VpContext)
+                if mask is None or d.compatibility_mask & mask]

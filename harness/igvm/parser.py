@@ -384,7 +384,8 @@ class _Scanner(_Decoder):
         decode = self.silent.decode_at
         f.offsets = self.offsets
         f.platforms, f.initializations, f.directives = (
-            LazyHeaders(decode, self.offsets, sec.indices(), sec.copies) for sec in self.sections)
+            LazyHeaders(decode, self.offsets, sec.indices(), sec.copies, self.buf)
+            for sec in self.sections)
 
     # ---------------------------------------------------------- reporting
     def report(self, rule: str, message: str, idx: int | None = None,

@@ -125,6 +125,21 @@ def lint(model_or_bytes, platform=None, limit: int | None = MAX_VIOLATIONS) -> l
     return out
 
 
+def _types(f: m.IgvmFile, *sections: str):
+    """``(index, header type, count)`` as :func:`_indexed`, without building
+    the headers of a lazy sequence (the type is all the check needs)."""
+    base = len(f.platforms)
+    for name in ("initializations", "directives"):
+        seq = getattr(f, name)
+        if name in sections:
+            lazy = getattr(seq, "type_runs", None)
+            runs = lazy() if lazy is not None else (
+                (pos, h.header_type, count) for pos, h, count in m.runs(seq))
+            for pos, t, count in runs:
+                yield base + pos, t, count
+        base += len(seq)
+
+
 def _indexed(f: m.IgvmFile, *sections: str, mask: int | None = None):
     """``(index, header, count)`` over the named sections, ``index`` counted
     as :meth:`IgvmFile.headers` orders them; ``count`` identical headers
@@ -145,10 +160,9 @@ def _indexed(f: m.IgvmFile, *sections: str, mask: int | None = None):
 def _lint(f: m.IgvmFile, want, out: list, add) -> list[LintFinding]:
 
     # -- whole file
-    for i, h, count in _indexed(f, "initializations", "directives"):
-        if h.header_type not in QEMU_HANDLED:
-            name = (HeaderType(h.header_type).name if h.header_type in HeaderType._value2member_map_
-                    else f"0x{h.header_type:X}")
+    for i, t, count in _types(f, "initializations", "directives"):
+        if t not in QEMU_HANDLED:
+            name = (HeaderType(t).name if t in HeaderType._value2member_map_ else f"0x{t:X}")
             add("qemu-unhandled-header", f"QEMU has no handler for {name} and aborts on it "
                 "whatever its compatibility mask",
                 f"{IGVM_C}: qigvm_handler ('Unknown header type encountered')", index=i,
