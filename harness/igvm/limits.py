@@ -40,9 +40,9 @@ MAX_VCPUS = 4096
 #: (igvm_defs IGVM_FIXED_HEADER), so no valid file exceeds 4 GiB - 1.
 MAX_FILE_SIZE = (1 << 32) - 1
 
-#: Violations the validator collects before it stops (the first N are
-#: listed, with a note that the scan stopped): 4 million bad headers
-#: would otherwise mean 4 million objects and lines (issue 13).
+#: Violations the validator keeps (the first N are listed; the scan reads
+#: on to the end of the file and only counts the rest): 4 million bad
+#: headers would otherwise mean 4 million objects and lines (issue 13).
 MAX_VIOLATIONS = 100
 
 
