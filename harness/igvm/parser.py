@@ -299,7 +299,7 @@ class _Decoder:
             regs = self.data_at(fo + 4, 32 * count, idx, off, "VBS VP context registers")
             if regs is None:
                 return None
-            vtls = {regs[i * 32] for i in range(count)}
+            vtls = set(bytes(regs[::32]))  # each register's first byte, sliced in C
             if count == 0:
                 self.report("vbs-vp-context-invalid", "no registers", idx, off)
             elif len(vtls) > 1:
