@@ -376,6 +376,9 @@ class _Scanner(_Decoder):
         # whole-file rules read (page data only in strict mode)
         self.entries = (array.array(OFFSET_CODE), array.array(OFFSET_CODE),
                         array.array(OFFSET_CODE))
+        # the relocation and page table regions, as the walk decodes them
+        # (29 bytes a region): the overlap and VP-context rules read these
+        self.regions = _Regions()
 
     def finish(self) -> None:
         """Hand the model its lazy sequences (after the walk, whatever stopped it)."""
@@ -407,6 +410,17 @@ class _Scanner(_Decoder):
     def fatal(self, rule: str, message: str, idx=None, off=None) -> None:
         self.report(rule, message, idx, off)
         raise _Stop
+
+    def d_relocatable(self, t, v, idx, off):
+        h = super().d_relocatable(t, v, idx, off)
+        self.regions.add(idx, h.compatibility_mask, h.relocation_region_gpa,
+                         h.relocation_region_size, h.vp_index, h.vtl)
+        return h
+
+    def d_page_table(self, t, v, idx, off):
+        h = super().d_page_table(t, v, idx, off)
+        self.regions.add(idx, h.compatibility_mask, h.gpa, h.size, h.vp_index, h.vtl)
+        return h
 
     def d_platform(self, t, v, idx, off):
         h = super().d_platform(t, v, idx, off)
@@ -626,16 +640,8 @@ class _Scanner(_Decoder):
         pt_regions: list[tuple[int, int, int]] = []
         strict = self.strict
 
-        masks, starts, ends = array.array(OFFSET_CODE), array.array("Q"), array.array("Q")
-        for h, idx, off in read(Section.INITIALIZATION):
-            if isinstance(h, (m.PageTableRelocation, m.RelocatableRegion)) \
-                    and h.compatibility_mask & filter_mask:
-                start, end = _region(h)
-                masks.append(h.compatibility_mask)
-                starts.append(start)
-                ends.append(min(end, _U64_MAX))
-        overlaps = Overlaps(masks, starts, ends, keep=self.limit)
-        del masks, starts, ends
+        rg = self.regions.only(filter_mask)
+        overlaps = Overlaps(rg.masks, rg.starts, rg.ends, keep=self.limit)
         region = -1  # the regions' order above: the loop below meets them in it
 
         def overlap(mask, start, size, idx, off):
@@ -737,19 +743,51 @@ class _Scanner(_Decoder):
                            idx, off)
                 elif ptype == PlatformType.CCA and arch != Architecture.AARCH64:
                     report("header-arch-mismatch", "CCA VP context in an X64 file", idx, off)
-        # every relocation header's (VP, VTL) needs a VBS VP context: read
-        # again rather than kept (a tuple per header)
-        for h, idx, off in read(Section.INITIALIZATION):
-            if not isinstance(h, (m.PageTableRelocation, m.RelocatableRegion)):
+        # every relocation header's (VP, VTL) needs a VBS VP context
+        for k in range(len(rg.masks)):
+            mask, vp, vtl = rg.masks[k], rg.vps[k], rg.vtls[k]
+            if vtl not in defs.VALID_VTLS:
+                continue  # already rejected as vtl-invalid
+            if vp == 0 and mask & vbs_covered.get(vtl, 0):
                 continue
-            mask = h.compatibility_mask
-            if not mask & filter_mask or h.vtl not in defs.VALID_VTLS:
-                continue  # filtered, or already rejected as vtl-invalid
-            if h.vp_index == 0 and mask & vbs_covered.get(h.vtl, 0):
-                continue
-            report("no-matching-vp-context", f"no VBS VP context for VP {h.vp_index} VTL "
-                   f"{h.vtl} (mask 0x{mask:x})", idx, off)
+            idx = rg.idxs[k]
+            report("no-matching-vp-context", f"no VBS VP context for VP {vp} VTL {vtl} "
+                   f"(mask 0x{mask:x})", idx, offsets[idx])
             break
+
+
+class _Regions:
+    """The relocation and page table regions of a file, in header order, as
+    arrays (29 bytes a region instead of a header object and a tuple)."""
+
+    __slots__ = ("idxs", "masks", "starts", "ends", "vps", "vtls")
+
+    def __init__(self) -> None:
+        self.idxs = array.array(OFFSET_CODE)
+        self.masks = array.array(OFFSET_CODE)
+        self.starts = array.array("Q")
+        self.ends = array.array("Q")
+        self.vps = array.array(OFFSET_CODE)
+        self.vtls = array.array("B")
+
+    def add(self, idx: int, mask: int, start: int, size: int, vp: int, vtl: int) -> None:
+        self.idxs.append(idx)
+        self.masks.append(mask)
+        self.starts.append(start)
+        self.ends.append(min(start + size, _U64_MAX))
+        self.vps.append(vp)
+        self.vtls.append(vtl)
+
+    def only(self, mask: int) -> "_Regions":
+        """The regions whose mask intersects ``mask`` (all of them for 0xFFFFFFFF)."""
+        if all(m & mask for m in self.masks):
+            return self
+        out = _Regions()
+        for k in range(len(self.masks)):
+            if self.masks[k] & mask:
+                out.add(self.idxs[k], self.masks[k], self.starts[k],
+                        self.ends[k] - self.starts[k], self.vps[k], self.vtls[k])
+        return out
 
 
 _COPIES_CHUNK = 1 << 20
@@ -776,12 +814,6 @@ def _copies(buf, pos: int, nxt: int, end: int) -> int:
     return have
 
 
-def _region(h) -> tuple[int, int]:
-    if isinstance(h, m.PageTableRelocation):
-        return h.gpa, h.gpa + h.size
-    return h.relocation_region_gpa, h.relocation_region_gpa + h.relocation_region_size
-
-
 #: Region ends are kept in u64 arrays; an end past 2^64 (a gpa near the top
 #: plus a size) is clamped, which only loses an overlap with a region that
 #: starts at 2^64 - 1 itself (the reference computes ``gpa + size - 1`` in u64).
@@ -793,8 +825,9 @@ class Overlaps:
     O(n log n) time and ~45 bytes per region.
 
     Regions are given in header order (``masks``, ``starts``, ``ends``:
-    arrays).  For each compatibility-mask bit, lowest first, the regions of
-    that bit are taken in header order and each asks a Fenwick tree of
+    arrays).  For each compatibility-mask bit, lowest first, in which the
+    regions are not simply disjoint, the regions of that bit are taken in
+    header order and each asks a Fenwick tree of
     prefix maxima, over the sorted starts, for the largest end among the
     earlier regions that start before its end: it overlaps one of them
     exactly when that end lies past its start.  ``hit[i]`` says region
@@ -832,6 +865,13 @@ class Overlaps:
         if len(members) < 2:
             return
         coords = array.array("Q", sorted(starts[i] for i in members))
+        # Disjoint exactly when each sorted end is at most the next sorted
+        # start (at most one region then covers any point): the common, valid
+        # case costs two sorts and no tree.
+        sorted_ends = array.array("Q", sorted(ends[i] for i in members))
+        if all(e <= s for e, s in zip(sorted_ends, itertools.islice(coords, 1, None))):
+            return
+        del sorted_ends
         size = len(coords)
         best_end = array.array("Q", bytes(8 * (size + 1)))  # Fenwick tree, 1-based
         best_who = array.array(OFFSET_CODE, bytes(4 * (size + 1)))
