@@ -22,6 +22,7 @@ from __future__ import annotations
 import array
 import bisect
 import gc
+import heapq
 import itertools
 import mmap
 import os
@@ -767,7 +768,7 @@ class _Regions:
         self.masks = array.array(OFFSET_CODE)
         self.starts = array.array("Q")
         self.ends = array.array("Q")
-        self.vps = array.array(OFFSET_CODE)
+        self.vps = array.array("H")  # vp_index is a u16
         self.vtls = array.array("B")
 
     def add(self, idx: int, mask: int, start: int, size: int, vp: int, vtl: int) -> None:
@@ -820,6 +821,28 @@ def _copies(buf, pos: int, nxt: int, end: int) -> int:
 _U64_MAX = (1 << 64) - 1
 
 
+_SORT_CHUNK = 1 << 16
+
+
+def _sorted_u64(values) -> array.array:
+    """``array('Q', sorted(values))`` without a Python int per value alive
+    at once: sorted in chunks of 64 Ki, merged (a list of 600,000 large ints
+    is 24 MB, a u64 array 4.8)."""
+    chunks, part = [], []
+    for v in values:
+        part.append(v)
+        if len(part) == _SORT_CHUNK:
+            part.sort()
+            chunks.append(array.array("Q", part))
+            part = []
+    part.sort()
+    if not chunks:
+        return array.array("Q", part)
+    chunks.append(array.array("Q", part))
+    del part
+    return array.array("Q", heapq.merge(*chunks))
+
+
 class Overlaps:
     """Which relocation regions overlap a region of an earlier header, in
     O(n log n) time and ~45 bytes per region.
@@ -864,11 +887,11 @@ class Overlaps:
                                             if masks[i] & bit and ends[i] > starts[i]))
         if len(members) < 2:
             return
-        coords = array.array("Q", sorted(starts[i] for i in members))
+        coords = _sorted_u64(starts[i] for i in members)
         # Disjoint exactly when each sorted end is at most the next sorted
         # start (at most one region then covers any point): the common, valid
         # case costs two sorts and no tree.
-        sorted_ends = array.array("Q", sorted(ends[i] for i in members))
+        sorted_ends = _sorted_u64(ends[i] for i in members)
         if all(e <= s for e, s in zip(sorted_ends, itertools.islice(coords, 1, None))):
             return
         del sorted_ends
@@ -940,6 +963,9 @@ def scan(data, platform=None, strict: bool = False, stop_first: bool = False,
     try:
         s.run()
     finally:
+        # the scanner's table of its own bound methods is a reference cycle:
+        # break it, so that its arrays go now, not at some later collection
+        s._by_type = None
         if gc_was_enabled:
             gc.enable()
     usable = getattr(s, "header_ok", False)
