@@ -23,6 +23,7 @@ COMMAND_MODULES = (
     "harness.qemu.commands",
     "harness.report.commands",
     "harness.assets.commands",
+    "harness.native.commands",
 )
 
 #: Which module registers each top-level command, so that ``igvm-harness
@@ -40,6 +41,7 @@ COMMAND_OWNERS = {
     "report": "harness.report.commands",
     "matrix": "harness.report.commands",
     "firmware": "harness.assets.commands",
+    "native": "harness.native.commands",
 }
 
 

@@ -19,6 +19,7 @@ import hashlib
 import os
 import struct
 from enum import IntEnum
+from typing import Any, Callable
 
 from harness.errors import HarnessError
 
@@ -40,6 +41,18 @@ _BATCH = 256
 #: Threads hashing page contents for long NORMAL runs, this one included
 #: (1 = everything on the calling thread).
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+#: 4 KiB units from which a run uses the C fold: loading it (finding the
+#: cache entry, hashing its source, dlopen) costs ~0.3 ms, which C wins back
+#: over ~150 pages (about 2 us a page); shorter runs stay in Python, so small
+#: files never load it (CLI start-up: tests/cli/test_startup.py).
+NATIVE_MIN_UNITS = 256
+#: 4 KiB units per batch a thread hashes with the C fold (2 MiB): one GIL
+#: round trip and one Event per ~0.6 ms of hashing.
+_NATIVE_BATCH = 512
+#: ``IGVM_HARNESS_DEBUG`` set: one stderr line per run saying which chain path ran.
+_DEBUG = bool(os.environ.get("IGVM_HARNESS_DEBUG"))
+#: The C fold: None = not looked up yet, False = absent (harness.native says why).
+_native = None
 
 
 class SnpPageType(IntEnum):
@@ -61,6 +74,9 @@ class SnpLaunchDigest:
             raise HarnessError(f"SNP launch digest seed must be {LD_SIZE} bytes")
         self._ld = bytes(seed)
         self.pages = 0  # number of PAGE_INFO updates, for reports
+        #: NORMAL pages per chain path ("native", "native-threads", "python",
+        #: "python-threads"): which code measured them (``--explain``, tests).
+        self.paths: dict[str, int] = {}
 
     @property
     def ld(self) -> bytes:
@@ -88,20 +104,45 @@ class SnpLaunchDigest:
         """NORMAL pages from a run of page data (None = zeros; short data zero-padded).
 
         The hot loop of an SNP prediction: one SHA-384 of each 4 KiB page (its
-        CONTENTS) and one of each 0x70-byte PAGE_INFO.  CONTENTS do not depend on
-        the chain, so for long runs ``workers`` threads (this one included) hash
-        them batch by batch -- hashlib releases the GIL while it hashes more than
-        2047 bytes -- and this thread folds the chain in page order; ``workers=1``
-        keeps everything on this thread.
+        CONTENTS) and one of each 0x70-byte PAGE_INFO.  Runs of at least
+        NATIVE_MIN_UNITS pages go to the C fold (``harness.native``) when it
+        is built, else to the pure-Python chain.  CONTENTS do not depend on
+        the chain, so for long runs ``workers`` threads (this one included)
+        hash them batch by batch -- both hashlib and the C fold release the
+        GIL while they hash -- and this thread folds the chain in page order;
+        ``workers=1`` keeps everything on this thread.  ``paths`` counts the
+        pages each path measured.
         """
-        units = _page_units(pages, page_size)
+        if page_size <= 0 or page_size % PAGE_4K:
+            raise HarnessError(f"SNP page size {page_size} is not a multiple of 4 KiB")
+        if not hasattr(pages, "__len__"):
+            pages = list(pages)
+        count = len(pages) * (page_size // PAGE_4K)
         if workers is None:
             workers = DEFAULT_WORKERS
-        if workers > 1 and len(units) >= 2 * _BATCH:
-            self._ld = _chain_parallel(self._ld, gpa, units, workers)
+        fold = native_fold() if count >= NATIVE_MIN_UNITS else None
+        if fold is not None:
+            threaded = workers > 1 and count >= 2 * _NATIVE_BATCH
+            try:
+                if threaded:
+                    self._ld = _native_parallel(fold, self._ld, gpa, pages, page_size, workers)
+                else:
+                    self._ld = fold.chain(self._ld, gpa, pages, page_size)
+            except (ValueError, OverflowError) as exc:  # page data longer than its page, GPA > 2^64
+                raise HarnessError(f"SNP update at GPA {gpa:#x}: {exc}") from None
+            path = "native-threads" if threaded else "native"
         else:
-            self._ld = _chain(self._ld, gpa, units)
-        self.pages += len(units)
+            units = _page_units(pages, page_size, gpa)
+            threaded = workers > 1 and count >= 2 * _BATCH
+            if threaded:
+                self._ld = _chain_parallel(self._ld, gpa, units, workers)
+            else:
+                self._ld = _chain(self._ld, gpa, units)
+            path = "python-threads" if threaded else "python"
+        self.pages += count
+        self.paths[path] = self.paths.get(path, 0) + count
+        if _DEBUG:
+            _debug_line(path, gpa, count, workers if threaded else 1)
 
     def normal_zero_pages(self, gpa: int, length: int) -> None:
         """NORMAL pages whose contents are zero (how QEMU measures IGVM zero pages)."""
@@ -125,35 +166,65 @@ class SnpLaunchDigest:
         self.update(SnpPageType.VMSA, gpa, hashlib.sha384(page).digest())
 
 
+def native_fold():
+    """The C fold module, or None when it is not built (looked up once)."""
+    global _native
+    if _native is None:
+        from harness import native  # only for long runs (CLI start-up)
+
+        _native = native.load("_snpfold") or False
+    return _native or None
+
+
+def chain_path_status() -> str:
+    """One line: the chain path long runs take, and why (``--explain``, ``native status``)."""
+    from harness import native
+
+    mod, line = native.status("_snpfold")
+    return (f"SNP chain: C fold for runs of >= {NATIVE_MIN_UNITS} pages ({line})" if mod is not None
+            else f"SNP chain: pure Python ({line})")
+
+
+def _debug_line(path: str, gpa: int, count: int, threads: int) -> None:
+    import sys
+
+    print(f"igvm-harness: SNP chain: {count} NORMAL pages from GPA {gpa:#x} by the "
+          f"{'C fold' if path.startswith('native') else 'Python chain'}, {threads} thread(s)",
+          file=sys.stderr)
+
+
 def _pages(length: int) -> int:
     if length % PAGE_4K:
         raise HarnessError(f"SNP update of {length} bytes is not a whole number of 4 KiB pages")
     return length // PAGE_4K
 
 
-def _page_units(pages, page_size: int) -> list:
+def _page_units(pages, page_size: int, gpa: int = 0) -> list:
     """Split a run into 4 KiB units (None for zero units)."""
+    out: list = []
     if page_size == PAGE_4K:
-        out = []
         for page in pages:
             if page is not None and len(page) != PAGE_4K:
-                page = bytes(page) + bytes(PAGE_4K - len(page))
+                page = bytes(_short(page, page_size, gpa)) + bytes(PAGE_4K - len(page))
             out.append(page)
         return out
-    out = []
     for page in pages:
         if page is None:
             out.extend([None] * (page_size // PAGE_4K))
             continue
         view = memoryview(page)
         if len(view) != page_size:
-            view = memoryview(bytes(view) + bytes(page_size - len(view)))
+            view = memoryview(bytes(_short(view, page_size, gpa)) + bytes(page_size - len(view)))
         out.extend(view[off:off + PAGE_4K] for off in range(0, page_size, PAGE_4K))
     return out
 
 
-def _content_hash(unit) -> bytes:
-    return _ZERO_PAGE_HASH if unit is None else hashlib.sha384(unit).digest()
+def _short(page, page_size: int, gpa: int):
+    """``page`` if it is shorter than its page (QEMU zero-pads it), else the refusal."""
+    if len(page) > page_size:
+        raise HarnessError(f"SNP update at GPA {gpa:#x}: page data of {len(page)} bytes "
+                           f"exceeds the page size {page_size}")
+    return page
 
 
 def _chain(ld: bytes, gpa: int, units) -> bytes:
@@ -186,19 +257,20 @@ def _batch_hashes(units) -> list[bytes]:
 
 
 class _Batches:
-    """CONTENTS of ``units`` in batches, claimed by helper threads from the front.
+    """CONTENTS of ``count`` batches (``hash_batch(i)``), claimed by helper
+    threads from the front.
 
     The folding thread needs batch ``i`` next: if nobody claimed it, it hashes
     it itself; if a helper is on it, it hashes the *last* unclaimed batch
     meanwhile instead of waiting, so no thread idles while work is left.
     """
 
-    def __init__(self, units: list) -> None:
+    def __init__(self, count: int, hash_batch: Callable[[int], Any]) -> None:
         import threading  # only long runs use threads (CLI start-up: tests/cli/test_startup.py)
 
-        self.units = units
-        self.count = -(-len(units) // _BATCH)
-        self.results: list[list[bytes] | None] = [None] * self.count
+        self.hash_batch = hash_batch
+        self.count = count
+        self.results: list[Any] = [None] * self.count
         self.done = [threading.Event() for _ in range(self.count)]
         self.front = 0               # next batch a helper claims
         self.back = self.count - 1   # next batch the folder steals
@@ -207,7 +279,7 @@ class _Batches:
         self.stop = False
 
     def _hash(self, i: int) -> None:
-        self.results[i] = _batch_hashes(self.units[i * _BATCH:(i + 1) * _BATCH])
+        self.results[i] = self.hash_batch(i)
         self.done[i].set()
 
     def helper(self) -> None:
@@ -225,7 +297,7 @@ class _Batches:
             for ev in self.done:
                 ev.set()
 
-    def get(self, i: int) -> list[bytes]:
+    def get(self, i: int):
         """Batch ``i``'s CONTENTS, hashing on this thread while it is not ready."""
         while not self.done[i].is_set():
             with self.lock:
@@ -249,19 +321,45 @@ class _Batches:
         return res
 
 
-def _chain_parallel(ld: bytes, gpa: int, units: list, workers: int) -> bytes:
+def _run_parallel(batches: _Batches, fold: Callable[[bytes, int, Any], bytes], ld: bytes, gpa: int,
+                  stride: int, workers: int) -> bytes:
+    """Helpers hash batches, this thread folds them in order (``stride`` bytes of GPA a batch)."""
     import threading
 
-    batches = _Batches(units)
     threads = [threading.Thread(target=batches.helper, name=f"snp-contents-{n}", daemon=True)
                for n in range(workers - 1)]
     for t in threads:
         t.start()
     try:
         for i in range(batches.count):
-            ld = _fold(ld, gpa + i * _BATCH * PAGE_4K, batches.get(i))
+            ld = fold(ld, gpa + i * stride, batches.get(i))
     finally:
         batches.stop = True  # an exception here (Ctrl-C): helpers claim no more
         for t in threads:
             t.join()
     return ld
+
+
+def _chain_parallel(ld: bytes, gpa: int, units: list, workers: int) -> bytes:
+    """The pure-Python chain with CONTENTS hashed by hashlib on ``workers`` threads."""
+    batches = _Batches(-(-len(units) // _BATCH),
+                       lambda i: _batch_hashes(units[i * _BATCH:(i + 1) * _BATCH]))
+    return _run_parallel(batches, _fold, ld, gpa, _BATCH * PAGE_4K, workers)
+
+
+def _native_parallel(fold, ld: bytes, gpa: int, pages, page_size: int, workers: int) -> bytes:
+    """The C fold with CONTENTS hashed on ``workers`` threads, _NATIVE_BATCH units a batch
+    (each thread's C call releases the GIL for the whole batch); the output
+    buffers are allocated here, 48 bytes per unit of a batch."""
+    per_item = page_size // PAGE_4K
+    items = max(1, _NATIVE_BATCH // per_item)
+    n = len(pages)
+
+    def hash_batch(i: int) -> bytearray:
+        lo, hi = i * items, min(n, (i + 1) * items)
+        out = bytearray(LD_SIZE * per_item * (hi - lo))
+        fold.contents(pages, page_size, lo, hi, out)
+        return out
+
+    batches = _Batches(-(-n // items), hash_batch)
+    return _run_parallel(batches, fold.fold, ld, gpa, items * page_size, workers)

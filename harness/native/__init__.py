@@ -1,0 +1,124 @@
+"""The harness's own C extension modules: where they live, loading them, why one is absent.
+
+Each module is C written for the harness (its source beside this file) and
+compiled by ``igvm-harness native build`` (set-up runs it; :mod:`.build`)
+into the harness cache, never into the work tree::
+
+    <cache>/native/<ABI tag>/<key>/<module><extension suffix>
+
+``<ABI tag>`` is the interpreter's extension tag (``cpython-311-x86_64-linux-gnu``),
+``<key>`` the SHA-256 of the source and the compile line, so an edited source
+or another Python never loads a stale build.  Code using a module keeps a
+pure-Python path for when it is absent: :func:`load` returns the module or
+None, :func:`status` says why it is absent.  ``IGVM_HARNESS_NATIVE=0``
+turns every module off (the pure-Python paths then run).
+
+Start-up cost matters (``igvm-harness measure``, issue 12): this package
+imports nothing heavy (no sysconfig, importlib.util, pathlib, ctypes); a
+caller imports it only when a run is long enough to gain from C.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec
+
+#: module name -> its C source (in this directory).
+SOURCES = {"_snpfold": "snpfold.c"}
+
+#: The compile line (the build adds -I<Python include dir> and the output).
+CFLAGS = ("-O2", "-fPIC", "-shared", "-Wall", "-Wextra", "-Werror", "-fvisibility=hidden")
+#: Libraries linked: the system libcrypto (SHA-384, the same as hashlib's OpenSSL).
+LIBS = {"_snpfold": ("-lcrypto",)}
+
+#: Set to "0" to use the pure-Python paths even when a module is built.
+ENV_SWITCH = "IGVM_HARNESS_NATIVE"
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+_loaded: dict[str, object] = {}
+_origins: dict[str, str] = {}
+_reasons: dict[str, str] = {}
+
+
+def cache_dir() -> str:
+    """``harness.qemu.build.cache_root() / "native"``, restated (this layer
+    sits below the QEMU layer; tests/native checks the two agree)."""
+    env = os.environ.get("IGVM_HARNESS_CACHE")
+    if env:
+        root = os.path.expanduser(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(xdg, "igvm-harness")
+    return os.path.join(root, "native")
+
+
+def abi_tag() -> str:
+    """This interpreter's extension ABI tag, from its first extension suffix."""
+    suffix = EXTENSION_SUFFIXES[0]  # ".cpython-311-x86_64-linux-gnu.so"
+    return suffix.strip(".").rsplit(".", 1)[0] if suffix.count(".") > 1 else "abi"
+
+
+def source_path(name: str) -> str:
+    return os.path.join(_HERE, SOURCES[name])
+
+
+def key(name: str) -> str:
+    """SHA-256 of the module's source and its compile line."""
+    h = hashlib.sha256()
+    with open(source_path(name), "rb") as fh:
+        h.update(fh.read())
+    h.update(repr((CFLAGS, LIBS.get(name, ()))).encode())
+    return h.hexdigest()
+
+
+def module_path(name: str) -> str:
+    """Where the build of ``name`` for this interpreter and source lives."""
+    return os.path.join(cache_dir(), abi_tag(), key(name), name + EXTENSION_SUFFIXES[0])
+
+
+def disabled() -> bool:
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "off", "no", "false")
+
+
+def load(name: str):
+    """The built module ``name``, or None (then :func:`status` says why).
+    Looked up once per process."""
+    if name in _loaded:
+        return _loaded[name]
+    mod = None
+    if disabled():
+        _reasons[name] = f"turned off by {ENV_SWITCH}={os.environ.get(ENV_SWITCH)}"
+    else:
+        try:
+            path = module_path(name)
+        except OSError as exc:
+            path, _reasons[name] = "", f"its source is unreadable ({exc.strerror}: {exc.filename})"
+        if path and not os.path.exists(path):
+            _reasons[name] = f"not built (no {path}): run `igvm-harness native build`"
+        elif path:
+            try:
+                loader = ExtensionFileLoader(name, path)
+                spec = ModuleSpec(name, loader, origin=path)
+                mod = loader.create_module(spec)
+                loader.exec_module(mod)
+                _origins[name] = path
+            except ImportError as exc:
+                mod, _reasons[name] = None, f"{path} does not load ({exc}): rebuild with `igvm-harness native build --force`"
+    _loaded[name] = mod
+    return mod
+
+
+def status(name: str) -> tuple[object | None, str]:
+    """(module or None, one line: where it was loaded from, or why it is absent)."""
+    mod = load(name)
+    if mod is not None:
+        return mod, f"{name}: built, loaded from {_origins[name]}"
+    return None, f"{name}: absent: {_reasons.get(name, 'unknown reason')}"
+
+
+def forget() -> None:
+    """Drop what :func:`load` remembered (after a build, or in tests)."""
+    _loaded.clear()
+    _origins.clear()
+    _reasons.clear()
