@@ -279,3 +279,30 @@ def test_short_measure_never_imports_the_native_package(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("path", ["native", "python"])
+def test_known_answer_vectors_on_both_paths(request, monkeypatch, path):
+    """../shared/vectors: the AmdSev OVMF suffix as NORMAL pages below 4 GiB and
+    the generated GCTX example (NORMAL pages, then a VMSA), on each path."""
+    from harness.measure.measure_snp import VMSA_GPA
+    from tests.measure.conftest import b64, load_vector
+
+    request.getfixturevalue(f"use_{path}")
+    v = load_vector("ssm_launch_digest_kat.json")
+    ovmf = b64(v["fixtures_b64"]["ovmf_AmdSev_suffix.bin"])
+    for workers in (1, 2):
+        monkeypatch.setattr(measure_snp, "DEFAULT_WORKERS", workers)
+        ld = SnpLaunchDigest()
+        ld.normal_pages((1 << 32) - len(ovmf), ovmf)
+        assert ld.hexdigest() == v["snp_ovmf_hash_ovmf_AmdSev_suffix"]
+        assert set(ld.paths) <= {path, path + "-threads"}
+    g = load_vector("generated_snp_gctx_examples.json")
+    data = {k: b64(x) for k, x in g["data_b64"].items()}
+    ld = SnpLaunchDigest()
+    for step in g["examples"][0]["steps"]:
+        if step["op"] == "update_normal_pages":
+            ld.normal_pages(int(step["gpa"], 16), data[step["data"]])
+        else:
+            ld.vmsa_page(data[step["data"]], VMSA_GPA)
+    assert ld.hexdigest() == g["examples"][0]["expected_ld"] and set(ld.paths) <= {path, path + "-threads"}
