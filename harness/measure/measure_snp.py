@@ -49,6 +49,10 @@ NATIVE_MIN_UNITS = 256
 #: 4 KiB units per batch a thread hashes with the C fold (2 MiB): one GIL
 #: round trip and one Event per ~0.6 ms of hashing.
 _NATIVE_BATCH = 512
+#: 4 KiB units from which the C fold hashes on ``workers`` threads (8 MiB,
+#: ~10 ms on one thread): importing threading and starting a helper cost
+#: ~1.5 ms, more than a second core saves on a 4 MiB firmware image.
+NATIVE_THREADS_MIN_UNITS = 2048
 #: ``IGVM_HARNESS_DEBUG`` set: one stderr line per run saying which chain path ran.
 _DEBUG = bool(os.environ.get("IGVM_HARNESS_DEBUG"))
 #: The C fold: None = not looked up yet, False = absent (harness.native says why).
@@ -122,7 +126,7 @@ class SnpLaunchDigest:
             workers = DEFAULT_WORKERS
         fold = native_fold() if count >= NATIVE_MIN_UNITS else None
         if fold is not None:
-            threaded = workers > 1 and count >= 2 * _NATIVE_BATCH
+            threaded = workers > 1 and count >= max(2 * _NATIVE_BATCH, NATIVE_THREADS_MIN_UNITS)
             try:
                 if threaded:
                     self._ld = _native_parallel(fold, self._ld, gpa, pages, page_size, workers)

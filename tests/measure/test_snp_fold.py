@@ -66,6 +66,7 @@ def use_native(monkeypatch, fold):
     monkeypatch.setattr(measure_snp, "_native", fold)
     monkeypatch.setattr(measure_snp, "NATIVE_MIN_UNITS", 0)
     monkeypatch.setattr(measure_snp, "_NATIVE_BATCH", 8)
+    monkeypatch.setattr(measure_snp, "NATIVE_THREADS_MIN_UNITS", 0)
 
 
 @pytest.fixture
@@ -118,6 +119,7 @@ def test_native_threads_more_batches_than_threads_and_a_ragged_end(fold, monkeyp
     folded once, in order, whichever thread hashed it."""
     monkeypatch.setattr(measure_snp, "_native", fold)
     monkeypatch.setattr(measure_snp, "_NATIVE_BATCH", 8)
+    monkeypatch.setattr(measure_snp, "NATIVE_THREADS_MIN_UNITS", 0)
     d = _data(2, 1003 * PAGE)
     items = [memoryview(d)[i * PAGE:(i + 1) * PAGE] for i in range(1003)]
     seed = hashlib.sha384(b"seed").digest()
