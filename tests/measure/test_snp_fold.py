@@ -11,6 +11,7 @@ run either way, and the fallback is tested by forcing the fold off.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -308,3 +309,56 @@ def test_known_answer_vectors_on_both_paths(request, monkeypatch, path):
         else:
             ld.vmsa_page(data[step["data"]], VMSA_GPA)
     assert ld.hexdigest() == g["examples"][0]["expected_ld"] and set(ld.paths) <= {path, path + "-threads"}
+
+
+def _measure_cli(*args, native_on: bool):
+    env = dict(os.environ, IGVM_HARNESS_DEBUG="1", IGVM_HARNESS_NATIVE="1" if native_on else "0")
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "measure", *map(str, args)],
+                       capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
+    assert r.returncode == 0, r.stderr
+    return r
+
+
+def test_real_ovmf_same_digest_with_and_without_the_fold(fold, tmp_path):
+    """Debian's OVMF.amdsev.fd (1,024 firmware pages, above the fold's threshold):
+    the classic -bios digest equals sev-snp-measure's on both paths, and the
+    IGVM wrap's digest is the same on both paths."""
+    from sevsnpmeasure import guest
+    from sevsnpmeasure.sev_mode import SevMode
+    from sevsnpmeasure.vcpu_types import CPU_SIGS
+    from sevsnpmeasure.vmm_types import VMMType
+
+    from tests.ovmf_images import debian_ovmf
+
+    fw = str(debian_ovmf("ovmf-amdsev"))
+    theirs = guest.calc_launch_digest(SevMode.SEV_SNP, 1, CPU_SIGS["EPYC-v4"], fw, "", "", "", 1,
+                                      vmm_type=VMMType.QEMU).hex()
+    wrapped = tmp_path / "amdsev-snp.igvm"
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "wrap-ovmf", fw, "--platform", "sev-snp",
+                        "-o", str(wrapped), "--quiet"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert r.returncode == 0, r.stderr
+    digests = {}
+    for on in (True, False):
+        by = "C fold" if on else "Python chain"
+        classic = _measure_cli(fw, "--platform", "sev-snp", "--json", native_on=on)
+        assert f"1024 NORMAL pages from GPA 0xffc00000 by the {by}" in classic.stderr
+        assert json.loads(classic.stdout)["digest"] == theirs
+        igvm = _measure_cli(wrapped, "--platform", "sev-snp", "--json", native_on=on)
+        assert f"1024 NORMAL pages from GPA 0xffc00000 by the {by}" in igvm.stderr
+        digests[on] = json.loads(igvm.stdout)["digest"]
+    assert digests[True] == digests[False]
+
+
+def test_explain_names_the_chain_path(fold, tmp_path):
+    from tests.ovmf_images import synthetic_ovmf
+
+    fw = tmp_path / "synthetic.fd"
+    fw.write_bytes(synthetic_ovmf(size=0x200000))  # 512 pages: the fold's run
+    on = _measure_cli(fw, "--platform", "sev-snp", "--explain", native_on=True).stdout
+    off = _measure_cli(fw, "--platform", "sev-snp", "--explain", native_on=False).stdout
+    assert (f"SNP chain: C fold for runs of >= {measure_snp.NATIVE_MIN_UNITS} pages "
+            "(_snpfold: built, loaded from ") in on
+    assert "SNP chain: pure Python (_snpfold: absent: turned off by IGVM_HARNESS_NATIVE=0)" in off
+    js = json.loads(_measure_cli(fw, "--platform", "sev-snp", "--explain", "--json", native_on=True).stdout)
+    assert js["snp_chain"].startswith("SNP chain: C fold")
+    assert on.replace(on[on.index("  SNP chain"):], "") == off.replace(off[off.index("  SNP chain"):], "")
