@@ -273,8 +273,12 @@ static PyObject *py_chain(PyObject *self, PyObject *args)
         return NULL;
     if (get_ld(ld_obj, ld) < 0 || check_run(&r) < 0)
         return NULL;
-    if (check_gpa(gpa, (uint64_t)(r.stop - r.start) * (uint64_t)(r.page_size / PAGE)) < 0)
+    if ((uint64_t)(r.stop - r.start) > UINT64_MAX / (uint64_t)(r.page_size / PAGE)
+        || check_gpa(gpa, (uint64_t)(r.stop - r.start) * (uint64_t)(r.page_size / PAGE)) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_OverflowError, "GPA of a page beyond 2^64");
         return NULL;
+    }
     sink_init_chain(&s, ld, gpa);
     if (run_items(&r, &s) < 0)
         return NULL;
