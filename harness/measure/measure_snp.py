@@ -261,12 +261,15 @@ def _batch_hashes(units) -> list[bytes]:
 
 
 class _Batches:
-    """CONTENTS of ``count`` batches (``hash_batch(i)``), claimed by helper
-    threads from the front.
+    """CONTENTS of ``count`` batches (``hash_batch(i)``), claimed in order by
+    every thread, the folding one included.
 
-    The folding thread needs batch ``i`` next: if nobody claimed it, it hashes
-    it itself; if a helper is on it, it hashes the *last* unclaimed batch
-    meanwhile instead of waiting, so no thread idles while work is left.
+    The folding thread folds batch ``i`` as soon as it is ready; while it is
+    not, it hashes the next unclaimed batch instead of waiting.  Claiming in
+    page order keeps the batches hashed but not yet folded to one or two, so
+    when the last batch is hashed only its fold is left: stealing from the
+    back instead leaves the folds of all stolen batches to the end, on one
+    thread (about 10 % of the two-thread time).
     """
 
     def __init__(self, count: int, hash_batch: Callable[[int], Any]) -> None:
@@ -276,11 +279,17 @@ class _Batches:
         self.count = count
         self.results: list[Any] = [None] * self.count
         self.done = [threading.Event() for _ in range(self.count)]
-        self.front = 0               # next batch a helper claims
-        self.back = self.count - 1   # next batch the folder steals
+        self.next = 0  # next unclaimed batch
         self.lock = threading.Lock()
         self.error: BaseException | None = None
         self.stop = False
+
+    def _claim(self) -> int | None:
+        with self.lock:
+            if self.stop or self.next >= self.count:
+                return None
+            self.next += 1
+            return self.next - 1
 
     def _hash(self, i: int) -> None:
         self.results[i] = self.hash_batch(i)
@@ -288,12 +297,7 @@ class _Batches:
 
     def helper(self) -> None:
         try:
-            while not self.stop:
-                with self.lock:
-                    if self.front > self.back:
-                        return
-                    i = self.front
-                    self.front += 1
+            while (i := self._claim()) is not None:
                 self._hash(i)
         except BaseException as exc:  # re-raised on the folding thread
             self.error = exc
@@ -302,17 +306,9 @@ class _Batches:
                 ev.set()
 
     def get(self, i: int):
-        """Batch ``i``'s CONTENTS, hashing on this thread while it is not ready."""
+        """Batch ``i``'s CONTENTS, hashing later batches on this thread while it is not ready."""
         while not self.done[i].is_set():
-            with self.lock:
-                if self.front == i and self.front <= self.back:
-                    j = i
-                    self.front += 1
-                elif self.front <= self.back:
-                    j = self.back
-                    self.back -= 1
-                else:
-                    j = None
+            j = self._claim()
             if j is None:
                 self.done[i].wait()
             else:
