@@ -37,13 +37,19 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def fold():
     from harness.native import build
 
+    switch = os.environ.pop(native.ENV_SWITCH, None)  # the fold itself is under test
     native.forget()
     try:
-        build.build("_snpfold")
-    except HarnessError as exc:  # set-up's package list has cc, python3-dev, libssl-dev
-        pytest.skip(f"C fold not built: {exc}")
-    mod = native.load("_snpfold")
-    assert mod is not None, native.status("_snpfold")[1]
+        try:
+            build.build("_snpfold")
+        except HarnessError as exc:  # set-up's package list has cc, python3-dev, libssl-dev
+            pytest.skip(f"C fold not built: {exc}")
+        mod = native.load("_snpfold")
+        assert mod is not None, native.status("_snpfold")[1]
+    finally:
+        if switch is not None:
+            os.environ[native.ENV_SWITCH] = switch
+        native.forget()
     return mod
 
 
@@ -248,8 +254,9 @@ def test_ctrl_c_during_a_threaded_fold_stops_promptly(fold, tmp_path):
             "    print('interrupted', flush=True)\n"
             "    sys.exit(3)\n"
             "print('finished', flush=True)\n")
+    env = {k: v for k, v in os.environ.items() if k != native.ENV_SWITCH}
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, cwd=REPO)
+                         text=True, cwd=REPO, env=env)
     try:
         assert p.stdout.readline().strip() == "ready"
         time.sleep(0.3)
