@@ -139,24 +139,13 @@ def chain_pages():
 
 @pytest.fixture(scope="module")
 def fold():
-    from harness import native
     from harness.errors import HarnessError
     from harness.native import build
 
-    switch = os.environ.pop(native.ENV_SWITCH, None)  # the fold itself is measured
     try:
-        try:
-            build.build("_snpfold")
-        except HarnessError as exc:
-            pytest.skip(f"C fold not built: {exc}")
-        native.forget()
-        mod = native.load("_snpfold")
-        assert mod is not None, native.status("_snpfold")[1]
-    finally:
-        if switch is not None:
-            os.environ[native.ENV_SWITCH] = switch
-        native.forget()
-    return mod
+        return build.ensure("_snpfold")
+    except HarnessError as exc:
+        pytest.skip(f"C fold not built: {exc}")
 
 
 @pytest.fixture

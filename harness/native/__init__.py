@@ -81,31 +81,40 @@ def disabled() -> bool:
     return os.environ.get(ENV_SWITCH, "1").strip().lower() in ("0", "off", "no", "false")
 
 
-def load(name: str):
+def load(name: str, honour_switch: bool = True):
     """The built module ``name``, or None (then :func:`status` says why).
-    Looked up once per process."""
-    if name in _loaded:
+    Looked up once per process; ``honour_switch=False`` loads it even when
+    ENV_SWITCH turns the modules off (tests and benchmarks of the module)."""
+    if honour_switch and name in _loaded:
         return _loaded[name]
     mod = None
-    if disabled():
+    if honour_switch and disabled():
         _reasons[name] = f"turned off by {ENV_SWITCH}={os.environ.get(ENV_SWITCH)}"
     else:
-        try:
-            path = module_path(name)
-        except OSError as exc:
-            path, _reasons[name] = "", f"its source is unreadable ({exc.strerror}: {exc.filename})"
-        if path and not os.path.exists(path):
-            _reasons[name] = f"not built (no {path}): run `igvm-harness native build`"
-        elif path:
-            try:
-                loader = ExtensionFileLoader(name, path)
-                spec = ModuleSpec(name, loader, origin=path)
-                mod = loader.create_module(spec)
-                loader.exec_module(mod)
-                _origins[name] = path
-            except ImportError as exc:
-                mod, _reasons[name] = None, f"{path} does not load ({exc}): rebuild with `igvm-harness native build --force`"
-    _loaded[name] = mod
+        mod = _load_file(name)
+    if honour_switch:
+        _loaded[name] = mod
+    return mod
+
+
+def _load_file(name: str):
+    """Load ``name`` from its cache entry, or None with the reason recorded."""
+    try:
+        path = module_path(name)
+    except OSError as exc:
+        _reasons[name] = f"its source is unreadable ({exc.strerror}: {exc.filename})"
+        return None
+    if not os.path.exists(path):
+        _reasons[name] = f"not built (no {path}): run `igvm-harness native build`"
+        return None
+    try:
+        loader = ExtensionFileLoader(name, path)
+        mod = loader.create_module(ModuleSpec(name, loader, origin=path))
+        loader.exec_module(mod)
+    except ImportError as exc:
+        _reasons[name] = f"{path} does not load ({exc}): rebuild with `igvm-harness native build --force`"
+        return None
+    _origins[name] = path
     return mod
 
 

@@ -86,3 +86,13 @@ def build(name: str = "_snpfold", force: bool = False) -> tuple[str, bool]:
     if mod is None:
         raise HarnessError(f"built {dest} but {line}")
     return dest, True
+
+
+def ensure(name: str = "_snpfold"):
+    """The module ``name``, built now when absent and loaded whatever
+    ENV_SWITCH says: for the tests and benchmarks of the module itself."""
+    build(name)
+    mod = native.load(name, honour_switch=False)
+    if mod is None:
+        raise HarnessError(native.status(name)[1])
+    return mod

@@ -37,20 +37,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def fold():
     from harness.native import build
 
-    switch = os.environ.pop(native.ENV_SWITCH, None)  # the fold itself is under test
-    native.forget()
     try:
-        try:
-            build.build("_snpfold")
-        except HarnessError as exc:  # set-up's package list has cc, python3-dev, libssl-dev
-            pytest.skip(f"C fold not built: {exc}")
-        mod = native.load("_snpfold")
-        assert mod is not None, native.status("_snpfold")[1]
-    finally:
-        if switch is not None:
-            os.environ[native.ENV_SWITCH] = switch
-        native.forget()
-    return mod
+        return build.ensure("_snpfold")
+    except HarnessError as exc:  # set-up's package list has cc, python3-dev, libssl-dev
+        pytest.skip(f"C fold not built: {exc}")
 
 
 def _data(seed: int, size: int) -> bytes:

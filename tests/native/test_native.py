@@ -83,6 +83,8 @@ def test_switch_turns_the_fold_off(cache, monkeypatch):
     native.forget()
     mod, line = native.status("_snpfold")
     assert mod is None and f"turned off by {native.ENV_SWITCH}=0" in line
+    assert build.ensure("_snpfold") is not None  # the module's own tests still load it
+    assert native.load("_snpfold") is None
 
 
 def test_a_broken_module_file_says_rebuild(cache):
