@@ -38,6 +38,8 @@ SYSTEM_PACKAGES=(
     qemu-system-x86
     clang       # libFuzzer target of the C library (tests/untrusted/test_fuzz.py)
     cpio        # tests/runner/test_initrd.py cross-checks the harness initrd with GNU cpio
+    dosfstools mtools  # tests/runner/test_fat.py cross-checks the harness's FAT boot disk (fsck.fat, mcopy)
+    distro-info-data  # Debian's release table: the newer suites of the private apt configuration (harness/debian/releases.py)
     # harness/native (igvm-harness native build): the C fold of the SNP chain
     gcc python3-dev libssl-dev
 )

@@ -19,7 +19,7 @@ import pytest
 
 from harness.guests.firmware import LINUX_DONE, SETTLED
 from harness.qemu.cmdline import QemuCommand
-from harness.qemu.marker import run_until
+from harness.qemu import runner
 
 LINUX_FIRMWARE = "ovmf-generic"
 LINUX_ARGS = "console=ttyS0 efi=debug panic=-1"
@@ -45,10 +45,10 @@ def _bench(benchmark, qemu, tmp_path, marker, rounds, stop=True, timeout=600.0, 
 
     def once():
         d = tmp_path / f"run-{len(times)}"
-        run = run_until(QemuCommand(qemu, accel="tcg", **cmd), d, marker, timeout=timeout,
-                        stop=stop)
-        assert run.seen, run.summary()
-        times.append(run.elapsed)
+        out = runner.run(QemuCommand(qemu, accel="tcg", **cmd), d, timeout, until=marker,
+                         stop=stop)
+        assert out.matched is not None, out.summary()
+        times.append(out.matched_at)
 
     benchmark.pedantic(once, rounds=rounds, iterations=1)
     benchmark.extra_info["to_marker_s"] = [round(t, 2) for t in times]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 
@@ -45,10 +46,45 @@ COMMAND_OWNERS = {
 }
 
 
+def _columns() -> int:
+    """Terminal width as ``shutil.get_terminal_size`` finds it ($COLUMNS, then
+    the terminal on stdout, then 80), without importing shutil (and the
+    bz2, lzma and fnmatch it pulls in)."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter with the width computed as above: argparse makes
+    one per ``add_argument`` (to check metavars), and its own imports shutil
+    for the width each time it is not given."""
+
+    def __init__(self, prog: str, indent_increment: int = 2, max_help_position: int = 24,
+                 width: int | None = None) -> None:
+        super().__init__(prog, indent_increment, max_help_position,
+                         _columns() - 2 if width is None else width)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Top-level parser; ``add_subparsers`` makes the subcommands' parsers of
+    the same class, so they share the formatter unless they name another."""
+
+    def __init__(self, *args, formatter_class=_HelpFormatter, **kwargs) -> None:
+        super().__init__(*args, formatter_class=formatter_class, **kwargs)
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser; with ``argv``, only the subcommands of the module owning
     ``argv[0]`` (``--help`` and unknown commands get all of them)."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="igvm-harness",
         description="Build, inspect, validate, measure and boot IGVM files under QEMU.",
     )

@@ -323,7 +323,7 @@ def run_dir(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
 @pytest.fixture
 def new_run_dir(request: pytest.FixtureRequest, run_dir: Path) -> Callable[[], Path]:
     """``new_run_dir() -> Path``: a fresh ``boot-N`` log directory for a run
-    the test starts itself (e.g. through harness.qemu.marker.run_until),
+    the test starts itself (e.g. through harness.qemu.runner.run),
     registered like the ``boot`` fixture's so that its logs are attached
     to the report on failure."""
     runs = request.node.stash.setdefault(_RUNS_KEY, [])

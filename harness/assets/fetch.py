@@ -165,6 +165,12 @@ def _choices(todo: list[AssetSpec], cfg: AptConfig, pins: dict[str, Pin]) -> lis
     return [choose(s, cfg, pins.get(s.name)) for s in todo]
 
 
+def _update(cfg: AptConfig, progress: Progress, log: TextIO | None) -> None:
+    cfg.update(log=log)
+    for note in cfg.notes:
+        progress(note)
+
+
 def _install(todo: list[AssetSpec], entries: dict[str, dict[str, Any]], pins: dict[str, Pin],
              cfg: AptConfig, base: Path, progress: Progress, log: TextIO | None) -> None:
     """Install *todo*; the lists are refreshed at most once per run: when missing,
@@ -174,7 +180,7 @@ def _install(todo: list[AssetSpec], entries: dict[str, dict[str, Any]], pins: di
     if cfg.ensure() or not cfg.has_lists():
         progress(f"apt-get update (private configuration in {cfg.root}; suites "
                  f"{' '.join(cfg.suites)})")
-        cfg.update(log=log)
+        _update(cfg, progress, log)
         updated = True
     while True:
         try:
@@ -184,7 +190,7 @@ def _install(todo: list[AssetSpec], entries: dict[str, dict[str, Any]], pins: di
             if updated:
                 raise
             progress("apt-get update (a download failed; the lists may be stale)")
-            cfg.update(log=log)
+            _update(cfg, progress, log)
             updated = True
             todo = [s for s in todo if not is_current(entries.get(s.name), s, pins.get(s.name),
                                                       base)]
@@ -196,7 +202,7 @@ def _install_once(todo: list[AssetSpec], entries: dict[str, dict[str, Any]],
     choices = _choices(todo, cfg, pins)
     if not updated and any(c is None or (c.pin and not c.pinned) for c in choices):
         progress("apt-get update (the lists lack a pinned version; they may be stale)")
-        cfg.update(log=log)
+        _update(cfg, progress, log)
         choices = _choices(todo, cfg, pins)
     for spec, c in zip(todo, choices):
         if c is None:

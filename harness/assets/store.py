@@ -15,13 +15,13 @@ signed index lists it) and whether the file is the pinned one.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
 from pathlib import Path
 from typing import Any, Iterator
 
 from harness.errors import HarnessError
+from harness.locks import exclusive
+from harness.outputs import write_atomic
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -58,10 +58,8 @@ def load(base: Path | None = None) -> dict[str, dict[str, Any]]:
 def save(entries: dict[str, dict[str, Any]], base: Path | None = None) -> None:
     base = base or root()
     base.mkdir(parents=True, exist_ok=True)
-    tmp = base / f".{MANIFEST}.{os.getpid()}"
-    tmp.write_text(json.dumps({"format": FORMAT, "assets": entries}, indent=2, sort_keys=True)
-                   + "\n")
-    os.replace(tmp, base / MANIFEST)
+    write_atomic(base / MANIFEST, json.dumps({"format": FORMAT, "assets": entries}, indent=2,
+                                             sort_keys=True) + "\n", prefix=f".{MANIFEST}.")
 
 
 def clean_stale(base: Path) -> None:
@@ -76,11 +74,6 @@ def clean_stale(base: Path) -> None:
 
 @contextlib.contextmanager
 def locked(base: Path | None = None) -> Iterator[None]:
-    base = base or root()
-    base.mkdir(parents=True, exist_ok=True)
-    with open(base / "lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """One fetch at a time (harness.locks)."""
+    with exclusive((base or root()) / "lock"):
+        yield

@@ -25,7 +25,7 @@ class AssetSpec:
     package: str            # the package asked for by name
     suites: tuple[str, ...]
     member: str             # path inside the package (one glob allowed in the file name)
-    kind: str               # firmware | firmware-code | firmware-vars | kernel | userspace
+    kind: str               # firmware | firmware-code | firmware-vars | kernel | userspace | bootloader
     purpose: str
     max_size: int           # bound on the extracted file (refused beyond it)
     # For a metapackage: the dependency that carries the file (regex on Depends).
@@ -50,6 +50,10 @@ ASSETS: tuple[AssetSpec, ...] = (
               64 * MiB, via_depends=r"linux-image-[0-9][^\s,()]*-amd64"),
     AssetSpec("busybox", "busybox-static", CONFIGURED, "bin/busybox", "userspace",
               "static busybox: the userspace of the initrd the harness builds", 16 * MiB),
+    AssetSpec("systemd-boot", "systemd-boot-efi", CONFIGURED,
+              "usr/lib/systemd/boot/efi/systemd-bootx64.efi", "bootloader",
+              "systemd-boot, the UEFI boot loader of the Linux disk boots (harness/guests/"
+              "boot_disk.py: \\EFI\\BOOT\\BOOTX64.EFI reading loader/entries)", 4 * MiB),
 )
 
 BY_NAME: dict[str, AssetSpec] = {a.name: a for a in ASSETS}

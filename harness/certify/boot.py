@@ -32,7 +32,7 @@ from harness.qemu.cmdline import ConfidentialGuest, QemuCommand
 from harness.qemu.outcome import Outcome as QemuOutcome
 from harness.qemu.probe import Capabilities
 from harness.report.model import Evidence, Log
-from harness.report.text import clean
+from harness.terminal import plain
 
 #: kvm_amd parameter that must be enabled for each platform to run on hardware.
 KVM_AMD_LEVEL = {"sev": "sev", "sev-es": "sev_es", "sev-snp": "sev_snp"}
@@ -110,7 +110,7 @@ def _kvm_emulation_failure(outcome: QemuOutcome, run_dir: Path) -> bool:
 
 def _tail(text: str, lines: int = 3, limit: int = 200) -> str:
     """The last lines of a console, escape sequences dropped, for a message."""
-    shown = [ln.strip() for ln in clean(text).splitlines() if ln.strip()]
+    shown = [ln.strip() for ln in plain(text).splitlines() if ln.strip()]
     return " | ".join(shown[-lines:])[-limit:]
 
 
@@ -196,8 +196,9 @@ def _judge(target: Target, outcome: QemuOutcome, run_dir: Path, ev: Evidence, ac
     if outcome.matched is not None:
         marker = expect.which(outcome.matched)
         ev.details["marker"] = dataclasses.asdict(marker) if marker else None
-        return Outcome("pass", f"guest printed {outcome.matched.strip()!r} under {accel} after "
-                               f"{outcome.duration:.1f} s: "
+        after = outcome.matched_at if outcome.matched_at is not None else outcome.duration
+        return Outcome("pass", f"guest printed {plain(outcome.matched).strip()!r} under {accel} "
+                               f"after {after:.1f} s: "
                                f"{marker.what if marker else expect.what} ({expect.why})", ev)
     seen = (f"it wrote {wrote} bytes to COM1, last: {_tail(outcome.console)!r}" if wrote
             else "it wrote nothing to COM1")

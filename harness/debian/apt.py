@@ -28,25 +28,26 @@ for the machine applies here too.
 from __future__ import annotations
 
 import contextlib
-import fcntl
+import datetime as _dt
 import os
 import pwd
 import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import TextIO
 
+from harness.debian import releases as debian_releases
 from harness.debian import sources as apt_sources
 from harness.debian.sources import Archive
 from harness.debian.version import sort_newest_first
 from harness.errors import HarnessError
 from harness.inputs import sha256_file
+from harness.locks import exclusive
+from harness.outputs import write_atomic
 
-# Debian releases in order; the ones after the configured release are added.
-# ``forky`` is testing in 2026; add the next codename once the archive has it
-# (a suite without a Release file makes ``apt-get update`` fail).
-DEBIAN_RELEASES: tuple[str, ...] = ("buster", "bullseye", "bookworm", "trixie", "forky")
+# Debian's releases in order come from Debian's table (harness/debian/releases.py);
+# the ones after the configured release are added.
 UNSTABLE = "unstable"
 SRC_SUITES: tuple[str, ...] = (UNSTABLE,)
 # Named by harness/assets/table.py (ovmf-bookworm: bookworm's OVMF by name),
@@ -54,16 +55,32 @@ SRC_SUITES: tuple[str, ...] = (UNSTABLE,)
 HARNESS_EXTRA_SUITES: tuple[str, ...] = ("bookworm",)
 SOURCES_NAME = "harness.sources"
 MAX_DEB_SIZE = 512 << 20  # no package the harness fetches is near this; refuse beyond it
+#: A newer suite the archive turned out not to have is left out this long
+#: before ``apt-get update`` asks for it again.
+ABSENT_RECHECK = _dt.timedelta(days=7)
+#: apt-get update's line for a suite without a Release file (apt 2.x,
+#: apt-pkg/acquire-item.cc: "The repository '%s' does not have a Release file.",
+#: %s being "URI SUITE Release").
+_NO_RELEASE = re.compile(r"The repository '(\S+) (\S+) Release' does not have a Release file")
 
 
-def suites_after(configured: str) -> tuple[str, ...]:
+def newer_releases(configured: str, known: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    """The released codenames after *configured* (none when it is not a numbered release)."""
+    known = debian_releases.releases() if known is None else known
+    return known[known.index(configured) + 1:] if configured in known else ()
+
+
+def suites_after(configured: str, known: tuple[str, ...] | None = None) -> tuple[str, ...]:
     """The configured release, the newer released codenames, then unstable."""
-    out = [configured]
-    if configured in DEBIAN_RELEASES:
-        out += DEBIAN_RELEASES[DEBIAN_RELEASES.index(configured) + 1:]
+    out = [configured, *newer_releases(configured, known)]
     if UNSTABLE not in out and configured != "sid":
         out.append(UNSTABLE)
     return tuple(out)
+
+
+def suites_without_release(apt_output: str) -> set[str]:
+    """Suites apt-get update reported as having no Release file."""
+    return {m.group(2) for m in _NO_RELEASE.finditer(apt_output)}
 
 
 def sources_text(archive: Archive, suites: tuple[str, ...],
@@ -118,16 +135,25 @@ class AptConfig:
     archive: Archive
     suites: tuple[str, ...]
     src_suites: tuple[str, ...] = SRC_SUITES
+    #: Suites that may not exist yet (newer releases from Debian's table):
+    #: dropped, with a note, when the archive has no Release file for them.
+    optional_suites: tuple[str, ...] = ()
+    #: One line per suite dropped by the last :meth:`update`, for the caller to show.
+    notes: list[str] = field(default_factory=list, repr=False)
     _sandbox_user: str | None = field(default=None, repr=False)
 
     @classmethod
     def derive(cls, root: Path, etc: Path = Path("/etc/apt"),
                src_suites: tuple[str, ...] = SRC_SUITES,
-               extra_suites: tuple[str, ...] = ()) -> "AptConfig":
+               extra_suites: tuple[str, ...] = (),
+               today: _dt.date | None = None) -> "AptConfig":
         archive = apt_sources.debian_archive(apt_sources.read_apt_sources(etc))
-        suites = suites_after(archive.suite)
+        absent = read_absent(root, today or _dt.date.today())
+        suites = tuple(s for s in suites_after(archive.suite) if s not in absent)
         suites = tuple(s for s in extra_suites if s not in suites) + suites
-        return cls(root, archive, suites, src_suites)
+        optional = tuple(s for s in newer_releases(archive.suite)
+                         if s in suites and s not in extra_suites)
+        return cls(root, archive, suites, src_suites, optional)
 
     # -- files ---------------------------------------------------------------
 
@@ -154,9 +180,7 @@ class AptConfig:
         text = self.text()
         if self.sources_file.is_file() and self.sources_file.read_text() == text:
             return False
-        tmp = self.sources_file.with_name(f".{SOURCES_NAME}.{os.getpid()}")
-        tmp.write_text(text)
-        os.replace(tmp, self.sources_file)
+        write_atomic(self.sources_file, text, prefix=f".{SOURCES_NAME}.")
         with contextlib.suppress(FileNotFoundError):
             (self.root / "state" / "updated").unlink()
         return True
@@ -218,26 +242,34 @@ class AptConfig:
             log.write(res.stdout)
             log.flush()
         if check and res.returncode != 0:
-            errs = [l for l in res.stdout.splitlines() if l.startswith(("E:", "Err:"))]
-            why = errs[0] if errs else f"exit status {res.returncode}"
-            raise HarnessError(f"{tool} {' '.join(args)[:80]} failed: {why[:200]}")
+            raise HarnessError(_failure(tool, args, res))
         return res
 
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / "lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
     def update(self, log: TextIO | None = None) -> None:
-        """``apt-get update`` of our sources only (signatures checked by apt)."""
+        """``apt-get update`` of our sources only (signatures checked by apt).
+
+        A newer release the archive does not carry yet (Debian's table can
+        name it before the mirror does) is dropped with a note in
+        :attr:`notes` and left out for :data:`ABSENT_RECHECK`; any other
+        failure is an error.
+        """
         self.ensure()
-        with self._locked():
-            self.run("apt-get", "update", log=log)
+        self.notes = []
+        with exclusive(self.root / "lock"):
+            res = self.run("apt-get", "update", log=log, check=False)
+            missing = suites_without_release(res.stdout) if res.returncode else set()
+            if missing and missing <= set(self.optional_suites):
+                self.suites = tuple(s for s in self.suites if s not in missing)
+                record_absent(self.root, missing, _dt.date.today())
+                self.notes = [f"note: the archive has no suite {s!r} yet (Debian's release "
+                              f"table names it); left out until "
+                              f"{_dt.date.today() + ABSENT_RECHECK}" for s in sorted(missing)]
+                if log:
+                    log.write("".join(n + "\n" for n in self.notes))
+                self.ensure()
+                res = self.run("apt-get", "update", log=log, check=False)
+            if res.returncode != 0:
+                raise HarnessError(_failure("apt-get", ("update",), res))
             (self.root / "state" / "updated").write_text(self.text())
 
     def ready(self, log: TextIO | None = None) -> bool:
@@ -303,9 +335,7 @@ class AptConfig:
         res = self.run("apt-get", "download", f"{package}={version}", cwd=dest, log=log,
                        check=False)
         if res.returncode != 0:
-            errs = [l for l in res.stdout.splitlines() if l.startswith(("E:", "Err:"))]
-            raise DownloadFailed(f"apt-get download {package}={version} failed: "
-                                 f"{(errs[0] if errs else f'exit status {res.returncode}')[:200]}")
+            raise DownloadFailed(_failure("apt-get", ("download", f"{package}={version}"), res))
         debs = sorted(dest.glob(f"{package}_*.deb"))
         if len(debs) != 1:
             raise HarnessError(f"apt-get download {package}={version} left no single .deb "
@@ -333,6 +363,50 @@ class AptConfig:
         """``apt-get source --download-only package=version`` into *dest*."""
         return self.run("apt-get", "source", "--download-only", f"{package}={version}",
                         cwd=dest, log=log, check=False)
+
+
+def _failure(tool: str, args, res: subprocess.CompletedProcess) -> str:
+    """One line for a failed apt command: its first E:/Err: line."""
+    errs = [l for l in res.stdout.splitlines() if l.startswith(("E:", "Err:"))]
+    why = errs[0] if errs else f"exit status {res.returncode}"
+    return f"{tool} {' '.join(args)[:80]} failed: {why[:200]}"
+
+
+def _absent_file(root: Path) -> Path:
+    return root / "state" / "absent-suites"
+
+
+def _absent_lines(root: Path) -> list[str]:
+    try:
+        text = _absent_file(root).read_text(errors="replace")[:4096]
+    except OSError:
+        return []
+    return [l for l in text.splitlines() if l.strip()]
+
+
+def read_absent(root: Path, today: _dt.date) -> set[str]:
+    """Suites recorded as missing from the archive less than ABSENT_RECHECK ago."""
+    out = set()
+    for line in _absent_lines(root):
+        parts = line.split()
+        if len(parts) != 2:
+            continue
+        try:
+            when = _dt.date.fromisoformat(parts[1])
+        except ValueError:
+            continue
+        if today - when < ABSENT_RECHECK:
+            out.add(parts[0])
+    return out
+
+
+def record_absent(root: Path, suites: set[str], today: _dt.date) -> None:
+    path = _absent_file(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = {line.split()[0]: line for line in _absent_lines(root)
+            if line.split()[0] in read_absent(root, today)}
+    kept.update({s: f"{s} {today.isoformat()}" for s in suites})
+    path.write_text("".join(kept[s] + "\n" for s in sorted(kept)))
 
 
 def harness_config(root: Path, etc: Path = Path("/etc/apt")) -> AptConfig:

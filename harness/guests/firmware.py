@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import re
 
+from harness.terminal import plain
+
 #: name -> (regex, edk2 source)
 OVMF_LINES: dict[str, tuple[str, str]] = {
     "bds-option": (r"BdsDxe: (?:loading|starting|failed to load|failed to start) Boot[0-9A-Fa-f]{4}",
@@ -55,10 +57,7 @@ def boot_manager_lines(console: str) -> list[str]:
     """The firmware's boot-manager lines, in order, without terminal
     escapes: what a run showed of BDS (compared between IGVM and -bios)."""
     out = []
-    # Cursor moves (CSI ... H) start a new line on OVMF's terminal; other
-    # escapes (colours) are dropped.
-    text = re.sub(r"\x1b\[[0-9;?=]*H", "\n", console)
-    for line in re.sub(r"\x1b\[[0-9;?=]*[ -/]*[@-~]", "", text).splitlines():
+    for line in plain(console).splitlines():   # rows drawn by cursor moves are lines
         line = line.strip()
         m = _ANY.search(line)
         if m:

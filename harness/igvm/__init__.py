@@ -12,7 +12,8 @@ Public API (other layers code against these names):
   ``EnvironmentInfo``, ``Architecture``, ``Section``, ``IGVM_MAGIC``,
   ``PAGE_SIZE_4K``, ``PAGE_SIZE_2M``, ``KVM_VMSA_GPA``, ``OPTIONAL_BIT``,
   ``HEADER_LAYOUTS`` (type -> ``Layout``: struct + field names).
-- ``model``: one dataclass per header type (``SupportedPlatform``,
+- ``model``: one class per header type (``harness.record.Record``:
+  dataclass-like, cheap to import) (``SupportedPlatform``,
   ``GuestPolicy``, ``RelocatableRegion``, ``PageTableRelocation``,
   ``CorimDocument``, ``CorimSignature``, ``CcaPolicy``, ``ParameterArea``,
   ``PageData``, ``ParameterInsert``, ``VpContext``, ``RequiredMemory``, the

@@ -32,6 +32,9 @@ def register(subparsers) -> None:
     w = subparsers.add_parser("wrap-ovmf", help="wrap an OVMF image into an IGVM file (firmware ending "
                               "at 4 GiB, SNP metadata pages, a VMSA per vCPU, IGVM parameters)")
     w.add_argument("file", metavar="FW.fd")
+    w.add_argument("--vars", metavar="VARS.fd", default=None,
+                   help="a split build's variable store (OVMF_VARS_4M.fd with FW.fd = OVMF_CODE_4M.fd): "
+                        "wrapped below the code, where QEMU maps pflash unit 1")
     w.add_argument("--platform", default="native,sev,sev-es,sev-snp",
                    help="comma-separated platforms (default: %(default)s)")
     w.add_argument("--vcpus", type=vcpus, default=1, help="VMSAs for this many vCPUs (SEV-ES/SNP)")
@@ -135,7 +138,7 @@ def cmd_wrap_ovmf(args: argparse.Namespace) -> int:
     from harness.errors import HarnessError
     from harness.igvm import ovmf, wrap_ovmf
     platforms = wrap_ovmf.parse_platforms(args.platform)
-    fw = ovmf.load(args.file)
+    fw = ovmf.load(args.file, args.vars)
     opts = dict(metadata_pages=args.metadata_pages, parameters=not args.no_parameters)
     if args.cpu_signature is not None:
         opts["cpu_signature"] = args.cpu_signature

@@ -14,7 +14,6 @@ plus field names in file order, so parsing and building share one table.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 
 # --------------------------------------------------------------------------
@@ -42,6 +41,12 @@ OPTIONAL_BIT = 1 << 31
 RANGE_PLATFORM = (0x1, 0x100)
 RANGE_INIT = (0x101, 0x200)
 RANGE_DIRECTIVE = (0x301, 0x400)
+
+
+# Enums where a value's *name* is printed or the members are listed
+# (describe, validate, reports); the other tables are plain classes of int
+# constants: an enum class costs 60-300 us to create, and this module is
+# imported at every CLI start-up.
 
 
 class Architecture(IntEnum):
@@ -168,7 +173,7 @@ class PageDataFlags(IntFlag):
 PAGE_DATA_FLAGS_RESERVED = 0xFFFFFFFF & ~0x7
 
 
-class RequiredMemoryFlags(IntFlag):
+class RequiredMemoryFlags:
     """``RequiredMemoryFlags`` (u32 bitfield)."""
 
     VTL2_PROTECTABLE = 1 << 0
@@ -177,7 +182,7 @@ class RequiredMemoryFlags(IntFlag):
 REQUIRED_MEMORY_FLAGS_RESERVED = 0xFFFFFFFE
 
 
-class RelocatableRegionFlags(IntFlag):
+class RelocatableRegionFlags:
     """``IGVM_VHF_RELOCATABLE_REGION_*`` (u8)."""
 
     IS_VTL2 = 0x1
@@ -185,7 +190,7 @@ class RelocatableRegionFlags(IntFlag):
     APPLY_GDTR = 0x4
 
 
-class MemoryMapEntryType(IntEnum):
+class MemoryMapEntryType:
     """``MemoryMapEntryType`` (u16)."""
 
     MEMORY = 0x0
@@ -196,13 +201,13 @@ class MemoryMapEntryType(IntEnum):
     HIDDEN = 0x5
 
 
-class EnvironmentInfo(IntFlag):
+class EnvironmentInfo:
     """``IgvmEnvironmentInfo`` (u32 bitfield)."""
 
     MEMORY_IS_SHARED = 1 << 0
 
 
-class SnpPolicyBits(IntFlag):
+class SnpPolicyBits:
     """``SnpPolicy`` single-bit fields (bits 0-15 are ABI minor/major)."""
 
     SMT = 1 << 16
@@ -212,7 +217,7 @@ class SnpPolicyBits(IntFlag):
     SINGLE_SOCKET = 1 << 20
 
 
-class TdxPolicyBits(IntFlag):
+class TdxPolicyBits:
     """``TdxPolicy``."""
 
     DEBUG_ALLOWED = 1 << 0
@@ -220,23 +225,23 @@ class TdxPolicyBits(IntFlag):
     MIGRATABLE = 1 << 2
 
 
-class CcaHashAlgorithm(IntEnum):
+class CcaHashAlgorithm:
     SHA256 = 0x0
     SHA512 = 0x1
     SHA384 = 0x2
 
 
-class CcaLfaPolicy(IntEnum):
+class CcaLfaPolicy:
     LFA_DISALLOW = 0x0
     LFA_ALLOW = 0x1
 
 
-class VbsDigestAlgorithm(IntEnum):
+class VbsDigestAlgorithm:
     INVALID = 0x0
     SHA256 = 0x1
 
 
-class VbsSigningAlgorithm(IntEnum):
+class VbsSigningAlgorithm:
     INVALID = 0x0
     ECDSA_P384 = 0x1
 
@@ -246,29 +251,44 @@ class VbsSigningAlgorithm(IntEnum):
 # --------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class Layout:
-    """A packed little-endian structure: struct format plus field names."""
+    """A packed little-endian structure: struct format plus field names.
 
-    name: str
-    fmt: str
-    fields: tuple[str, ...]
+    Immutable by convention; compared by value.  (A plain class: this module
+    is imported at every CLI start-up, see harness/record.py for why not a
+    dataclass.)"""
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "st", struct.Struct(self.fmt))
-        n = len(struct.unpack(self.fmt, bytes(struct.calcsize(self.fmt))))
-        if n != len(self.fields):  # pragma: no cover - table error
-            raise ValueError(f"{self.name}: {n} values for {len(self.fields)} fields")
+    __slots__ = ("name", "fmt", "fields", "st")
+
+    def __init__(self, name: str, fmt: str, fields: tuple[str, ...]) -> None:
+        self.name = name
+        self.fmt = fmt
+        self.fields = fields
+        self.st = struct.Struct(fmt)
+        n = len(self.st.unpack(bytes(self.st.size)))
+        if n != len(fields):  # pragma: no cover - table error
+            raise ValueError(f"{name}: {n} values for {len(fields)} fields")
+
+    def __repr__(self) -> str:
+        return f"Layout({self.name!r}, {self.fmt!r}, {self.fields!r})"
+
+    def __eq__(self, other):
+        if other.__class__ is not Layout:
+            return NotImplemented
+        return (self.name, self.fmt, self.fields) == (other.name, other.fmt, other.fields)
+
+    def __hash__(self) -> int:
+        return hash((self.name, self.fmt, self.fields))
 
     @property
     def size(self) -> int:
-        return self.st.size  # type: ignore[attr-defined]
+        return self.st.size
 
     def unpack(self, buf, offset: int = 0) -> dict:
-        return dict(zip(self.fields, self.st.unpack_from(buf, offset)))  # type: ignore[attr-defined]
+        return dict(zip(self.fields, self.st.unpack_from(buf, offset)))
 
     def pack(self, **values) -> bytes:
-        return self.st.pack(*(values[f] for f in self.fields))  # type: ignore[attr-defined]
+        return self.st.pack(*(values[f] for f in self.fields))
 
 
 FIXED_HEADER_V1 = Layout("IGVM_FIXED_HEADER", "<6I", (

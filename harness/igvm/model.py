@@ -1,9 +1,11 @@
 """Typed IGVM headers and the in-memory file.
 
-One dataclass per variable-header type of the specification (field names
-follow ``igvm_defs``).  Headers that reference file data carry the data
-itself (``bytes`` or a zero-copy ``memoryview`` into the parsed buffer)
-instead of a file offset: offsets are a property of one serialisation, and
+One class per variable-header type of the specification (field names
+follow ``igvm_defs``), each a :class:`harness.record.Record`: declared like
+a dataclass, without the import cost of :mod:`dataclasses` (``igvm-harness
+measure`` loads this module at start-up).  Headers that reference file
+data carry the data itself (``bytes`` or a zero-copy ``memoryview`` into
+the parsed buffer) instead of a file offset: offsets are a property of one serialisation, and
 the builder recomputes them.  ``None`` (or empty) data means "no file data"
 (``file_offset`` 0), which for page data is a page of zeros.
 
@@ -12,21 +14,24 @@ Unknown header types are kept as :class:`RawHeader`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
-from typing import ClassVar, Iterator, Union
-
 from harness.igvm.defs import (
     Architecture, HeaderType, PageDataFlags, PageDataType, PlatformType, Section,
     FORMAT_VERSION_1, PAGE_SIZE_4K, section_of, OPTIONAL_BIT,
 )
+from harness.record import Factory, Record
 
-Data = Union[bytes, bytearray, memoryview, None]
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only: ``typing`` is not imported at start-up
+    from typing import ClassVar, Iterator, Union
+
+    #: File data of a header: ``bytes``, ``bytearray``, a ``memoryview`` into
+    #: the parsed buffer, or None (no file data).
+    Data = Union[bytes, bytearray, memoryview, None]
 
 
-class Header:
+class Header(Record):
     """Base of every typed header; ``TYPE`` and ``SECTION`` identify it."""
 
-    __slots__ = ()
     TYPE: ClassVar[int]
     SECTION: ClassVar[Section]
 
@@ -41,16 +46,16 @@ class Header:
     def as_dict(self) -> dict:
         """Plain values (data as length + hex prefix) for reports and JSON."""
         out: dict = {"type": _type_name(self.header_type)}
-        for f in fields(self):  # type: ignore[arg-type]
-            value = getattr(self, f.name)
+        for name in self._fields:
+            value = getattr(self, name)
             if isinstance(value, (bytes, bytearray, memoryview)):
                 raw = bytes(value)
-                out[f.name] = raw.hex() if len(raw) <= 72 else {
+                out[name] = raw.hex() if len(raw) <= 72 else {
                     "length": len(raw), "all_zero": not any(raw)}
             elif value is None:
-                out[f.name] = None
+                out[name] = None
             else:
-                out[f.name] = int(value)
+                out[name] = int(value)
         return out
 
 
@@ -64,7 +69,6 @@ def _type_name(t: int) -> str:
 # ----------------------------------------------------------------- platform
 
 
-@dataclass(slots=True)
 class SupportedPlatform(Header):
     compatibility_mask: int
     platform_type: int
@@ -78,7 +82,6 @@ class SupportedPlatform(Header):
 # ----------------------------------------------------------- initialization
 
 
-@dataclass(slots=True)
 class GuestPolicy(Header):
     policy: int
     compatibility_mask: int
@@ -87,7 +90,6 @@ class GuestPolicy(Header):
     SECTION: ClassVar[Section] = Section.INITIALIZATION
 
 
-@dataclass(slots=True)
 class RelocatableRegion(Header):
     compatibility_mask: int
     vp_index: int
@@ -102,7 +104,6 @@ class RelocatableRegion(Header):
     SECTION: ClassVar[Section] = Section.INITIALIZATION
 
 
-@dataclass(slots=True)
 class PageTableRelocation(Header):
     compatibility_mask: int
     vp_index: int
@@ -115,7 +116,6 @@ class PageTableRelocation(Header):
     SECTION: ClassVar[Section] = Section.INITIALIZATION
 
 
-@dataclass(slots=True)
 class CorimDocument(Header):
     compatibility_mask: int
     data: Data
@@ -124,7 +124,6 @@ class CorimDocument(Header):
     SECTION: ClassVar[Section] = Section.INITIALIZATION
 
 
-@dataclass(slots=True)
 class CorimSignature(Header):
     compatibility_mask: int
     data: Data
@@ -133,7 +132,6 @@ class CorimSignature(Header):
     SECTION: ClassVar[Section] = Section.INITIALIZATION
 
 
-@dataclass(slots=True)
 class CcaPolicy(Header):
     compatibility_mask: int
     attributes_required_zeroes: int = 0
@@ -149,7 +147,6 @@ class CcaPolicy(Header):
 # --------------------------------------------------------------- directives
 
 
-@dataclass(slots=True)
 class ParameterArea(Header):
     number_of_bytes: int
     parameter_area_index: int
@@ -158,7 +155,6 @@ class ParameterArea(Header):
     SECTION: ClassVar[Section] = Section.DIRECTIVE
 
 
-@dataclass(slots=True)
 class PageData(Header):
     gpa: int
     compatibility_mask: int
@@ -179,7 +175,6 @@ class PageData(Header):
         return 0x200000 if self.flags & PageDataFlags.IS_2MB_PAGE else PAGE_SIZE_4K
 
 
-@dataclass(slots=True)
 class ParameterInsert(Header):
     gpa: int
     compatibility_mask: int
@@ -188,7 +183,6 @@ class ParameterInsert(Header):
     SECTION: ClassVar[Section] = Section.DIRECTIVE
 
 
-@dataclass(slots=True)
 class VpContext(Header):
     """``IGVM_VHS_VP_CONTEXT``; ``data`` is the platform's context (a 4 KiB
     VMSA for SEV-ES/SNP, ``IgvmNativeVpContextX64`` for NATIVE/SEV, VBS
@@ -203,7 +197,6 @@ class VpContext(Header):
     SECTION: ClassVar[Section] = Section.DIRECTIVE
 
 
-@dataclass(slots=True)
 class RequiredMemory(Header):
     gpa: int
     compatibility_mask: int
@@ -214,7 +207,6 @@ class RequiredMemory(Header):
     SECTION: ClassVar[Section] = Section.DIRECTIVE
 
 
-@dataclass(slots=True)
 class Parameter(Header):
     """``IGVM_VHS_PARAMETER``: where the loader deposits a runtime value.
 
@@ -227,10 +219,8 @@ class Parameter(Header):
 
 
 def _parameter(name: str, t: HeaderType) -> type:
-    cls = dataclass(slots=True)(type(name, (Parameter,), {
-        "__annotations__": {}, "TYPE": t, "__doc__": f"``{t.name}`` parameter.",
-        "__module__": __name__}))
-    return cls
+    return type(name, (Parameter,), {"TYPE": t, "__doc__": f"``{t.name}`` parameter.",
+                                     "__module__": __name__})
 
 
 VpCountParameter = _parameter("VpCountParameter", HeaderType.VP_COUNT_PARAMETER)
@@ -249,7 +239,6 @@ PARAMETER_CLASSES: dict[int, type] = {c.TYPE: c for c in (
     DeviceTree, EnvironmentInfo)}
 
 
-@dataclass(slots=True)
 class SnpIdBlock(Header):
     compatibility_mask: int
     author_key_enabled: int = 0
@@ -277,7 +266,6 @@ class SnpIdBlock(Header):
     SECTION: ClassVar[Section] = Section.DIRECTIVE
 
 
-@dataclass(slots=True)
 class ErrorRange(Header):
     gpa: int
     compatibility_mask: int
@@ -286,7 +274,6 @@ class ErrorRange(Header):
     SECTION: ClassVar[Section] = Section.DIRECTIVE
 
 
-@dataclass(slots=True)
 class VbsMeasurement(Header):
     compatibility_mask: int
     version: int = 0
@@ -303,7 +290,6 @@ class VbsMeasurement(Header):
     SECTION: ClassVar[Section] = Section.DIRECTIVE
 
 
-@dataclass(slots=True)
 class RawHeader(Header):
     """A header kept as bytes: unknown type, or written verbatim by a test.
 
@@ -357,20 +343,35 @@ HEADER_CLASSES: dict[int, type] = {
 # --------------------------------------------------------------------- file
 
 
-@dataclass
-class IgvmFile:
+class IgvmFile(Record):
     """A whole IGVM file: fixed-header facts plus the three header lists."""
 
     revision: int = FORMAT_VERSION_1
     architecture: int = Architecture.X64
     page_size: int = PAGE_SIZE_4K
-    platforms: list = field(default_factory=list)
-    initializations: list = field(default_factory=list)
-    directives: list = field(default_factory=list)
+    platforms: list = Factory(list)
+    initializations: list = Factory(list)
+    directives: list = Factory(list)
     #: Set by the parser: the buffer page data views point into (kept alive
-    #: with the model) and each header's byte offset, in file order.
-    buffer: object = field(default=None, repr=False, compare=False)
-    offsets: list = field(default_factory=list, repr=False, compare=False)
+    #: with the model) and each header's byte offset, in file order.  Neither
+    #: is compared nor shown (a property of one serialisation).
+    buffer: object = None
+    offsets: list = Factory(list)
+
+    def __eq__(self, other):
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return (self.revision, self.architecture, self.page_size, self.platforms,
+                self.initializations, self.directives) == (
+                other.revision, other.architecture, other.page_size, other.platforms,
+                other.initializations, other.directives)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (f"IgvmFile(revision={self.revision!r}, architecture={self.architecture!r}, "
+                f"page_size={self.page_size!r}, platforms={self.platforms!r}, "
+                f"initializations={self.initializations!r}, directives={self.directives!r})")
 
     def headers(self) -> Iterator[Header]:
         """Every header in file order (platform, initialization, directive)."""

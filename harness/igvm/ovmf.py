@@ -36,11 +36,11 @@ from __future__ import annotations
 import os
 import struct
 import uuid
-from dataclasses import dataclass, field
 from enum import IntEnum
 
 from harness.errors import HarnessError
 from harness.igvm.defs import IGVM_MAGIC_BYTES
+from harness.record import Factory, Record
 
 PAGE_4K = 0x1000
 FOUR_GIB = 1 << 32
@@ -91,8 +91,7 @@ _META_HEAD = struct.Struct("<4sIII")  # signature, length, version, count
 _META_SECTION = struct.Struct("<III")
 
 
-@dataclass(frozen=True)
-class FooterEntry:
+class FooterEntry(Record, frozen=True):
     guid: uuid.UUID
     offset: int  # file offset of the entry's data
     data: bytes
@@ -102,8 +101,7 @@ class FooterEntry:
         return KNOWN_ENTRIES.get(self.guid)
 
 
-@dataclass(frozen=True)
-class SevSection:
+class SevSection(Record, frozen=True):
     type: int
     gpa: int
     size: int
@@ -120,16 +118,14 @@ class SevSection:
         return self.gpa + self.size
 
 
-@dataclass(frozen=True)
-class SevMetadata:
+class SevMetadata(Record, frozen=True):
     offset: int  # file offset of 'ASEV'
     version: int
     sections: tuple[SevSection, ...]  # zero-size sections left out
     skipped: int  # zero-size sections (QEMU still walks them; nothing to do)
 
 
-@dataclass(frozen=True)
-class ResetBlock:
+class ResetBlock(Record, frozen=True):
     """The SEV-ES AP reset address (sev_es_parse_reset_block)."""
 
     address: int
@@ -143,8 +139,7 @@ class ResetBlock:
         return self.address & 0xFFFF
 
 
-@dataclass(frozen=True)
-class IgvmSection:
+class IgvmSection(Record, frozen=True):
     id: int
     start: int
     size: int
@@ -157,8 +152,7 @@ class IgvmSection:
             return f"id 0x{self.id:x}"
 
 
-@dataclass(frozen=True)
-class IgvmMetadata:
+class IgvmMetadata(Record, frozen=True):
     offset: int
     version: int
     sections: tuple[IgvmSection, ...]
@@ -183,19 +177,17 @@ class IgvmMetadata:
         return self.find(IgvmSectionId.HOB_AREA)
 
 
-@dataclass(frozen=True)
-class GpaBlock:
+class GpaBlock(Record, frozen=True):
     """A (base, size) block of the footer table (secret / hash table)."""
 
     gpa: int
     size: int
 
 
-@dataclass
-class OvmfImage:
+class OvmfImage(Record):
     name: str
     data: bytes | memoryview
-    footer_entries: list[FooterEntry] = field(default_factory=list)
+    footer_entries: list[FooterEntry] = Factory(list)
     sev_metadata: SevMetadata | None = None
     reset_block: ResetBlock | None = None
     igvm_metadata: IgvmMetadata | None = None
@@ -358,16 +350,14 @@ def read(data, name: str = "OVMF.fd") -> OvmfImage:
     return img
 
 
-def load(path) -> OvmfImage:
-    """Read an OVMF image from ``path``: a regular file, refused before reading beyond
-    :data:`MAX_IMAGE` (firmware is small: reading beats mapping, whose page faults
-    cost more than the copy)."""
+def _read_bounded(name: str, limit: int = MAX_IMAGE) -> bytes:
+    """The bytes of the regular file ``name``, refused before reading beyond ``limit``
+    (firmware is small: reading beats mapping, whose page faults cost more than the copy)."""
     from harness.inputs import open_input
-    name = os.fspath(path)
     fd = open_input(name)
     try:
         size = os.fstat(fd).st_size
-        if size > MAX_IMAGE:
+        if size > limit:
             raise _err(name, f"{size} bytes is larger than any x86 firmware image QEMU maps below "
                              f"4 GiB (limit {MAX_IMAGE >> 20} MiB)")
         with os.fdopen(fd, "rb", closefd=False) as fh:
@@ -378,7 +368,29 @@ def load(path) -> OvmfImage:
         raise HarnessError(f"{name}: cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
-    return read(data, name)
+    return data
+
+
+def load(path, vars_path=None) -> OvmfImage:
+    """Read an OVMF image from ``path``, refused beyond :data:`MAX_IMAGE`.
+
+    With ``vars_path`` (a split build: ``OVMF_CODE_4M.fd`` + ``OVMF_VARS_4M.fd``)
+    the image is the variable store followed by the code, which is the guest
+    physical layout QEMU gives the two pflash units: unit 0 (code) ends at
+    4 GiB and unit 1 (vars) lies directly below it (hw/i386/pc_sysfw.c:
+    pc_system_flash_map maps the units top-down from 4 GiB).
+    """
+    name = os.fspath(path)
+    code = _read_bounded(name)
+    if vars_path is None:
+        return read(code, name)
+    vname = os.fspath(vars_path)
+    store = _read_bounded(vname, MAX_IMAGE - len(code))
+    if len(store) % 0x1000:
+        raise _err(vname, f"a variable store of {len(store)} bytes is not a multiple of 4096 "
+                          "(QEMU refuses such a pflash unit: hw/i386/pc_sysfw.c "
+                          "pc_system_flash_map, FLASH_SECTOR_SIZE)")
+    return read(store + code, f"{vname}+{name}")
 
 
 def describe(img: OvmfImage) -> dict:

@@ -23,13 +23,11 @@ Deliberate differences from the reference parser (also listed in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from harness.errors import HarnessError
+from harness.record import Record
 
 
-@dataclass(frozen=True)
-class Rule:
+class Rule(Record, frozen=True):
     id: str
     summary: str
     source: str
@@ -164,8 +162,7 @@ REFERENCE_RULES = frozenset(r.id for r in _RULES if not r.strict)
 STRICT_RULES = frozenset(r.id for r in _RULES if r.strict)
 
 
-@dataclass(frozen=True)
-class Violation:
+class Violation(Record, frozen=True):
     """One broken rule: stable ``rule`` id, message, where it is."""
 
     rule: str

@@ -7,7 +7,6 @@ Kept apart from :mod:`harness.measure.commands` so the IGVM path stays as it is:
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from harness.errors import HarnessError
@@ -74,6 +73,8 @@ def run(args: argparse.Namespace, data, host) -> int:
         from harness.measure.measure_snp import chain_path_status
         chain = chain_path_status()
     if args.json:
+        import json  # only --json (start-up)
+
         json.dump({"platform": args.platform, "vcpus": args.vcpus, "classic": x.classic_digest.hex(),
                    "snp_chain": chain,
                    "igvm": x.igvm_digest.hex(), "same": x.same,
@@ -111,6 +112,8 @@ def _print_classic(args: argparse.Namespace, c) -> int:
     algo = "sha384" if args.platform == "sev-snp" else "sha256"
     vm_type = "snp" if args.platform == "sev-snp" else c.host.vm_type.value
     if args.json:
+        import json  # only --json (start-up)
+
         json.dump({"platform": args.platform, "launch": "classic", "digest": c.hexdigest, "algorithm": algo,
                    "vcpus": c.vcpus, "vm_type": vm_type, "sev_features": f"{c.sev_features:#x}",
                    "cpu_signature": f"{c.host.cpu_sig:#x}", "ap_state": c.ap_state.value,

@@ -44,7 +44,6 @@ KVM_X86_SNP_VM (FPU synced).
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from enum import Enum
 
 from harness.errors import HarnessError
@@ -55,6 +54,7 @@ from harness.measure.kvm_vmsa import HostProfile, Segment, VmType
 from harness.measure.measure_sev import SevDigest
 from harness.measure.measure_snp import VMSA_GPA, VMSA_TSC_FIELDS, SnpLaunchDigest, SnpPageType
 from harness.measure.pages import platform_type
+from harness.record import Factory, Record
 
 #: snp_metadata_desc_to_page_type (target/i386/sev.c); sections not listed are ZERO.
 SNP_SECTION_PAGE_TYPE = {
@@ -72,8 +72,7 @@ class ApState(str, Enum):
     QEMU_9 = "qemu-9"    # sev_es_set_reset_vector: reset FCW 0x37F / MXCSR 0x1F80 (QEMU < 10.0)
 
 
-@dataclass(frozen=True)
-class Step:
+class Step(Record, frozen=True):
     """One measured update, at 4 KiB granularity for SNP (``length`` bytes from ``gpa``)."""
 
     kind: str          # normal | zero | unmeasured | secrets | cpuid | vmsa
@@ -83,16 +82,15 @@ class Step:
     contents: bytes = b""  # SHA-384 (SNP) of the page for normal and vmsa steps
 
 
-@dataclass
-class ClassicPrediction:
+class ClassicPrediction(Record):
     platform: PlatformType
     digest: bytes
     vcpus: int
     host: HostProfile
     sev_features: int
     ap_state: ApState
-    vmsas: list[bytes] = field(default_factory=list)
-    steps: list[Step] = field(default_factory=list)
+    vmsas: list[bytes] = Factory(list)
+    steps: list[Step] = Factory(list)
 
     @property
     def hexdigest(self) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from harness.errors import HarnessError
@@ -34,12 +33,13 @@ def host_from_args(args: argparse.Namespace) -> HostProfile:
 
 def _measure(args: argparse.Namespace) -> int:
     from harness.igvm.parser import parse, read
-    from harness.measure.launch import predict
-
     from harness.measure import classic_cli
+
     data = read(args.file)
     if classic_cli.handles(args, data):  # an OVMF image (classic -bios launch) or --explain
         return classic_cli.run(args, data, host_from_args(args))
+    from harness.measure.launch import predict  # the IGVM path only (start-up of `measure FW.fd`)
+
     f = parse(data, source=args.file)
     if args.policy is not None and args.platform != "sev-snp" and args.policy >> 32:
         # target/i386/sev.c: sev-guest's "policy" is a uint32 (SNP's is 64-bit)
@@ -51,6 +51,8 @@ def _measure(args: argparse.Namespace) -> int:
     if args.expect is not None:
         return _compare(f, args, host, pred)
     if args.json:
+        import json  # only --json: not imported at start-up
+
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0

@@ -32,10 +32,10 @@ on (read in torvalds/linux, arch/x86/kvm):
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from harness.errors import HarnessError
+from harness.record import Factory, Record, replace
 
 VMSA_SIZE = 0x1000
 
@@ -85,8 +85,7 @@ SEV_FEAT_SNP_ACTIVE = 1 << 0
 SEV_FEAT_DEBUG_SWAP = 1 << 5
 
 
-@dataclass(frozen=True)
-class Segment:
+class Segment(Record, frozen=True):
     selector: int = 0
     attrib: int = 0
     limit: int = 0
@@ -128,8 +127,7 @@ class VmType(str, Enum):
     SNP = "snp"        # KVM_X86_SNP_VM + KVM_SEV_INIT2 (always for sev-snp-guest)
 
 
-@dataclass(frozen=True)
-class KernelProfile:
+class KernelProfile(Record, frozen=True):
     """What a host kernel does with sev_features for a legacy (KVM_SEV_ES_INIT) VM."""
 
     name: str
@@ -172,8 +170,7 @@ QEMU_CPU_MODELS: dict[str, tuple[int, int, int]] = {
 DEFAULT_CPU_MODEL = "EPYC-v4"
 
 
-@dataclass(frozen=True)
-class HostProfile:
+class HostProfile(Record, frozen=True):
     """Everything outside the IGVM file that changes the measured VMSAs."""
 
     kernel: str = DEFAULT_KERNEL
@@ -206,12 +203,11 @@ class HostProfile:
 # ---------------------------------------------------------------------------
 # Stage 1: QEMU CPU state (kept in VMSA terms)
 # ---------------------------------------------------------------------------
-@dataclass
-class CpuState:
+class CpuState(Record):
     """QEMU's CPUX86State for one vCPU, expressed in VMSA field terms."""
 
     segs: dict[str, Segment]
-    regs: dict[str, int] = field(default_factory=dict)
+    regs: dict[str, int] = Factory(dict)
     source: str = "reset"
 
 

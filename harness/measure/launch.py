@@ -7,16 +7,14 @@ primitives (:mod:`measure_sev`, :mod:`measure_snp`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from harness.errors import HarnessError
 from harness.igvm import model as m
 from harness.igvm.defs import PlatformType
 from harness.measure import kvm_vmsa
 from harness.measure.kvm_vmsa import HostProfile, VmType
-from harness.measure.measure_sev import SevDigest
 from harness.measure.measure_snp import SnpLaunchDigest, SnpPageType
 from harness.measure.pages import Kind, LaunchPlan, plan_launch, platform_type
+from harness.record import Factory, Record
 
 #: QEMU's default sev-guest policy (target/i386/sev.c DEFAULT_GUEST_POLICY: NODBG).
 DEFAULT_SEV_POLICY = 0x1
@@ -28,20 +26,19 @@ _SNP_KIND = {Kind.UNMEASURED: SnpPageType.UNMEASURED, Kind.SECRETS: SnpPageType.
              Kind.CPUID: SnpPageType.CPUID}
 
 
-@dataclass
-class Prediction:
+class Prediction(Record):
     platform: PlatformType
     digest: bytes
     vcpus: int
     host: HostProfile
     policy: int
     sev_features: int
-    vmsas: list[bytes] = field(default_factory=list)
-    vmsa_sources: list[str] = field(default_factory=list)
+    vmsas: list[bytes] = Factory(list)
+    vmsa_sources: list[str] = Factory(list)
     updates: int = 0
     measured_bytes: int = 0
     id_block_ld: bytes | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = Factory(list)
 
     @property
     def hexdigest(self) -> str:
@@ -86,6 +83,8 @@ def predict(f: m.IgvmFile, platform, vcpus: int, host: HostProfile | None = None
     plan = plan_launch(f, ptype, vcpus)
     if ptype == PlatformType.SEV_SNP:
         return _predict_snp(plan, vcpus, host, policy)
+    from harness.measure.measure_sev import SevDigest  # SEV / SEV-ES only
+
     host.check()
     if policy is None:
         policy = DEFAULT_SEV_POLICY | (SEV_POLICY_ES if ptype == PlatformType.SEV_ES else 0)

@@ -9,13 +9,11 @@ knows bytes; which bytes and in which order is decided by :mod:`pages`.
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import hmac
 import struct
-from dataclasses import dataclass
 
 from harness.errors import HarnessError
+from harness.record import Record
 
 PAGE_4K = 0x1000
 _ZERO_CHUNK = bytes(0x200000)  # 2 MiB of zeros, shared, for zero runs
@@ -75,8 +73,7 @@ class SevDigest:
         return self._h.hexdigest()
 
 
-@dataclass(frozen=True)
-class LaunchMeasurement:
+class LaunchMeasurement(Record, frozen=True):
     """The 48-byte LAUNCH_MEASURE blob: ``measure[32] || mnonce[16]``.
 
     QEMU returns it base64-encoded in ``query-sev-launch-measure`` (target/i386/sev.c:
@@ -88,6 +85,8 @@ class LaunchMeasurement:
 
     @classmethod
     def from_base64(cls, text: str) -> "LaunchMeasurement":
+        import base64  # the QMP flow only, not `measure`
+
         try:
             raw = base64.b64decode(text, validate=True)
         except (ValueError, TypeError) as exc:
@@ -97,6 +96,8 @@ class LaunchMeasurement:
         return cls(raw[:32], raw[32:])
 
     def to_base64(self) -> str:
+        import base64
+
         return base64.b64encode(self.measure + self.mnonce).decode()
 
 
@@ -105,6 +106,8 @@ def launch_measure_mac(tik: bytes, api_major: int, api_minor: int, build: int,
     """Compute the MEASURE field the firmware returns for ``digest``."""
     if len(digest) != 32 or len(mnonce) != 16:
         raise HarnessError("launch digest must be 32 bytes and mnonce 16 bytes")
+    import hmac  # the QMP flow only, not `measure`
+
     msg = (bytes([LAUNCH_MEASURE_CONTEXT, api_major & 0xFF, api_minor & 0xFF, build & 0xFF])
            + struct.pack("<I", policy & 0xFFFFFFFF) + digest + mnonce)
     return hmac.new(tik, msg, hashlib.sha256).digest()
@@ -113,5 +116,7 @@ def launch_measure_mac(tik: bytes, api_major: int, api_minor: int, build: int,
 def check_launch_measure(tik: bytes, api_major: int, api_minor: int, build: int,
                          policy: int, digest: bytes, observed: LaunchMeasurement) -> bool:
     """True when ``observed`` is the firmware's MAC over ``digest`` (constant-time compare)."""
+    import hmac
+
     expected = launch_measure_mac(tik, api_major, api_minor, build, policy, digest, observed.mnonce)
     return hmac.compare_digest(expected, observed.measure)

@@ -29,9 +29,7 @@ submits the queue at launch finish, ZERO regions as NORMAL pages of zeros.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import Enum
-from typing import Sequence
 
 from harness.errors import HarnessError
 from harness.igvm import model as m
@@ -39,6 +37,7 @@ from harness.igvm.defs import HeaderType, PageDataFlags, PageDataType, PlatformT
 from harness.igvm.limits import (GPA_LIMIT, GPA_WIDTH_BITS, MAX_PARAMETER_AREA_BYTES, MAX_VCPUS,
                                  refusal)
 from harness.measure import kvm_vmsa
+from harness.record import Factory, Record
 
 PAGE_4K = 0x1000
 PAGE_2M = 0x200000
@@ -66,8 +65,7 @@ QEMU_DIRECTIVES = frozenset({
 QEMU_INITIALIZATIONS = frozenset({HeaderType.GUEST_POLICY})
 
 
-@dataclass
-class Update:
+class Update(Record):
     """One set_guest_state call for guest memory."""
 
     kind: Kind
@@ -82,17 +80,16 @@ class Update:
         return self.page_size * len(self.pages)
 
 
-@dataclass
-class LaunchPlan:
+class LaunchPlan(Record):
     """Everything about an IGVM file that the launch measurement depends on."""
 
     platform: PlatformType
     mask: int
-    updates: list[Update] = field(default_factory=list)
-    vp_contexts: dict[int, bytes] = field(default_factory=dict)
+    updates: list[Update] = Factory(list)
+    vp_contexts: dict[int, bytes] = Factory(dict)
     snp_policy: int | None = None
     id_block: m.SnpIdBlock | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = Factory(list)
 
 
 def platform_type(name: str | PlatformType) -> PlatformType:
@@ -289,5 +286,5 @@ def measured_bytes(plan: LaunchPlan) -> int:
     return sum(u.length for u in plan.updates if u.kind in (Kind.NORMAL, Kind.ZERO))
 
 
-__all__: Sequence[str] = ("Kind", "LaunchPlan", "PLATFORM_NAMES", "Update", "measured_bytes",
-                          "plan_launch", "platform_type")
+__all__ = ("Kind", "LaunchPlan", "PLATFORM_NAMES", "Update", "measured_bytes",
+           "plan_launch", "platform_type")

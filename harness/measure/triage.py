@@ -12,7 +12,7 @@ reports which change would have produced the observed measurement, and
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+from harness.record import replace
 from typing import Callable, Iterable
 
 from harness.errors import HarnessError

@@ -33,8 +33,6 @@ temporaries are removed on the next run.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -48,6 +46,8 @@ from pathlib import Path
 from typing import Callable, TextIO
 
 from harness.errors import HarnessError
+from harness.locks import exclusive
+from harness.outputs import write_atomic
 from harness.qemu.pids import pid_alive
 from harness.qemu import deps, devices, source
 
@@ -409,9 +409,8 @@ def find_entry(root: Path, name: str) -> Path | None:
 
 def set_current(root: Path, entry: Path) -> None:
     cur = root / "qemu" / "current.json"
-    tmp = cur.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"entry": str(entry), "binary": str(entry / "bin" / BINARY)}))
-    os.replace(tmp, cur)
+    write_atomic(cur, json.dumps({"entry": str(entry), "binary": str(entry / "bin" / BINARY)}),
+                 prefix=".current.json.")
 
 
 def current_binary(root: Path | None = None) -> Path | None:
@@ -491,17 +490,6 @@ def prune(root: Path, keep: int = KEEP_ENTRIES) -> list[Path]:
 INSTALL_PREFIX = "/qemu-under-test"
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    """Exclusive lock: two builds never share a build tree at once."""
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def sync_libigvm(prefix: Path, stable: Path) -> Path:
     """Mirror an installed library into a fixed path inside the build tree.
 
@@ -524,10 +512,7 @@ def sync_libigvm(prefix: Path, stable: Path) -> Path:
         if dst.is_file() and dst.read_bytes() == data:
             continue
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + ".tmp")
-        tmp.write_bytes(data)
-        os.chmod(tmp, src.stat().st_mode & 0o777)
-        os.replace(tmp, dst)
+        write_atomic(dst, data, prefix=f".{dst.name}.", mode=src.stat().st_mode & 0o777)
     for dst in sorted(stable.rglob("*"), reverse=True) if stable.is_dir() else ():
         if dst.is_file() and dst.relative_to(stable) not in seen:
             dst.unlink()
@@ -631,7 +616,7 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
         resolved.version, cache_key(resolved.version, resolved.identity, "", options))
     work.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with open(log_path, "w") as log, _locked(work.with_name(work.name + ".lock")):
+        with open(log_path, "w") as log, exclusive(work.with_name(work.name + ".lock")):
             python = ensure_meson(root, log, progress)
             lib = ensure_libigvm(lib, root, log, progress)
             t = time.monotonic()

@@ -41,6 +41,7 @@ from enum import Enum
 from pathlib import Path
 
 from harness.guests.protocol import GuestReport
+from harness.terminal import plain
 
 
 class Status(str, Enum):
@@ -107,6 +108,8 @@ class Outcome:
     run_state: str | None = None      # QMP run state when the VM stopped for good
     events: list = field(default_factory=list)   # every QMP event, as QEMU sent it
     matched: str | None = None        # console text that matched the run's ``until``
+    matched_at: float | None = None   # s from QEMU's start to that text
+    failed_on: str | None = None      # console text that matched the run's ``fail``
 
     @property
     def guest_status(self) -> int | None:
@@ -127,6 +130,9 @@ class Outcome:
             bits.append(f"signal={signal.Signals(self.signal).name}")
         if self.error:
             bits.append(self.error)
+        if self.matched is not None:
+            after = f" after {self.matched_at:.1f} s" if self.matched_at is not None else ""
+            bits.append(f"marker {plain(self.matched).strip()!r}{after}")
         if self.run_dir:
             bits.append(f"logs: {self.run_dir}")
         return " | ".join(bits)
@@ -136,7 +142,8 @@ class Outcome:
                 "signal": self.signal, "error": self.error, "duration": self.duration,
                 "argv": self.argv, "guest_status": self.guest_status,
                 "records": [r.line for r in self.report], "prelaunch": self.prelaunch,
-                "run_state": self.run_state, "events": self.events, "matched": self.matched}
+                "run_state": self.run_state, "events": self.events, "matched": self.matched,
+                "matched_at": self.matched_at, "failed_on": self.failed_on}
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1, default=str))
@@ -145,16 +152,21 @@ class Outcome:
 def classify(*, returncode: int | None, timed_out: bool, console: str, stderr: str,
              timeout: float | None = None,
              run_state: str | None = None,
-             matched: str | None = None) -> tuple[Status, str | None]:
+             matched: str | None = None,
+             failed_on: str | None = None) -> tuple[Status, str | None]:
     """The status of a finished (or killed) run, with its reason line.
     ``run_state`` is the QMP run state of a VM the runner saw stop for good
     (then QEMU was quit by the runner, so its exit status says nothing);
     ``matched``: the console showed what the caller waited for, and the
-    runner killed QEMU there (its exit status says nothing either)."""
+    runner ended QEMU there (its exit status says nothing either);
+    ``failed_on``: the console showed the caller's failure pattern, and the
+    runner ended QEMU there (the guest ran: BOOTED, with that line)."""
     if run_state in STOP_STATES:
         line = qemu_error_line(stderr)
         return Status.STOPPED, (f"QEMU stopped the VM: run state '{run_state}'"
                                 + (f"; QEMU: {line}" if line else ""))
+    if failed_on is not None:
+        return Status.BOOTED, f"the console showed the failure line {plain(failed_on).strip()!r}"
     if matched is not None:
         return Status.BOOTED, None
     if timed_out:

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.outputs import write_atomic
 
 PROBE_RECIPE = 2
 MACHINES = ("q35", "pc")
@@ -453,9 +454,7 @@ def probe(qemu: str | os.PathLike, cache: Path | None = None, use_cache: bool = 
     caps = _probe_uncached(path)
     try:
         cf.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cf.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(caps.to_json(), indent=1))
-        os.replace(tmp, cf)
+        write_atomic(cf, json.dumps(caps.to_json(), indent=1), prefix=f".{cf.name}.")
     except OSError:
         pass  # a read-only cache only costs speed
     return caps

@@ -23,13 +23,19 @@ While waiting, the runner watches the console and the QMP socket together;
 on a STOP event it asks ``query-status``, and when the VM stopped for good
 (``guest-panicked``, ``internal-error``: outcome.STOP_STATES) it quits QEMU
 at once and the run is STOPPED instead of HUNG at the deadline.
+
+The console.  Real firmware never exits by itself, so a run can also end
+on what the guest prints (:func:`run`'s ``until`` marker and ``fail``
+pattern, watched by harness.qemu.console): the runner then quits QEMU over
+QMP, and reports progress (the console's last line) on long runs.  This is
+the harness's one console watcher: the suites' firmware and Linux boots and
+the certification boot all go through :func:`run`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import atexit
-import codecs
 import errno
 import ctypes
 import os
@@ -41,7 +47,6 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from re import Pattern
 from typing import Callable
 
 import pexpect
@@ -51,13 +56,17 @@ from qemu.qmp.legacy import QEMUMonitorProtocol
 from harness.errors import HarnessError
 from harness.guests.protocol import GuestReport
 from harness.qemu.cmdline import QemuCommand
+from harness.qemu.console import ConsoleLog, ConsolePattern
 from harness.qemu.pids import pid_alive
 from harness.qemu.outcome import STOP_STATES, Outcome, Status, classify
+from harness.terminal import plain
 
 DEFAULT_TIMEOUT = 30.0
+#: ``progress(seconds since QEMU's start, line)``: notes of a long run.
+Progress = Callable[[float, str], None]
 EVENT_SETTLE = 0.05   # s to wait for the event whose bytes made the QMP socket readable
 QUIT_GRACE = 10.0     # s QEMU gets to exit after "quit" before it is killed
-MARKER_GRACE = 0.3    # s of console kept after an ``until`` match, before the kill
+MARKER_GRACE = 0.3    # s of console kept after an ``until`` / ``fail`` match, before the quit
 SOCKET_PATH_MAX = 107
 
 # ------------------------------------------------------- process registry
@@ -206,46 +215,22 @@ class QmpTranscript:
         self._fh.close()
 
 
-class ConsoleLog:
-    """``console.log`` as pexpect's ``logfile_read`` that can also watch the
-    stream for a pattern (``until``): the text is decoded incrementally
-    (UTF-8 split across reads stays whole) and searched in a bounded window,
-    so a long console costs neither memory nor quadratic time."""
-
-    WINDOW = 64 * 1024
-
-    def __init__(self, path: Path, until: Pattern[str] | None = None) -> None:
-        self._fh = open(path, "wb")
-        self._until = until
-        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
-        self._window = ""
-        self.matched: str | None = None
-
-    def write(self, data: bytes) -> None:
-        self._fh.write(data)
-        if self._until is None or self.matched is not None:
-            return
-        self._window = (self._window + self._decoder.decode(data))[-self.WINDOW:]
-        found = self._until.search(self._window)
-        if found:
-            self.matched = found.group(0)
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
-
-
 class QemuRun:
     """One live QEMU process.  Use :func:`run` unless you need to talk to
     the process while it runs."""
 
     def __init__(self, cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
-                 paused: bool = True, until: Pattern[str] | None = None) -> None:
+                 paused: bool = True, until: ConsolePattern | None = None, *,
+                 fail: ConsolePattern | None = None, stop: bool = True,
+                 progress: Progress | None = None, progress_every: float = 10.0) -> None:
         self.cmd = cmd
         self.paused = paused
-        self.until = until  # console pattern that ends the run (then killed: BOOTED)
+        self.until = until        # console marker (see run())
+        self.fail = fail          # console failure pattern: ends the run at once
+        self.stop = stop          # quit QEMU at the marker, or wait for its exit
+        self.progress = progress
+        self.progress_every = progress_every
+        self._noted_marker = False
         self.run_dir = Path(run_dir)
         self.timeout = timeout
         self.proc: "subprocess.Popen | None" = None
@@ -299,7 +284,8 @@ class QemuRun:
         argv = self.cmd.argv()
         (self.run_dir / "cmdline.txt").write_text(self.cmd.shell() + "\n")
         self._transcript = QmpTranscript(self.run_dir / "qmp.log")
-        self._console_log = ConsoleLog(self.run_dir / "console.log", self.until)
+        self._console_log = ConsoleLog(self.run_dir / "console.log", self.until, self.fail,
+                                       tail=self.progress is not None)
         stderr = open(self.run_dir / "stderr.log", "wb")
         self._t0 = time.monotonic()
         self._deadline = self._t0 + self.timeout
@@ -469,16 +455,25 @@ class QemuRun:
         if state not in STOP_STATES:
             return False
         self.run_state = state
-        try:
-            self.command("quit")
-        except Exception:
-            pass
+        self._quit()
+        return True
+
+    def _quit(self) -> None:
+        """Ask QEMU to quit (it then exits with status 0); kill it when QMP
+        is gone or QEMU does not go within QUIT_GRACE s."""
+        if self.qmp is None:
+            self.kill()
+        else:
+            try:
+                self.qmp.settimeout(QUIT_GRACE)   # a wedged QEMU must not cost the deadline
+                self.command("quit")
+            except Exception:
+                pass             # QMP gone (QEMU exiting) or no reply: the wait decides
         try:
             wait_exit(self.proc, QUIT_GRACE)
         except Exception:
             self.kill()
         self._stop_watching_qmp()
-        return True
 
     def _drain_console(self, timeout: float = 0.0) -> bool:
         """Read what the console has (logging it); True at EOF."""
@@ -521,6 +516,8 @@ class QemuRun:
     def _watch(self) -> None:
         assert self.proc and self.console
         console_fd = self.console.child_fd
+        log = self._console_log
+        next_note = self._t0 + self.progress_every
         while True:
             # New events, including those that came with a command's reply
             # (e.g. "cont") before the loop started.
@@ -529,19 +526,37 @@ class QemuRun:
                 return
             if self._drain_console():
                 return                       # console EOF: QEMU exited
-            if self._console_log is not None and self._console_log.matched is not None:
+            if log is not None and self._at_marker(log):
                 self._drain_console(timeout=MARKER_GRACE)  # the rest of the marker's line
-                self.kill()                  # the caller's marker: nothing more to wait for
+                self._quit()                 # the caller's marker, or its failure line
+                self._drain_console(timeout=1.0)
                 return
-            remaining = self._remaining()
+            now = time.monotonic()
+            remaining = self._deadline - now
             if remaining <= 0:
                 self.timed_out = self.proc.poll() is None
                 return
+            wake = remaining
+            if self.progress is not None:
+                if now >= next_note:
+                    next_note = now + self.progress_every
+                    self.progress(now - self._t0, log.last_line() if log else "")
+                wake = min(wake, max(0.0, next_note - now))
             qmp_fd = self._qmp_fd
             fds = [console_fd] + ([qmp_fd] if qmp_fd is not None else [])
-            ready, _, _ = select.select(fds, [], [], remaining)
+            ready, _, _ = select.select(fds, [], [], wake)
             if qmp_fd is not None and qmp_fd in ready:
                 self._qmp_readable()
+
+    def _at_marker(self, log: ConsoleLog) -> bool:
+        """Whether the console says the run is over: the failure pattern
+        appeared, or the marker did and the run stops there.  The marker is
+        reported to ``progress`` once, when first seen."""
+        if log.matched is not None and not self._noted_marker:
+            self._noted_marker = True
+            if self.progress is not None:
+                self.progress(log.matched_at - self._t0, f"marker: {plain(log.matched).strip()}")
+        return log.failed_on is not None or (self.stop and log.matched is not None)
 
     def _console_text(self) -> str:
         data = b""
@@ -563,16 +578,22 @@ class QemuRun:
             stderr = (self.run_dir / "stderr.log").read_text("utf-8", "replace")
         except OSError:
             stderr = ""
-        matched = self._console_log.matched if self._console_log else None
+        log = self._console_log
+        matched = log.matched if log else None
+        failed_on = log.failed_on if log else None
         status, error = classify(returncode=returncode, timed_out=self.timed_out,
                                  console=console, stderr=stderr, timeout=self.timeout,
-                                 run_state=self.run_state, matched=matched)
+                                 run_state=self.run_state,
+                                 matched=matched if self.stop else None,
+                                 failed_on=failed_on)
         out = Outcome(status=status, exit_code=returncode if returncode >= 0 else None,
                       signal=-returncode if returncode < 0 else None, error=error,
                       console=console, report=GuestReport.parse(console),
                       run_dir=self.run_dir, duration=time.monotonic() - self._t0,
                       argv=self.cmd.argv(), prelaunch=self.prelaunch,
-                      run_state=self.run_state, events=list(self.events), matched=matched)
+                      run_state=self.run_state, events=list(self.events), matched=matched,
+                      matched_at=None if matched is None else log.matched_at - self._t0,
+                      failed_on=failed_on)
         if status is Status.HUNG:
             out.error = f"{error}; console tail:\n{out.tail(10)}"
         self.cleanup()
@@ -667,7 +688,9 @@ Prelaunch = Callable[[QemuRun], None]
 
 
 def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
-        prelaunch: Prelaunch | None = None, until: Pattern[str] | None = None) -> Outcome:
+        prelaunch: Prelaunch | None = None, until: ConsolePattern | None = None, *,
+        fail: ConsolePattern | None = None, stop: bool = True,
+        progress: Progress | None = None, progress_every: float = 10.0) -> Outcome:
     """Start QEMU (paused when there is a ``prelaunch(run)`` hook for QMP
     queries), continue, and return the classified :class:`Outcome`.  The
     process is reaped and the sockets removed whatever happens (timeout,
@@ -679,11 +702,26 @@ def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     negotiation, and an unpaused guest runs while that happens, so an early
     STOP would go unheard and the run end HUNG.
 
-    ``until``: a console pattern; once the guest prints it the run ends
-    there (QEMU killed, status BOOTED, ``Outcome.matched`` the text) instead
-    of at the guest's exit or the deadline."""
+    The console (harness.qemu.console) can end a run before the guest's
+    exit or the deadline -- real firmware never exits by itself:
+
+    * ``until``: a console marker (regex).  ``Outcome.matched`` is the text
+      it matched and ``Outcome.matched_at`` the seconds from QEMU's start.
+      With ``stop`` (the default) the run ends there: QEMU is quit over QMP
+      (exit status 0; killed when it does not go) and the status is BOOTED
+      whatever the exit; with ``stop=False`` the run goes on to QEMU's own
+      exit (a Linux guest that powers off), classified as usual;
+    * ``fail``: a console pattern that ends the run at once, the same way
+      (``Outcome.failed_on``, and the error names it);
+    * ``progress(seconds, line)``: called every ``progress_every`` s with
+      the console's last line, and once with ``marker: <text>`` at the
+      marker (a TCG boot of Linux through OVMF takes a minute).
+
+    A VM stopped for good ends the run too (STOPPED, see the module
+    docstring)."""
     paused = prelaunch is not None or cmd.pvpanic or cmd.confidential is not None
-    qr = QemuRun(cmd, run_dir, timeout, paused=paused, until=until)
+    qr = QemuRun(cmd, run_dir, timeout, paused=paused, until=until, fail=fail, stop=stop,
+                 progress=progress, progress_every=progress_every)
     try:
         qr.start()
         if prelaunch is not None and qr.qmp is not None:

@@ -364,6 +364,8 @@ def resolve_debian(spec: SourceSpec, download_root: Path, log=None,
     if not any(has_igvm(v) for v in versions):
         progress(f"apt-get update (private apt configuration in {cfg.root})")
         cfg.update(log=log)
+        for note in cfg.notes:
+            progress(note)
         versions = cfg.source_versions(SOURCE_PACKAGE)
     if spec.version:
         match = [v for v in versions if v == spec.version or v.split(":", 1)[-1] == spec.version]

@@ -10,37 +10,21 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from harness.errors import HarnessError
+from harness.outputs import write_atomic
 from harness.report import html, schema, text
 from harness.report.model import Report
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 def _atomic_write(path: Path, data: str) -> None:
+    """One report file, whole or not at all, readable by others (reports are
+    for sharing: open()'s permissions, not a temporary file's 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; reports are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomic(path, data, prefix=f".{path.name}.")
 
 
 def write_files(outdir: Path, paths: dict[str, Path], texts: dict[str, str], what: str) -> None:

@@ -1,7 +1,7 @@
 """Fixtures of the real-firmware suite: Debian's OVMF builds (harness.assets,
 fetched by set-up), their IGVM wraps (harness.igvm.wrap_ovmf), the Linux
 guest (Debian's kernel + the harness initrd) and boots watched for a console
-marker (harness.qemu.marker).
+marker (harness.qemu.runner.run ``until``).
 
 Every test that uses an asset names it in the report: a JUnit ``asset``
 property (package, version, SHA-256) per asset.  A missing asset skips with
@@ -196,11 +196,12 @@ def _progress(config: pytest.Config, label: str):
 
 @pytest.fixture
 def fw_boot(request: pytest.FixtureRequest, qemu_binary: str, new_run_dir) -> Callable:
-    """``fw_boot(igvm=PATH | bios=PATH, **kw) -> MarkerRun``: one QEMU run
-    watched for ``marker`` (default: the settled boot manager); logs in
-    the test's tmp_path like every harness boot."""
+    """``fw_boot(igvm=PATH | bios=PATH, **kw) -> Outcome``: one QEMU run
+    watched for ``marker`` (default: the settled boot manager;
+    ``Outcome.matched`` / ``matched_at``); logs in the test's tmp_path like
+    every harness boot."""
+    from harness.qemu import runner
     from harness.qemu.cmdline import QemuCommand
-    from harness.qemu.marker import run_until
 
     def _boot(*, igvm=None, bios=None, accel: str = "tcg", smp=1, memory="256M",
               marker=SETTLED, stop: bool = True, fail=None, timeout: float = FIRMWARE_TIMEOUT,
@@ -209,9 +210,32 @@ def fw_boot(request: pytest.FixtureRequest, qemu_binary: str, new_run_dir) -> Ca
                           igvm=None if igvm is None else str(igvm),
                           bios=None if bios is None else str(bios),
                           confidential=confidential, extra=list(extra))
-        return run_until(cmd, new_run_dir(), marker, timeout=timeout, stop=stop, fail=fail,
-                         progress=_progress(request.config, label or request.node.name))
+        return runner.run(cmd, new_run_dir(), timeout, until=marker, stop=stop, fail=fail,
+                          progress=_progress(request.config, label or request.node.name))
     return _boot
+
+
+def _settled(run) -> list[str]:
+    """The boot-manager lines of ``run`` up to the settling line, asserting it settled."""
+    import re
+
+    from harness.guests.firmware import boot_manager_lines
+    from harness.qemu.outcome import Status
+    assert run.matched is not None, f"{run.summary()}\nconsole tail:\n{run.tail(8)}"
+    assert run.status is Status.BOOTED, run.summary()
+    lines = boot_manager_lines(run.console)
+    last = next((i for i, l in enumerate(lines) if re.search(SETTLED, l)), None)
+    assert last is not None, lines
+    # Up to the settling line: QEMU is quit as soon as it is seen, so what
+    # follows it (e.g. "Press any key ...") may or may not have been read.
+    return lines[:last + 1]
+
+
+@pytest.fixture
+def settled() -> Callable:
+    """``settled(run) -> lines``: a boot's boot-manager lines, which two boots of
+    the same firmware must share (harness/guests/firmware.py cites them)."""
+    return _settled
 
 
 # --------------------------------------------------- KVM and OVMF (once)
@@ -223,15 +247,14 @@ def kvm_ovmf_missing(qemu_binary: str, fw: Firmware, log_dir: Path) -> str | Non
     per session: the native wrap under KVM must reach the boot manager."""
     if qemu_binary in _KVM_OVMF:
         return _KVM_OVMF[qemu_binary]
+    from harness.qemu import runner
     from harness.qemu.cmdline import QemuCommand
-    from harness.qemu.marker import run_until
     cmd = QemuCommand(qemu_binary, accel="kvm", memory="256M", igvm=str(fw.wrap()))
-    run = run_until(cmd, log_dir, SETTLED, timeout=60.0)
+    out = runner.run(cmd, log_dir, 60.0, until=SETTLED)
     reason = None
-    if not run.seen:
+    if out.matched is None:
         # One stable sentence (skips are grouped by text); the details
         # (firmware, RIP, register dump) stay in the probe's stderr.log.
-        out = run.outcome
         stderr = (log_dir / "stderr.log").read_text("utf-8", "replace")
         what = ("KVM internal error, emulation failure" if "emulation failure" in stderr
                 else out.error or out.status.value)
@@ -297,7 +320,7 @@ LINUX_TIMEOUT = 360.0
 
 @pytest.fixture
 def linux_boot(fw_boot, linux_guest) -> Callable:
-    """``linux_boot(igvm=... | bios=..., **kw) -> (MarkerRun, LinuxReport)``:
+    """``linux_boot(igvm=... | bios=..., **kw) -> (Outcome, LinuxReport)``:
     Debian's kernel and the harness initrd through the firmware, until the
     initrd's ``IGVMT done`` and QEMU's exit (the guest powers off)."""
     from harness.guests import linux
@@ -306,13 +329,13 @@ def linux_boot(fw_boot, linux_guest) -> Callable:
 
     def _boot(**kw):
         kw.setdefault("timeout", LINUX_TIMEOUT)
-        run = fw_boot(marker=LINUX_DONE, stop=False, fail=LINUX_PANIC,
+        out = fw_boot(marker=LINUX_DONE, stop=False, fail=LINUX_PANIC,
                       extra=linux_guest.args(), **kw)
-        assert run.seen, f"{run.summary()}\nconsole tail:\n{run.outcome.tail(15)}"
-        assert run.outcome.status is Status.BOOTED and run.outcome.exit_code == 0, run.summary()
-        rep = linux.parse(run.outcome.report)
+        assert out.matched is not None, f"{out.summary()}\nconsole tail:\n{out.tail(15)}"
+        assert out.status is Status.BOOTED and out.exit_code == 0, out.summary()
+        rep = linux.parse(out.report)
         assert rep.kernel in linux_guest.kernel.file    # boot/vmlinuz-<release> of the package
-        return run, rep
+        return out, rep
     return _boot
 
 

@@ -13,36 +13,24 @@ import re
 
 import pytest
 
-from harness.guests.firmware import OVMF_LINES, SETTLED, boot_manager_lines
-from harness.qemu.outcome import Status
+from harness.guests.firmware import OVMF_LINES
 
 pytestmark = [pytest.mark.qemu, pytest.mark.platforms("native"), pytest.mark.slow]
 
 
-def settled(run) -> list[str]:
-    assert run.seen, f"{run.summary()}\nconsole tail:\n{run.outcome.tail(8)}"
-    assert run.outcome.status is Status.BOOTED, run.summary()
-    lines = boot_manager_lines(run.outcome.console)
-    last = next((i for i, l in enumerate(lines) if re.search(SETTLED, l)), None)
-    assert last is not None, lines
-    # Up to the settling line: QEMU is quit as soon as it is seen, so what
-    # follows it (e.g. "Press any key ...") may or may not have been read.
-    return lines[:last + 1]
-
-
-def test_igvm_wrap_reaches_boot_manager(fw, fw_boot, fw_accel, note):
+def test_igvm_wrap_reaches_boot_manager(fw, fw_boot, fw_accel, note, settled):
     run = fw_boot(igvm=fw.wrap(), accel=fw_accel)
     lines = settled(run)
     # BDS tried at least one boot option or said it had none (the AmdSev
     # build restricts boot to its own firmware volume).
     assert any(re.search(OVMF_LINES[k][0], l) for l in lines
                for k in ("bds-option", "bds-gave-up")), lines
-    note("boot_manager_s", round(run.elapsed, 2))
+    note("boot_manager_s", round(run.matched_at, 2))
 
 
-def test_bios_shows_the_same_boot_manager(fw, fw_boot, fw_accel, note):
+def test_bios_shows_the_same_boot_manager(fw, fw_boot, fw_accel, note, settled):
     via_igvm = settled(fw_boot(igvm=fw.wrap(), accel=fw_accel, label="igvm"))
     bios_run = fw_boot(bios=fw.path, accel=fw_accel, label="-bios")
     via_bios = settled(bios_run)
     assert via_igvm == via_bios
-    note("boot_manager_bios_s", round(bios_run.elapsed, 2))
+    note("boot_manager_bios_s", round(bios_run.matched_at, 2))

@@ -42,17 +42,16 @@ def test_wrap_runs_to_the_boundary_or_the_boot_manager(fw, fw_boot, platform, qe
         pytest.skip(why)
     hardware = qemu_caps.has(platform)
     cgs = cgs_for(platform, hardware)
-    run = fw_boot(igvm=fw.wrap((platform,)), accel="kvm" if hardware else "tcg",
+    out = fw_boot(igvm=fw.wrap((platform,)), accel="kvm" if hardware else "tcg",
                   confidential=cgs, timeout=120.0 if hardware else 60.0)
     if hardware:
-        assert run.seen, f"{run.summary()}\nconsole tail:\n{run.outcome.tail(8)}"
+        assert out.matched is not None, f"{out.summary()}\nconsole tail:\n{out.tail(8)}"
         return
     boundary = expect_table.platforms[platform].boundary
-    out = run.outcome
     stderr = (Path(out.run_dir) / "stderr.log").read_text("utf-8", "replace")
     assert out.status is Status.BOUNDARY, out.summary()
     assert out.exit_code == 1 and re.search(boundary.error, stderr), (boundary.error, stderr)
-    assert not run.seen and not out.console.strip()     # no guest instruction ran
+    assert out.matched is None and not out.console.strip()     # no guest instruction ran
     pytest.skip(f"reached hardware boundary: {out.error} ({'; '.join(boundary.source)})")
 
 
@@ -94,10 +93,9 @@ def test_kernel_hashes_option_with_igvm(fw, fw_boot, linux_guest, qemu_caps, exp
     if why:
         pytest.skip(why)
     hardware = qemu_caps.has("sev")
-    run = fw_boot(igvm=fw.wrap(("sev",)), accel="kvm" if hardware else "tcg",
+    out = fw_boot(igvm=fw.wrap(("sev",)), accel="kvm" if hardware else "tcg",
                   confidential=cgs_for("sev", hardware, **{"kernel-hashes": True}),
                   extra=linux_guest.args(), timeout=60.0)
-    out = run.outcome
     stderr = (Path(out.run_dir) / "stderr.log").read_text("utf-8", "replace")
     if out.status is Status.CRASHED and KERNEL_HASHES_ABORT in stderr:
         pytest.xfail(f"known deviation: QEMU aborts ({KERNEL_HASHES_ABORT}) where"

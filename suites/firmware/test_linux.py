@@ -15,8 +15,8 @@ from harness.guests.firmware import BOOT_MANAGER, OVMF_LINES
 from harness.guests.linux import mismatches
 from harness.igvm import model as m
 from harness.igvm.parser import parse
-from harness.qemu.marker import plain
 from harness.qemu.outcome import Status
+from harness.terminal import plain
 
 pytestmark = [pytest.mark.qemu, pytest.mark.platforms("native"), pytest.mark.slow]
 
@@ -42,7 +42,7 @@ def test_linux_through_igvm_reports_smp_and_memory(fw, linux_guest, linux_boot, 
     run, rep = linux_boot(igvm=linux_guest.wrap_for(fw, "native", smp), smp=smp, memory=f"{mem}M",
                           label=f"linux {smp} cpu {mem}M")
     assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
-    note("linux_boot_s", round(run.elapsed, 2))
+    note("linux_boot_s", round(run.matched_at, 2))
 
 
 def test_linux_through_bios_reports_smp_and_memory(fw, linux_boot, note):
@@ -52,7 +52,7 @@ def test_linux_through_bios_reports_smp_and_memory(fw, linux_boot, note):
     smp, mem = CASES[0]
     run, rep = linux_boot(bios=fw.path, smp=smp, memory=f"{mem}M", label="linux -bios")
     assert not mismatches(rep, smp, mem << 20), mismatches(rep, smp, mem << 20)
-    note("linux_boot_bios_s", round(run.elapsed, 2))
+    note("linux_boot_bios_s", round(run.matched_at, 2))
 
 
 @pytest.mark.firmware(*VERIFYING)
@@ -60,10 +60,10 @@ def test_kernel_without_hashes_is_refused(fw, fw_boot, linux_guest):
     """No hashes table: the AmdSev build's verifier refuses the blob
     (VerifyBlob: EFI_ACCESS_DENIED), BDS gives up and no kernel runs."""
     run = fw_boot(igvm=fw.wrap(), extra=linux_guest.args())
-    assert run.seen, run.summary()
-    assert re.search(OVMF_LINES["bds-gave-up"][0], run.marker), run.marker
-    assert "Linux version" not in run.outcome.console
-    assert not run.outcome.report.first("linux")
+    assert run.matched is not None, run.summary()
+    assert re.search(OVMF_LINES["bds-gave-up"][0], run.matched), run.matched
+    assert "Linux version" not in run.console
+    assert not run.report.first("linux")
 
 
 @pytest.mark.firmware(*VERIFYING)
@@ -74,13 +74,13 @@ def test_kernel_with_wrong_hashes_stops_the_firmware(fw, fw_boot, linux_guest):
     boot on the same machine: silence for three times as long."""
     good = fw_boot(igvm=linux_guest.hashed_wrap(fw), marker=r"Linux version", stop=True,
                    extra=linux_guest.args(), timeout=TO_KERNEL_TIMEOUT, label="right hashes")
-    assert good.seen, good.summary()
+    assert good.matched is not None, good.summary()
     wrong = linux_guest.hashed_wrap(fw, cmdline=linux_guest.append + " x")
     run = fw_boot(igvm=wrong, marker=BOOT_MANAGER + r"|Linux version",
-                  extra=linux_guest.args(), timeout=max(30.0, 3 * good.elapsed),
+                  extra=linux_guest.args(), timeout=max(30.0, 3 * good.matched_at),
                   label="wrong hashes")
-    assert not run.seen, run.summary()
-    assert run.outcome.status is Status.HUNG and not plain(run.outcome.console.encode()).strip()
+    assert run.matched is None, run.summary()
+    assert run.status is Status.HUNG and not plain(run.console).strip()
 
 
 def test_wrap_carries_the_igvm_parameters_the_firmware_declares(fw):

@@ -138,13 +138,16 @@ def test_apt_would_fetch_every_suite_from_the_derived_mirror(tmp_path):
     cfg.ensure()
     out = cfg.run("apt-get", "update", "--print-uris").stdout
     uris = {line.split()[0].strip("'") for line in out.splitlines() if line.startswith("'")}
-    for suite in ("bookworm", "trixie", "forky", "unstable"):
+    assert {"bookworm", "trixie", "unstable"} <= set(cfg.suites)
+    for suite in cfg.suites:
         assert f"http://mirror.example.org/debian/dists/{suite}/InRelease" in uris
     assert not any("security.example.org" in u or "mirror.example.net" in u for u in uris)
     assert not list((tmp_path / "apt" / "state" / "lists").glob("*Release"))
 
 
 def test_suites_after():
-    assert apt.suites_after("bookworm") == ("bookworm", "trixie", "forky", "unstable")
-    assert apt.suites_after("forky") == ("forky", "unstable")
-    assert apt.suites_after("sid") == ("sid",)
+    known = ("bullseye", "bookworm", "trixie", "forky")
+    assert apt.suites_after("bookworm", known) == ("bookworm", "trixie", "forky", "unstable")
+    assert apt.suites_after("forky", known) == ("forky", "unstable")
+    assert apt.suites_after("sid", known) == ("sid",)
+    assert apt.suites_after("bookworm-backports", known) == ("bookworm-backports", "unstable")

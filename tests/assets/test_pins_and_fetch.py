@@ -57,6 +57,7 @@ class LocalArchive:
         self.archive = Archive("http://local.invalid/debian", "/dev/null", "bookworm", "test")
         self.downloads: list[tuple[str, str]] = []
         self.updates = 0
+        self.notes: list[str] = []  # AptConfig.update's notes on dropped suites
 
     def ensure(self):
         return False

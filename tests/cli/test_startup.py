@@ -12,6 +12,10 @@ Two kinds of check:
   start-up (``site``, ``encodings`` and what they pull in are the
   interpreter's, not the harness's).  The import times are wall-clock, so a
   loaded machine inflates them: the test takes the best of a few runs.
+
+The program the subprocess runs (:func:`_program`) imports nothing beyond
+what the interpreter has loaded before calling ``main`` (no json, no
+contextlib), so neither figure counts the test's own machinery.
 """
 
 from __future__ import annotations
@@ -28,10 +32,22 @@ import pytest
 from harness import cli
 from harness.igvm.builder import IgvmBuilder
 from harness.igvm.defs import PlatformType
+from tests.ovmf_images import synthetic_ovmf
 
-#: Budget for the imports of ``--help`` and of ``measure`` (issue 12).
-BUDGET_US = 60_000
+#: Budget for the imports of each command (issue 12: at most 60 ms for
+#: ``--help`` and ``measure``).  ``measure`` (an IGVM file, and the classic
+#: launch of an OVMF image) reached 18-27 ms / 21-23 ms (least of 9 runs, load
+#: 1.6-2.5 on 2 CPUs, CPython 3.11) once its modules stopped using dataclasses
+#: and typing (harness/record.py; 51 ms before); its budget keeps it near that
+#: with room for a slower machine.  Which modules it must not load is checked
+#: exactly by test_measure_path_is_lean.
+BUDGET_US = {"--help": 60_000, "measure": 35_000, "measure-classic": 35_000}
 RUNS = 9
+
+#: Standard modules that cost several milliseconds (dataclasses pulls in
+#: inspect, ast, dis and tokenize; shutil pulls in bz2, lzma, fnmatch) and
+#: that the ``measure`` path does without (sev-snp-measure is the yardstick).
+MEASURE_NEVER = ("dataclasses", "inspect", "ast", "json", "shutil", "typing", "contextlib")
 
 #: Third-party (and heavy standard) modules no start-up path may load unless
 #: the command runs the code that needs them.  ``--help`` and ``measure``
@@ -70,22 +86,24 @@ ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def _run(code: str, cwd) -> tuple[dict[str, int], list[str]]:
-    """Run ``code`` under ``-X importtime``; its stdout is a JSON list of module names."""
+    """Run ``code`` under ``-X importtime``; its stdout's last line lists module names."""
     res = subprocess.run([sys.executable, "-X", "importtime", "-c", code], capture_output=True,
                          text=True, cwd=cwd, timeout=60, stdin=subprocess.DEVNULL, env=ENV)
-    modules = json.loads(res.stdout.strip().splitlines()[-1])
+    assert res.returncode == 0, res.stderr[-500:]
+    modules = res.stdout.strip().splitlines()[-1].split()
     rows = parse_importtime(res.stderr)
     assert rows, "no -X importtime lines: " + res.stderr[-300:]
     return top_level_after_startup(rows), modules
 
 
 def _program(argv: list[str]) -> str:
-    """Run the CLI like the console script does, then print sys.modules."""
-    return ("import contextlib, io, json, sys\n"
+    """Run the CLI like the console script does (output to /dev/null), then
+    write the names in sys.modules, space-separated, to the real stdout."""
+    return ("import os, sys\n"
+            "sys.stdout = sys.stderr = open(os.devnull, 'w')\n"
             "from harness.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):\n"
-            f"    try:\n        main({argv!r})\n    except SystemExit:\n        pass\n"
-            "print(json.dumps(sorted(sys.modules)))\n")
+            f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+            "sys.__stdout__.write(' '.join(sorted(sys.modules)) + '\\n')\n")
 
 
 @pytest.fixture(scope="module")
@@ -98,44 +116,76 @@ def snp_image(tmp_path_factory):
     return path
 
 
-def _commands(snp_image) -> dict[str, list[str]]:
+@pytest.fixture(scope="module")
+def ovmf_image(tmp_path_factory):
+    """A synthetic OVMF image (tests/ovmf_images.py): ``measure FW.fd`` takes
+    the classic-launch path for it, as for Debian's OVMF.amdsev.fd."""
+    path = tmp_path_factory.mktemp("startup") / "OVMF.fd"
+    path.write_bytes(synthetic_ovmf())
+    return path
+
+
+@pytest.fixture
+def commands(snp_image, ovmf_image) -> dict[str, list[str]]:
     return {"--help": ["--help"],
-            "measure": ["measure", str(snp_image), "--platform", "sev-snp"]}
+            "measure": ["measure", str(snp_image), "--platform", "sev-snp"],
+            "measure-classic": ["measure", str(ovmf_image), "--platform", "sev-snp"]}
 
 
-@pytest.mark.parametrize("name", ["--help", "measure"])
-def test_no_heavy_modules(name, snp_image, tmp_path):
-    _times, modules = _run(_program(_commands(snp_image)[name]), tmp_path)
+@pytest.mark.parametrize("name", ["--help", "measure", "measure-classic"])
+def test_no_heavy_modules(name, commands, tmp_path):
+    _times, modules = _run(_program(commands[name]), tmp_path)
+    assert "harness.cli" in modules
     loaded = sorted(set(HEAVY) & set(modules))
     assert not loaded, f"`igvm-harness {name}` imports {loaded}"
 
 
-@pytest.mark.parametrize("name", ["--help", "measure"])
-def test_import_budget(name, snp_image, tmp_path):
-    """At most 60 ms of imports: per top-level import, the least cumulative time
-    seen over up to RUNS runs (a run preempted by other load inflates the
-    modules it was importing at the time, rarely the same ones twice)."""
+@pytest.mark.parametrize("name", ["measure", "measure-classic"])
+def test_measure_path_is_lean(name, commands, tmp_path):
+    """``measure`` loads none of MEASURE_NEVER (sys.modules after the command
+    ran in a fresh interpreter), and it did measure (the program's own
+    imports are only os and sys, both loaded before it starts)."""
+    _times, modules = _run(_program(commands[name]), tmp_path)
+    assert "harness.measure.measure_snp" in modules
+    if name == "measure-classic":
+        assert "harness.measure.classic_ovmf" in modules
+    loaded = sorted(set(MEASURE_NEVER) & set(modules))
+    assert not loaded, f"`igvm-harness {name}` imports {loaded}"
+
+
+def test_lean_names_are_real_modules():
+    for name in MEASURE_NEVER:
+        importlib.import_module(name)
+
+
+@pytest.mark.parametrize("name", ["--help", "measure", "measure-classic"])
+def test_import_budget(name, commands, tmp_path):
+    """At most BUDGET_US[name] of imports: per top-level import, the least
+    cumulative time seen over up to RUNS runs (a run preempted by other load
+    inflates the modules it was importing at the time, rarely the same ones
+    twice)."""
+    budget = BUDGET_US[name]
     best: dict[str, int] = {}
-    _run(_program(_commands(snp_image)[name]), tmp_path)  # warm-up: bytecode caches written
+    _run(_program(commands[name]), tmp_path)  # warm-up: bytecode caches written
     for _ in range(RUNS):
-        times, _modules = _run(_program(_commands(snp_image)[name]), tmp_path)
+        times, _modules = _run(_program(commands[name]), tmp_path)
         for mod, us in times.items():
             best[mod] = min(us, best.get(mod, us))
-        if sum(best.values()) <= BUDGET_US:
+        if sum(best.values()) <= budget:
             break
     assert "harness.cli" in best, "the CLI was not imported after start-up?"
     total = sum(best.values())
     worst = sorted(best.items(), key=lambda kv: -kv[1])[:6]
     load, cpus = os.getloadavg()[0], os.cpu_count() or 1
-    if total > BUDGET_US and load > cpus:
+    if total > budget and load > cpus:
         # wall-clock figures from a machine running more than it has CPUs for
         # say nothing about the code; the sys.modules test above still ran.
         # An xfail, not a skip: no capability is missing, the figure is void.
         pytest.xfail(f"host too loaded for an import-time figure (load {load:.1f} on {cpus} CPUs; "
                     f"{total / 1000:.1f} ms measured)")
-    assert total <= BUDGET_US, (f"`igvm-harness {name}`: {total / 1000:.1f} ms of imports "
-                                f"(least of {RUNS} runs per import; budget {BUDGET_US / 1000:.0f} ms); "
-                                f"largest: {worst}")
+    assert total <= budget, (f"`igvm-harness {name}`: {total / 1000:.1f} ms of imports "
+                             f"(least of {RUNS} runs per import; budget {budget / 1000:.0f} ms); "
+                             f"largest: {worst}")
 
 
 def test_every_command_module_registers_lazily():

@@ -172,3 +172,32 @@ def test_debian_wraps_validate(asset):
     assert scan(data, strict=True)[1] == []
     for p in ALL:
         assert [x for x in lint(data, platform=p) if x.severity == "error"] == [], p
+
+
+def test_cli_vars_wraps_the_store_below_the_code(tmp_path):
+    """--vars: store then code, as QEMU maps pflash unit 1 below unit 0
+    (hw/i386/pc_sysfw.c pc_system_flash_map); the synthetic image cut in two
+    at a page boundary must wrap exactly like the whole image."""
+    whole = synthetic_ovmf()
+    cut = len(whole) // 2 & ~(PAGE - 1)
+    (tmp_path / "vars.fd").write_bytes(whole[:cut])
+    (tmp_path / "code.fd").write_bytes(whole[cut:])
+    (tmp_path / "whole.fd").write_bytes(whole)
+    r = _cli("wrap-ovmf", tmp_path / "code.fd", "--vars", tmp_path / "vars.fd", "--quiet",
+             "-o", tmp_path / "split.igvm")
+    assert r.returncode == 0, r.stderr
+    r = _cli("wrap-ovmf", tmp_path / "whole.fd", "--quiet", "-o", tmp_path / "whole.igvm")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "split.igvm").read_bytes() == (tmp_path / "whole.igvm").read_bytes()
+
+
+@pytest.mark.parametrize("store, why", [(b"x" * 100, "not a multiple of 4096"),
+                                        (bytes(17 << 20), "larger than any x86 firmware")])
+def test_cli_vars_refusals_are_one_line(tmp_path, store, why):
+    (tmp_path / "code.fd").write_bytes(synthetic_ovmf())
+    (tmp_path / "vars.fd").write_bytes(store)
+    r = _cli("wrap-ovmf", tmp_path / "code.fd", "--vars", tmp_path / "vars.fd",
+             "-o", tmp_path / "out.igvm")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and why in r.stderr, r.stderr
+    assert not (tmp_path / "out.igvm").exists()

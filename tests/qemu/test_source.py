@@ -243,6 +243,7 @@ class StubApt:
 
     def __init__(self, versions, have_lists=True):
         self.versions, self.have_lists, self.updates = versions, have_lists, 0
+        self.notes: list[str] = []  # AptConfig.update's notes on dropped suites
         self.root = Path("/nonexistent/apt")
 
     def ensure(self):

@@ -83,21 +83,26 @@ from harness.qemu.cmdline import QemuCommand
 from harness.qemu.runner import run
 cmd = QemuCommand({qemu!r}, bios={rom!r},
                   extra=["-device", "loader,file={config},addr=0x9000,force-raw=on"])
-run(cmd, Path({rundir!r}), timeout=120)
+run(cmd, Path({rundir!r}), timeout=120{watch})
 """
+#: The same run watched for a console marker, a failure line and progress
+#: (the firmware suite's boots): interrupted while it waits for the marker.
+WATCHED = (', until="never printed", fail="nor this", progress=lambda t, line: None,'
+           ' progress_every=0.2')
 
 
-def _test_file(tmp_path: Path, h: dict) -> Path:
+def _test_file(tmp_path: Path, h: dict, watch: str = "") -> Path:
     body = "def test_hangs():\n" + textwrap.indent(
-        SCRIPT.format(rundir=str(tmp_path / "inner-run"), **h), "    ")
+        SCRIPT.format(rundir=str(tmp_path / "inner-run"), watch=watch, **h), "    ")
     path = tmp_path / "test_inner_hang.py"
     path.write_text(body)
     return path
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_pytest_leaves_nothing(tmp_path, hanging, sig):
-    test_file = _test_file(tmp_path, hanging)
+@pytest.mark.parametrize("sig,watch", [(signal.SIGINT, ""), (signal.SIGTERM, ""),
+                                       (signal.SIGINT, WATCHED)], ids=["int", "term", "int-until"])
+def test_interrupted_pytest_leaves_nothing(tmp_path, hanging, sig, watch):
+    test_file = _test_file(tmp_path, hanging, watch)
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              "--rootdir", str(tmp_path), str(test_file)],
                             cwd=tmp_path, env=hanging["env"], stdout=subprocess.PIPE,
@@ -119,7 +124,7 @@ def test_interrupted_pytest_leaves_nothing(tmp_path, hanging, sig):
 
 def test_sigkilled_harness_takes_qemu_along(tmp_path, hanging):
     script = tmp_path / "harness_script.py"
-    script.write_text(SCRIPT.format(rundir=str(tmp_path / "inner-run"), **hanging))
+    script.write_text(SCRIPT.format(rundir=str(tmp_path / "inner-run"), watch="", **hanging))
     proc = subprocess.Popen([sys.executable, str(script)], env=hanging["env"])
     try:
         assert _wait_for(lambda: _pids_with(hanging["config"])), "QEMU never started"
@@ -162,7 +167,7 @@ def test_killed_xdist_worker_leaves_nothing(tmp_path, hanging):
              f" Path({str(tmp_path / 'inner-run-b')!r}), timeout=20)\n"
              f"assert out.status.value == 'BOOTED'\n")
     body = ("def test_a_hangs():\n"
-            + textwrap.indent(SCRIPT.format(rundir=str(tmp_path / "inner-run"), **hanging), "    ")
+            + textwrap.indent(SCRIPT.format(rundir=str(tmp_path / "inner-run"), watch="", **hanging), "    ")
             + "\n\ndef test_b_boots():\n" + textwrap.indent(boots, "    "))
     test_file = tmp_path / "test_inner_worker.py"
     test_file.write_text(body)

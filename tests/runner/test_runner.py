@@ -107,14 +107,15 @@ def test_hung_guest_is_killed_with_console_tail(any_qemu, reset_rom, tmp_path, c
 
 
 def test_until_ends_the_run_at_the_console_marker(any_qemu, reset_rom, tmp_path, config_blob):
-    # the same guest halts forever after its report; with ``until`` the run
-    # ends at the marker: BOOTED (not HUNG at the deadline), QEMU killed by
-    # the runner, the matched text kept
+    # the same guest halts forever after its report; with ``until`` (here a
+    # compiled pattern) the run ends at the marker: BOOTED (not HUNG at the
+    # deadline), QEMU quit over QMP by the runner, the matched text kept
     out = run(_cmd(any_qemu, reset_rom, extra=config_blob(ConfigPage(exit_port=0x80))),
               tmp_path / "r", timeout=60, until=re.compile(r"IGVMT done status=\S+"))
     assert out.status is Status.BOOTED, out.summary()
     assert out.matched is not None and out.matched.startswith("IGVMT done status=")
-    assert out.signal == signal.SIGKILL and out.error is None
+    assert out.exit_code == 0 and out.signal is None and out.error is None
+    assert "'execute': 'quit'" in (tmp_path / "r" / "qmp.log").read_text()
     assert out.to_json()["matched"] == out.matched
     assert live_runs() == [] and _own_socket_dirs() == []
 

@@ -61,13 +61,14 @@ def test_classify(kw, status):
 
 
 def test_classify_a_run_killed_at_its_marker_is_booted():
-    # the runner killed QEMU (SIGKILL) because the console showed ``until``
+    # the runner ended QEMU (quit, or SIGKILL when QEMU did not go) because
+    # the console showed ``until``
     assert classify(returncode=-9, timed_out=False, console="Shell> ", stderr="",
                     matched="Shell> ") == (Status.BOOTED, None)
 
 
 def test_console_log_watches_across_reads_in_a_bounded_window(tmp_path):
-    from harness.qemu.runner import ConsoleLog
+    from harness.qemu.console import ConsoleLog
 
     log = ConsoleLog(tmp_path / "console.log", re.compile("Interactive Shell \u2713"))
     data = "UEFI Interactive Shell \u2713".encode()
@@ -81,8 +82,63 @@ def test_console_log_watches_across_reads_in_a_bounded_window(tmp_path):
     big = ConsoleLog(tmp_path / "big.log", re.compile("never"))
     for _ in range(10):
         big.write(b"y" * ConsoleLog.WINDOW)
-    assert len(big._window) <= ConsoleLog.WINDOW and big.matched is None
+    assert len(big._window) <= 2 * ConsoleLog.WINDOW and big.matched is None
     big.close()
+
+
+def test_console_log_fail_pattern_and_which_came_first(tmp_path):
+    from harness.qemu.console import ConsoleLog
+
+    # marker and failure read together: the earlier one counts
+    log = ConsoleLog(tmp_path / "a.log", r"IGVMT done", fail=r"Kernel panic[^\r\n]*")
+    log.write(b"Kernel panic - not syncing: x\r\nIGVMT done\r\n")
+    assert log.failed_on == "Kernel panic - not syncing: x" and log.matched is None
+    log.close()
+    # the failure is watched past the marker (a run that goes on after it)
+    log = ConsoleLog(tmp_path / "b.log", r"IGVMT done", fail=r"Kernel panic")
+    log.write(b"IGVMT done\n")
+    assert log.matched == "IGVMT done" and log.failed_on is None
+    log.write(b"Kernel panic\n")
+    assert log.failed_on == "Kernel panic" and log.matched_at <= log.failed_at
+    log.close()
+
+
+def test_console_log_searches_near_the_new_text_only(tmp_path):
+    from harness.qemu.console import ConsoleLog
+
+    # a line-anchored marker split across reads, far into a long console
+    log = ConsoleLog(tmp_path / "c.log", re.compile(r"^Shell> $", re.MULTILINE))
+    log.write(b"z" * (5 * ConsoleLog.REACH) + b"\nShe")
+    assert log.matched is None
+    log.write(b"ll> ")
+    assert log.matched == "Shell> "
+    log.close()
+    # a match may start at most REACH characters before the new text
+    log = ConsoleLog(tmp_path / "d.log", re.compile(r"a+b"))
+    log.write(b"a" * (ConsoleLog.REACH + 10))
+    log.write(b"b")
+    assert log.matched == "a" * ConsoleLog.REACH + "b"
+    log.close()
+
+
+def test_console_log_last_line_is_plain_text(tmp_path):
+    from harness.qemu.console import ConsoleLog
+
+    log = ConsoleLog(tmp_path / "e.log", tail=True)
+    log.write(b"\x1b[2J\x1b[01;01HBdsDxe: loading Boot0001\r\n\x1b[1m\x1b[33mShell> \x1b[0m\r\n\r\n")
+    assert log.last_line() == "Shell>"
+    log.close()
+    quiet = ConsoleLog(tmp_path / "f.log")    # nothing watched: nothing decoded or kept
+    quiet.write(b"text")
+    assert quiet._window == "" and quiet.last_line() == ""
+    quiet.close()
+    assert (tmp_path / "f.log").read_bytes() == b"text"
+
+
+def test_classify_a_run_ended_on_its_failure_line():
+    status, error = classify(returncode=0, timed_out=False, console="Kernel panic",
+                             stderr="", failed_on="\x1b[1mKernel panic\r")
+    assert status is Status.BOOTED and error.endswith("'Kernel panic'")
 
 
 def test_cmdline_panic_action_and_pvpanic():
