@@ -26,7 +26,7 @@ import hashlib
 import os
 import struct
 from enum import IntEnum
-from typing import Any, Callable
+from collections.abc import Callable
 
 from harness.errors import HarnessError
 
@@ -279,12 +279,12 @@ class _Batches:
     thread (about 10 % of the two-thread time).
     """
 
-    def __init__(self, count: int, hash_batch: Callable[[int], Any]) -> None:
+    def __init__(self, count: int, hash_batch: Callable[[int], object]) -> None:
         import threading  # only long runs use threads (CLI start-up: tests/cli/test_startup.py)
 
         self.hash_batch = hash_batch
         self.count = count
-        self.results: list[Any] = [None] * self.count
+        self.results: list[object] = [None] * self.count
         self.done = [threading.Event() for _ in range(self.count)]
         self.next = 0  # next unclaimed batch
         self.lock = threading.Lock()
@@ -328,7 +328,7 @@ class _Batches:
         return res
 
 
-def _run_parallel(batches: _Batches, fold: Callable[[bytes, int, Any], bytes], ld: bytes, gpa: int,
+def _run_parallel(batches: _Batches, fold: Callable[[bytes, int, object], bytes], ld: bytes, gpa: int,
                   stride: int, workers: int) -> bytes:
     """Helpers hash batches, this thread folds them in order (``stride`` bytes of GPA a batch)."""
     import threading
