@@ -10,6 +10,8 @@ SHA-384 pass over the same 256 MiB.
 Figures (2-core VM shared with other jobs, load ~4.5, 2026-11-26): SEV 90% of
 raw SHA-256 (0.28 s vs 0.26 s); SNP 75% of raw SHA-384 single-threaded
 (0.79 s vs 0.60 s), 77% with two content-hashing threads on the loaded machine.
+With the C fold (2026-12-02, load 1.9-3.9): SEV 89%, SNP single-threaded 84%
+(0.294 s vs 0.247 s; the rest is the launch plan and the VMSA).
 
 Run: ``.venv/bin/python -m pytest benchmarks/test_measure_bench.py --benchmark-only -s``.
 """
