@@ -118,9 +118,9 @@ def _load_file(name: str):
     return mod
 
 
-def status(name: str) -> tuple[object | None, str]:
+def status(name: str, honour_switch: bool = True) -> tuple[object | None, str]:
     """(module or None, one line: where it was loaded from, or why it is absent)."""
-    mod = load(name)
+    mod = load(name, honour_switch)
     if mod is not None:
         return mod, f"{name}: built, loaded from {_origins[name]}"
     return None, f"{name}: absent: {_reasons.get(name, 'unknown reason')}"

@@ -92,7 +92,7 @@ def ensure(name: str = "_snpfold"):
     """The module ``name``, built now when absent and loaded whatever
     ENV_SWITCH says: for the tests and benchmarks of the module itself."""
     build(name)
-    mod = native.load(name, honour_switch=False)
+    mod, line = native.status(name, honour_switch=False)
     if mod is None:
-        raise HarnessError(native.status(name)[1])
+        raise HarnessError(line)
     return mod

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 
@@ -24,6 +23,8 @@ def _status(args: argparse.Namespace) -> int:
         mod, line = native.status(name)
         rows[name] = {"present": mod is not None, "path": native.module_path(name), "status": line}
     if args.json:
+        import json
+
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
