@@ -13,16 +13,15 @@ pure-Python path for when it is absent: :func:`load` returns the module or
 None, :func:`status` says why it is absent.  ``IGVM_HARNESS_NATIVE=0``
 turns every module off (the pure-Python paths then run).
 
-Start-up cost matters (``igvm-harness measure``, issue 12): this package
-imports nothing heavy (no sysconfig, importlib.util, pathlib, ctypes); a
-caller imports it only when a run is long enough to gain from C.
+Start-up cost matters (issue 12): ``igvm-harness --help`` imports this
+package (through :mod:`.commands`), so at import it loads only ``os``;
+hashlib and the extension loader come when a module is looked up, and
+``measure`` looks one up only for runs long enough to gain from C.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-from importlib.machinery import EXTENSION_SUFFIXES, ExtensionFileLoader, ModuleSpec
 
 #: module name -> its C source (in this directory).
 SOURCES = {"_snpfold": "snpfold.c"}
@@ -53,9 +52,15 @@ def cache_dir() -> str:
     return os.path.join(root, "native")
 
 
+def _suffix() -> str:
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    return EXTENSION_SUFFIXES[0]  # ".cpython-311-x86_64-linux-gnu.so"
+
+
 def abi_tag() -> str:
     """This interpreter's extension ABI tag, from its first extension suffix."""
-    suffix = EXTENSION_SUFFIXES[0]  # ".cpython-311-x86_64-linux-gnu.so"
+    suffix = _suffix()
     return suffix.strip(".").rsplit(".", 1)[0] if suffix.count(".") > 1 else "abi"
 
 
@@ -65,6 +70,8 @@ def source_path(name: str) -> str:
 
 def key(name: str) -> str:
     """SHA-256 of the module's source and its compile line."""
+    import hashlib
+
     h = hashlib.sha256()
     with open(source_path(name), "rb") as fh:
         h.update(fh.read())
@@ -74,7 +81,7 @@ def key(name: str) -> str:
 
 def module_path(name: str) -> str:
     """Where the build of ``name`` for this interpreter and source lives."""
-    return os.path.join(cache_dir(), abi_tag(), key(name), name + EXTENSION_SUFFIXES[0])
+    return os.path.join(cache_dir(), abi_tag(), key(name), name + _suffix())
 
 
 def disabled() -> bool:
@@ -99,6 +106,8 @@ def load(name: str, honour_switch: bool = True):
 
 def _load_file(name: str):
     """Load ``name`` from its cache entry, or None with the reason recorded."""
+    from importlib.machinery import ExtensionFileLoader, ModuleSpec
+
     try:
         path = module_path(name)
     except OSError as exc:
