@@ -121,3 +121,14 @@ def test_no_compiler_is_one_line(cache, monkeypatch):
 ])
 def test_missing_headers_name_the_debian_package(stderr, package):
     assert f"(install {package})" in build._explain("_snpfold", stderr)
+
+
+def test_the_command_module_is_light():
+    """--help imports harness.native.commands: it must not bring hashlib or the
+    extension loader (they come with the first lookup)."""
+    code = ("import sys, argparse; before = set(sys.modules)\n"  # every command module has argparse
+            "import harness.native.commands\n"
+            "print(sorted(m for m in set(sys.modules) - before if not m.startswith('harness')))\n")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() in ("[]", "['__future__']"), r.stdout
