@@ -48,11 +48,12 @@ _BATCH = 256
 #: Threads hashing page contents for long NORMAL runs, this one included
 #: (1 = everything on the calling thread).
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
-#: 4 KiB units from which a run uses the C fold: loading it (finding the
-#: cache entry, hashing its source, dlopen) costs ~0.3 ms, which C wins back
-#: over ~150 pages (about 2 us a page); shorter runs stay in Python, so small
-#: files never load it (CLI start-up: tests/cli/test_startup.py).
-NATIVE_MIN_UNITS = 256
+#: 4 KiB units from which a run uses the C fold: loading it in a fresh
+#: process (importing harness.native, hashing the source for the cache key,
+#: dlopen) costs ~0.55 ms, which the fold wins back at 0.6-0.9 us a page
+#: over ~600-900 pages; shorter runs stay in Python, so small files never
+#: load it (CLI start-up: tests/cli/test_startup.py).
+NATIVE_MIN_UNITS = 512
 #: 4 KiB units per batch a thread hashes with the C fold (2 MiB): one GIL
 #: round trip and one Event per ~0.6 ms of hashing.
 _NATIVE_BATCH = 512
