@@ -5,7 +5,9 @@
 #   2. .venv with the harness installed editable (+ dev extras)
 #   3. Debian's OVMF builds, kernel and busybox (`igvm-harness firmware fetch`:
 #      private apt configuration, pinned, cached)
-#   4. the QEMU-under-test with IGVM, built from Debian's qemu source package
+#   4. the harness's C extension modules (`igvm-harness native build`: the SNP
+#      chain fold) into the harness cache
+#   5. the QEMU-under-test with IGVM, built from Debian's qemu source package
 #      into ${XDG_CACHE_HOME:-~/.cache}/igvm-harness (skipped when $QEMU already
 #      names a QEMU with igvm-cfg; cached otherwise)
 set -euo pipefail
@@ -38,6 +40,8 @@ SYSTEM_PACKAGES=(
     cpio        # tests/runner/test_initrd.py cross-checks the harness initrd with GNU cpio
     dosfstools mtools  # tests/runner/test_fat.py cross-checks the harness's FAT boot disk (fsck.fat, mcopy)
     distro-info-data  # Debian's release table: the newer suites of the private apt configuration (harness/debian/releases.py)
+    # harness/native (igvm-harness native build): the C fold of the SNP chain
+    gcc python3-dev libssl-dev
 )
 
 missing=()
@@ -69,6 +73,9 @@ say "installing igvm-harness into .venv (pip install -e '.[dev]')"
 # setuptools' import-hook finder, which costs every igvm-harness process
 # ~10 ms of imports at start-up (importlib.util, pathlib; issue 12's budget)
 .venv/bin/pip install -q --disable-pip-version-check -e '.[dev]' --config-settings editable_mode=compat
+
+say "building the harness's C modules (igvm-harness native build; cached)"
+.venv/bin/igvm-harness native build
 
 say "fetching Debian firmware, kernel and busybox (cached after the first run)"
 .venv/bin/igvm-harness firmware fetch >/dev/null

@@ -10,6 +10,8 @@ SHA-384 pass over the same 256 MiB.
 Figures (2-core VM shared with other jobs, load ~4.5, 2026-11-26): SEV 90% of
 raw SHA-256 (0.28 s vs 0.26 s); SNP 75% of raw SHA-384 single-threaded
 (0.79 s vs 0.60 s), 77% with two content-hashing threads on the loaded machine.
+With the C fold (2026-12-02, load 1.9-3.9): SEV 89%, SNP single-threaded 84%
+(0.294 s vs 0.247 s; the rest is the launch plan and the VMSA).
 
 Run: ``.venv/bin/python -m pytest benchmarks/test_measure_bench.py --benchmark-only -s``.
 """
@@ -118,11 +120,15 @@ def test_throughput_ratio(benchmark, image, platform, algo, workers, monkeypatch
 # Limit of one thread: per 4 KiB page the chain hashes 32 blocks of page data,
 # one padding block for the page hash and two blocks of PAGE_INFO (0x70 bytes +
 # padding), 35 in all, so one thread reaches at most 32/35 = 91.4 % of raw
-# hashlib.  Single-thread figures use the thread's CPU time (time.thread_time),
-# which other load on the machine hardly changes; the two-thread figure needs
-# wall time and so two idle cores.
+# hashlib; two threads at most 2 x 32/35 = 1.83x (the 2 PAGE_INFO blocks stay
+# sequential: 64/35).  Single-thread figures use the thread's CPU time
+# (time.thread_time), which other load on the machine hardly changes; the
+# two-thread figure needs wall time and so two idle cores.
+#
+# Paths: "C fold" = harness/native/snpfold.c (igvm-harness native build; the
+# fixture builds it when absent), "Python" = the pure-Python fallback.
 
-CHAIN_PAGES = 16_384  # 64 MiB
+CHAIN_PAGES = 32_768  # 128 MiB
 CHAIN_LIMIT = 32 / 35
 
 
@@ -131,6 +137,27 @@ def chain_pages():
     data = os.urandom(CHAIN_PAGES * PAGE)
     view = memoryview(data)
     return data, [view[i * PAGE:(i + 1) * PAGE] for i in range(CHAIN_PAGES)]
+
+
+@pytest.fixture(scope="module")
+def fold():
+    from harness.errors import HarnessError
+    from harness.native import build
+
+    try:
+        return build.ensure("_snpfold")
+    except HarnessError as exc:
+        pytest.skip(f"C fold not built: {exc}")
+
+
+@pytest.fixture
+def path(request, monkeypatch):
+    """Pin the chain path: "native" (the C fold) or "python" (fallback)."""
+    from harness.measure import measure_snp
+
+    monkeypatch.setattr(measure_snp, "_native",
+                        request.getfixturevalue("fold") if request.param == "native" else False)
+    return request.param
 
 
 def _best_of(fn, clock, rounds: int) -> float:
@@ -150,40 +177,89 @@ def _chain(pages, workers: int):
     return ld
 
 
-def test_snp_chain_single_thread_vs_raw(benchmark, chain_pages):
-    """Target (issue 12): >= 85 % of raw single-thread hashlib (limit 91.4 %)."""
+def _interleaved(data, pages, workers: int, clock, rounds: int = 9) -> tuple[float, float, float]:
+    """Best raw SHA-384, best chain time and (workers > 1) best raw SHA-384 of
+    the two halves on two threads, measured in alternation."""
+    raw, ours, raw2 = [], [], [float("inf")]
+    for _ in range(rounds):
+        raw.append(_best_of(lambda: hashlib.sha384(data).digest(), clock, 1))
+        ours.append(_best_of(lambda: _chain(pages, workers), clock, 1))
+        if workers > 1:
+            raw2.append(_best_of(lambda: _raw_two_threads(data), clock, 1))
+    return min(raw), min(ours), min(raw2)
+
+
+def _raw_two_threads(data) -> None:
+    """One SHA-384 of each half of ``data``, on two threads (hashlib releases the GIL)."""
+    import threading
+
+    view = memoryview(data)
+    half = len(view) // 2
+    t = threading.Thread(target=lambda: hashlib.sha384(view[half:]).digest())
+    t.start()
+    hashlib.sha384(view[:half]).digest()
+    t.join()
+
+
+def _load() -> str:
+    one, five, _ = os.getloadavg()
+    return f"load {one:.1f}/{five:.1f} on {os.cpu_count()} CPUs"
+
+
+@pytest.mark.parametrize("path", ["native", "python"], indirect=True)
+def test_snp_chain_single_thread_vs_raw(benchmark, chain_pages, path):
+    """Target (issue 12): the C fold at >= 85 % of raw single-thread hashlib
+    (limit 91.4 %); the Python fallback's figure is reported, not a target.
+
+    Measured (128 MiB, thread CPU time, best of 9 interleaved; 2026-12-02,
+    ``uptime`` load 2.8-6.2 from other jobs on 2 CPUs): C fold 88.7-90.3 %
+    (97-99 % of the limit), Python 76 %.
+    """
     data, pages = chain_pages
-    raw, ours = [], []
-    for _ in range(9):  # interleaved, best of each
-        raw.append(_best_of(lambda: hashlib.sha384(data).digest(), time.thread_time, 1))
-        ours.append(_best_of(lambda: _chain(pages, 1), time.thread_time, 1))
-    benchmark.pedantic(_chain, args=(pages, 1), rounds=1, iterations=1)
-    ratio = min(raw) / min(ours)
-    benchmark.extra_info.update({"raw_cpu_s": round(min(raw), 4), "chain_cpu_s": round(min(ours), 4),
+    raw, ours, _ = _interleaved(data, pages, 1, time.thread_time)
+    ld = benchmark.pedantic(_chain, args=(pages, 1), rounds=1, iterations=1)
+    assert ld.paths == {path: CHAIN_PAGES}
+    ratio = raw / ours
+    benchmark.extra_info.update({"path": path, "raw_cpu_s": round(raw, 4), "chain_cpu_s": round(ours, 4),
                                  "ratio": round(ratio, 3), "ratio_of_limit": round(ratio / CHAIN_LIMIT, 3),
                                  "load": round(os.getloadavg()[0], 1)})
-    print(f"\nSNP chain, 1 thread: {ratio:.1%} of raw SHA-384 ({ratio / CHAIN_LIMIT:.1%} of the "
-          f"{CHAIN_LIMIT:.1%} limit); CPU {min(ours):.3f} s vs raw {min(raw):.3f} s "
-          f"(load {os.getloadavg()[0]:.1f})")
-    assert ratio >= 0.85, f"{ratio:.1%} of raw hashlib (target 85 %)"
+    print(f"\nSNP chain ({path}), 1 thread: {ratio:.1%} of raw SHA-384 ({ratio / CHAIN_LIMIT:.1%} of the "
+          f"{CHAIN_LIMIT:.1%} limit); CPU {ours:.3f} s vs raw {raw:.3f} s ({_load()})")
+    if path == "native":
+        assert ratio >= 0.85, f"{ratio:.1%} of raw hashlib (target 85 %)"
 
 
-def test_snp_chain_two_threads_vs_raw(benchmark, chain_pages):
-    """Target (issue 12): >= 1.5x raw single-thread hashlib with 2 threads on 2 idle cores."""
+@pytest.mark.parametrize("path", ["native", "python"], indirect=True)
+def test_snp_chain_two_threads_vs_raw(benchmark, chain_pages, path):
+    """Target (issue 12): the C fold on 2 threads at >= 1.5x raw single-thread
+    hashlib on 2 idle cores (limit 1.83x); Python's figure is reported.
+
+    Measured (128 MiB, wall time, best of 7 interleaved, 2026-12-02 00:21-00:48,
+    9 samples with both CPUs >= 90 % idle by /proc/stat before, ``uptime`` 1-minute
+    load 1.5-4.4 from the minutes before): C fold 1.66-1.76x (1.74-1.76x where
+    two raw hashlib threads over the halves reached >= 1.9x; limit 64/35 = 1.83x).  With
+    other load (load 3-8) ~0.9-1.0x, like raw hashlib on 2 threads, so the
+    assertion needs the 1-minute load below 1.0; the printed line also gives
+    raw hashlib's own 2-thread figure at that moment.
+    """
     cpus, load = os.cpu_count() or 1, os.getloadavg()[0]
     data, pages = chain_pages
-    raw, ours = [], []
-    for _ in range(9):
-        raw.append(_best_of(lambda: hashlib.sha384(data).digest(), time.perf_counter, 1))
-        ours.append(_best_of(lambda: _chain(pages, 2), time.perf_counter, 1))
+    raw, ours, raw2 = _interleaved(data, pages, 2, time.perf_counter)
     assert _chain(pages, 2).ld == _chain(pages, 1).ld
-    benchmark.pedantic(_chain, args=(pages, 2), rounds=1, iterations=1)
-    ratio = min(raw) / min(ours)
-    benchmark.extra_info.update({"raw_wall_s": round(min(raw), 4), "chain_wall_s": round(min(ours), 4),
-                                 "speedup_vs_raw": round(ratio, 3), "load": round(load, 1)})
-    print(f"\nSNP chain, 2 threads: {ratio:.2f}x raw single-thread SHA-384 "
-          f"(wall {min(ours):.3f} s vs {min(raw):.3f} s; load {load:.1f} on {cpus} CPUs)")
+    ld = benchmark.pedantic(_chain, args=(pages, 2), rounds=1, iterations=1)
+    assert ld.paths == {path + "-threads": CHAIN_PAGES}
+    ratio = raw / ours
+    benchmark.extra_info.update({"path": path, "raw_wall_s": round(raw, 4), "chain_wall_s": round(ours, 4),
+                                 "raw_two_threads_wall_s": round(raw2, 4), "speedup_vs_raw": round(ratio, 3),
+                                 "vs_raw_two_threads": round(raw2 / ours, 3), "load": round(load, 1)})
+    # raw2: what two hashlib threads over the two halves of the same bytes
+    # reach at this moment -- the machine's own parallel ceiling, which says
+    # how much of a missed 1.5x is other load (ideal chain: 32/35 of it)
+    print(f"\nSNP chain ({path}), 2 threads: {ratio:.2f}x raw single-thread SHA-384 "
+          f"(wall {ours:.3f} s vs {raw:.3f} s; raw hashlib on 2 threads {raw / raw2:.2f}x, the chain "
+          f"{raw2 / ours:.0%} of it; {_load()})")
+    if path != "native":
+        return
     if cpus < 2 or load > 1.0:
-        pytest.skip(f"2 idle CPUs needed for the threaded figure (load {load:.1f} on {cpus} CPUs; "
-                    f"measured {ratio:.2f}x)")
+        pytest.skip(f"2 idle CPUs needed for the threaded figure ({_load()}; measured {ratio:.2f}x)")
     assert ratio >= 1.5, f"{ratio:.2f}x raw hashlib on 2 threads (target 1.5x)"

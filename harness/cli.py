@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "harness.qemu.commands",
     "harness.report.commands",
     "harness.assets.commands",
+    "harness.native.commands",
 )
 
 #: Which module registers each top-level command, so that ``igvm-harness
@@ -41,6 +42,7 @@ COMMAND_OWNERS = {
     "report": "harness.report.commands",
     "matrix": "harness.report.commands",
     "firmware": "harness.assets.commands",
+    "native": "harness.native.commands",
 }
 
 

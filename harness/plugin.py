@@ -57,6 +57,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--expect-console", metavar="REGEX", default=None,
                     help="with --igvm: what the boot check waits for on the console "
                          "(default: the markers of the payload found in the image)")
+    group.addoption("--disk", metavar="IMG", default=None,
+                    help="with --igvm: the vendor's OS disk for the boot check (raw or qcow2, "
+                         "never written; needs --expect-console)")
     group.addoption("--boot-timeout", type=_seconds, default=DEFAULT_BOOT_TIMEOUT, metavar="S",
                     help=f"deadline of one QEMU run in seconds (default {DEFAULT_BOOT_TIMEOUT:g})")
 

@@ -40,7 +40,8 @@ class IgvmCertify(Test):
                 accel=self.params.get("accel", default="auto"),
                 boot=str(self.params.get("boot", default="yes")).lower() not in ("no", "0"),
                 workdir=Path(self.outputdir) / "work",
-                expect_console=self.params.get("expect_console", default=None))
+                expect_console=self.params.get("expect_console", default=None),
+                disk=self.params.get("disk", default=None))
         except HarnessError as exc:
             self.error(str(exc))
 

@@ -61,6 +61,12 @@ class Target:
     #: what "booted" means (a regex on the console), or None: the defaults
     #: for the payload found in the image (harness.certify.console)
     expect_console: str | None = None
+    #: ``--disk``: the vendor's OS disk on the boot's AHCI port (never
+    #: written: QEMU's snapshot overlay) and its format (raw or qcow2)
+    disk: Path | None = None
+    disk_format: str = "raw"
+    #: one line of progress during long steps (a boot waiting for its marker)
+    progress: Callable[[str], None] | None = field(default=None, repr=False)
 
     def mask(self, platform: str) -> int:
         for ptype, name in QEMU_PLATFORMS.items():

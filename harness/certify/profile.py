@@ -13,6 +13,8 @@ The list of checks is data (:func:`plan`) so that the CLI, the pytest suite
 
 from __future__ import annotations
 
+import os
+
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,11 +61,13 @@ def _declared(model: m.IgvmFile) -> tuple[list[str], list[str]]:
 def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = None,
             accel: str = "auto", vcpus: int = 1, boot: bool = True,
             boot_timeout: float = BOOT_TIMEOUT, workdir: str | Path | None = None,
-            expect_console: str | None = None) -> Target:
+            expect_console: str | None = None, disk: str | Path | None = None) -> Target:
     """Read the image and find the QEMU under test; bad input is a HarnessError.
 
     ``expect_console``: the regex a boot must print (``--expect-console``);
-    None: the markers of the payload found in the image."""
+    None: the markers of the payload found in the image.  ``disk``: an OS
+    disk for the boot (``--disk``); it needs ``expect_console``, because the
+    firmware's own markers appear before the OS on the disk has run."""
     image = Path(image)
     if platform not in PLATFORM_CHOICES:
         raise HarnessError(f"unknown platform {platform!r} (choose from "
@@ -72,6 +76,7 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
         raise HarnessError(f"--vcpus must be 1 to {MAX_VCPUS} (QEMU's q35 limit)")
     if expect_console is not None:
         console.compile_user(expect_console)
+    disk_path, disk_format = (None, "raw") if disk is None else _disk(disk, expect_console)
     data = parser.read(image, require_igvm=True)  # size bound and magic first, then mapped, not read
     try:
         # check=False: a file with violations still gets its per-platform
@@ -100,7 +105,24 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
                   qemu=found, qemu_notes=notes, probe=caps, accel=accel, vcpus=vcpus,
                   boot=boot, boot_timeout=boot_timeout,
                   workdir=Path(workdir) if workdir else Path("reports") / "work",
-                  expect_console=expect_console)
+                  expect_console=expect_console, disk=disk_path, disk_format=disk_format)
+
+
+def _disk(disk: str | Path, expect_console: str | None) -> tuple[Path, str]:
+    """The ``--disk`` file (a regular file) and its format, or one HarnessError."""
+    from harness.inputs import open_input
+    from harness.qemu.cmdline import disk_format
+    if expect_console is None:
+        raise HarnessError("--disk needs --expect-console REGEX: what the OS on the disk prints "
+                           "once it is up (the firmware's boot-manager lines come before it)")
+    fd = open_input(disk)
+    try:
+        head = os.pread(fd, 4, 0)
+    except OSError as exc:
+        raise HarnessError(f"{disk}: cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+    return Path(disk), disk_format(head)
 
 
 def plan(target: Target) -> list[Planned]:

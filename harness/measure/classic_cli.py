@@ -68,10 +68,15 @@ def run(args: argparse.Namespace, data, host) -> int:
     pred = predict(igvm_file, args.platform, args.vcpus, host, args.policy)
     steps = explain.igvm_steps(igvm_file, args.platform, args.vcpus, pred.vmsas)
     x = explain.compare(classic, pred.digest, steps, pred.vmsas)
+    chain = None
+    if args.platform == "sev-snp":  # which code hashed the pages (C fold or pure Python)
+        from harness.measure.measure_snp import chain_path_status
+        chain = chain_path_status()
     if args.json:
         import json  # only --json (start-up)
 
         json.dump({"platform": args.platform, "vcpus": args.vcpus, "classic": x.classic_digest.hex(),
+                   "snp_chain": chain,
                    "igvm": x.igvm_digest.hex(), "same": x.same,
                    "ranges": [{"gpa": f"{d.gpa:#x}", "end": f"{d.end:#x}", "pages": d.pages,
                                "classic": d.classic, "igvm": d.igvm, "label": d.label} for d in x.ranges],
@@ -81,6 +86,8 @@ def run(args: argparse.Namespace, data, host) -> int:
         sys.stdout.write("\n")
     else:
         print(explain.render(x, args.platform, args.vcpus, what))
+        if chain:
+            print(f"  {chain}")
     return 0
 
 

@@ -11,6 +11,13 @@ CONTENTS is SHA-384 of the page for NORMAL and VMSA pages and zero for the
 others.  For VMSA pages the firmware ignores GUEST_TSC_SCALE (0x2F0) and
 GUEST_TSC_OFFSET (0x2F8): they are zeroed before hashing (the same rule is
 implemented by independent SNP measurement tools).
+
+Runs of NORMAL pages -- nearly all of an image's hashing -- go to the C fold
+of ``harness/native/snpfold.c`` when set-up built it (``igvm-harness native
+build``): one call per run or per 2 MiB batch, the GIL released, libcrypto's
+SHA-384 with no per-page Python cost.  Without it the same chain runs in
+Python with hashlib (``IGVM_HARNESS_NATIVE=0`` forces that); both paths give
+the same digests (tests/measure/test_snp_fold.py).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import hashlib
 import os
 import struct
 from enum import IntEnum
+from collections.abc import Callable
 
 from harness.errors import HarnessError
 
@@ -40,6 +48,23 @@ _BATCH = 256
 #: Threads hashing page contents for long NORMAL runs, this one included
 #: (1 = everything on the calling thread).
 DEFAULT_WORKERS = min(2, os.cpu_count() or 1)
+#: 4 KiB units from which a run uses the C fold: loading it in a fresh
+#: process (importing harness.native, hashing the source for the cache key,
+#: dlopen) costs ~0.55 ms, which the fold wins back at 0.6-0.9 us a page
+#: over ~600-900 pages; shorter runs stay in Python, so small files never
+#: load it (CLI start-up: tests/cli/test_startup.py).
+NATIVE_MIN_UNITS = 512
+#: 4 KiB units per batch a thread hashes with the C fold (2 MiB): one GIL
+#: round trip and one Event per ~0.6 ms of hashing.
+_NATIVE_BATCH = 512
+#: 4 KiB units from which the C fold hashes on ``workers`` threads (8 MiB,
+#: ~10 ms on one thread): importing threading and starting a helper cost
+#: ~1.5 ms, more than a second core saves on a 4 MiB firmware image.
+NATIVE_THREADS_MIN_UNITS = 2048
+#: ``IGVM_HARNESS_DEBUG`` set: one stderr line per run saying which chain path ran.
+_DEBUG = bool(os.environ.get("IGVM_HARNESS_DEBUG"))
+#: The C fold: None = not looked up yet, False = absent (harness.native says why).
+_native = None
 
 
 class SnpPageType(IntEnum):
@@ -61,6 +86,9 @@ class SnpLaunchDigest:
             raise HarnessError(f"SNP launch digest seed must be {LD_SIZE} bytes")
         self._ld = bytes(seed)
         self.pages = 0  # number of PAGE_INFO updates, for reports
+        #: NORMAL pages per chain path ("native", "native-threads", "python",
+        #: "python-threads"): which code measured them (``--explain``, tests).
+        self.paths: dict[str, int] = {}
 
     @property
     def ld(self) -> bytes:
@@ -88,20 +116,45 @@ class SnpLaunchDigest:
         """NORMAL pages from a run of page data (None = zeros; short data zero-padded).
 
         The hot loop of an SNP prediction: one SHA-384 of each 4 KiB page (its
-        CONTENTS) and one of each 0x70-byte PAGE_INFO.  CONTENTS do not depend on
-        the chain, so for long runs ``workers`` threads (this one included) hash
-        them batch by batch -- hashlib releases the GIL while it hashes more than
-        2047 bytes -- and this thread folds the chain in page order; ``workers=1``
-        keeps everything on this thread.
+        CONTENTS) and one of each 0x70-byte PAGE_INFO.  Runs of at least
+        NATIVE_MIN_UNITS pages go to the C fold (``harness.native``) when it
+        is built, else to the pure-Python chain.  CONTENTS do not depend on
+        the chain, so for long runs ``workers`` threads (this one included)
+        hash them batch by batch -- both hashlib and the C fold release the
+        GIL while they hash -- and this thread folds the chain in page order;
+        ``workers=1`` keeps everything on this thread.  ``paths`` counts the
+        pages each path measured.
         """
-        units = _page_units(pages, page_size)
+        if page_size <= 0 or page_size % PAGE_4K:
+            raise HarnessError(f"SNP page size {page_size} is not a multiple of 4 KiB")
+        if not hasattr(pages, "__len__"):
+            pages = list(pages)
+        count = len(pages) * (page_size // PAGE_4K)
         if workers is None:
             workers = DEFAULT_WORKERS
-        if workers > 1 and len(units) >= 2 * _BATCH:
-            self._ld = _chain_parallel(self._ld, gpa, units, workers)
+        fold = native_fold() if count >= NATIVE_MIN_UNITS else None
+        if fold is not None:
+            threaded = workers > 1 and count >= max(2 * _NATIVE_BATCH, NATIVE_THREADS_MIN_UNITS)
+            try:
+                if threaded:
+                    self._ld = _native_parallel(fold, self._ld, gpa, pages, page_size, workers)
+                else:
+                    self._ld = fold.chain(self._ld, gpa, pages, page_size)
+            except (ValueError, OverflowError) as exc:  # page data longer than its page, GPA > 2^64
+                raise HarnessError(f"SNP update at GPA {gpa:#x}: {exc}") from None
+            path = "native-threads" if threaded else "native"
         else:
-            self._ld = _chain(self._ld, gpa, units)
-        self.pages += len(units)
+            units = _page_units(pages, page_size, gpa)
+            threaded = workers > 1 and count >= 2 * _BATCH
+            if threaded:
+                self._ld = _chain_parallel(self._ld, gpa, units, workers)
+            else:
+                self._ld = _chain(self._ld, gpa, units)
+            path = "python-threads" if threaded else "python"
+        self.pages += count
+        self.paths[path] = self.paths.get(path, 0) + count
+        if _DEBUG:
+            _debug_line(path, gpa, count, workers if threaded else 1)
 
     def normal_zero_pages(self, gpa: int, length: int) -> None:
         """NORMAL pages whose contents are zero (how QEMU measures IGVM zero pages)."""
@@ -125,35 +178,65 @@ class SnpLaunchDigest:
         self.update(SnpPageType.VMSA, gpa, hashlib.sha384(page).digest())
 
 
+def native_fold():
+    """The C fold module, or None when it is not built (looked up once)."""
+    global _native
+    if _native is None:
+        from harness import native  # only for long runs (CLI start-up)
+
+        _native = native.load("_snpfold") or False
+    return _native or None
+
+
+def chain_path_status() -> str:
+    """One line: the chain path long runs take, and why (``--explain``, ``native status``)."""
+    from harness import native
+
+    mod, line = native.status("_snpfold")
+    return (f"SNP chain: C fold for runs of >= {NATIVE_MIN_UNITS} pages ({line})" if mod is not None
+            else f"SNP chain: pure Python ({line})")
+
+
+def _debug_line(path: str, gpa: int, count: int, threads: int) -> None:
+    import sys
+
+    print(f"igvm-harness: SNP chain: {count} NORMAL pages from GPA {gpa:#x} by the "
+          f"{'C fold' if path.startswith('native') else 'Python chain'}, {threads} thread(s)",
+          file=sys.stderr)
+
+
 def _pages(length: int) -> int:
     if length % PAGE_4K:
         raise HarnessError(f"SNP update of {length} bytes is not a whole number of 4 KiB pages")
     return length // PAGE_4K
 
 
-def _page_units(pages, page_size: int) -> list:
+def _page_units(pages, page_size: int, gpa: int = 0) -> list:
     """Split a run into 4 KiB units (None for zero units)."""
+    out: list = []
     if page_size == PAGE_4K:
-        out = []
         for page in pages:
             if page is not None and len(page) != PAGE_4K:
-                page = bytes(page) + bytes(PAGE_4K - len(page))
+                page = bytes(_short(page, page_size, gpa)) + bytes(PAGE_4K - len(page))
             out.append(page)
         return out
-    out = []
     for page in pages:
         if page is None:
             out.extend([None] * (page_size // PAGE_4K))
             continue
         view = memoryview(page)
         if len(view) != page_size:
-            view = memoryview(bytes(view) + bytes(page_size - len(view)))
+            view = memoryview(bytes(_short(view, page_size, gpa)) + bytes(page_size - len(view)))
         out.extend(view[off:off + PAGE_4K] for off in range(0, page_size, PAGE_4K))
     return out
 
 
-def _content_hash(unit) -> bytes:
-    return _ZERO_PAGE_HASH if unit is None else hashlib.sha384(unit).digest()
+def _short(page, page_size: int, gpa: int):
+    """``page`` if it is shorter than its page (QEMU zero-pads it), else the refusal."""
+    if len(page) > page_size:
+        raise HarnessError(f"SNP update at GPA {gpa:#x}: page data of {len(page)} bytes "
+                           f"exceeds the page size {page_size}")
+    return page
 
 
 def _chain(ld: bytes, gpa: int, units) -> bytes:
@@ -186,38 +269,43 @@ def _batch_hashes(units) -> list[bytes]:
 
 
 class _Batches:
-    """CONTENTS of ``units`` in batches, claimed by helper threads from the front.
+    """CONTENTS of ``count`` batches (``hash_batch(i)``), claimed in order by
+    every thread, the folding one included.
 
-    The folding thread needs batch ``i`` next: if nobody claimed it, it hashes
-    it itself; if a helper is on it, it hashes the *last* unclaimed batch
-    meanwhile instead of waiting, so no thread idles while work is left.
+    The folding thread folds batch ``i`` as soon as it is ready; while it is
+    not, it hashes the next unclaimed batch instead of waiting.  Claiming in
+    page order keeps the batches hashed but not yet folded to one or two, so
+    when the last batch is hashed only its fold is left: stealing from the
+    back instead leaves the folds of all stolen batches to the end, on one
+    thread (about 10 % of the two-thread time).
     """
 
-    def __init__(self, units: list) -> None:
+    def __init__(self, count: int, hash_batch: Callable[[int], object]) -> None:
         import threading  # only long runs use threads (CLI start-up: tests/cli/test_startup.py)
 
-        self.units = units
-        self.count = -(-len(units) // _BATCH)
-        self.results: list[list[bytes] | None] = [None] * self.count
+        self.hash_batch = hash_batch
+        self.count = count
+        self.results: list[object] = [None] * self.count
         self.done = [threading.Event() for _ in range(self.count)]
-        self.front = 0               # next batch a helper claims
-        self.back = self.count - 1   # next batch the folder steals
+        self.next = 0  # next unclaimed batch
         self.lock = threading.Lock()
         self.error: BaseException | None = None
         self.stop = False
 
+    def _claim(self) -> int | None:
+        with self.lock:
+            if self.stop or self.next >= self.count:
+                return None
+            self.next += 1
+            return self.next - 1
+
     def _hash(self, i: int) -> None:
-        self.results[i] = _batch_hashes(self.units[i * _BATCH:(i + 1) * _BATCH])
+        self.results[i] = self.hash_batch(i)
         self.done[i].set()
 
     def helper(self) -> None:
         try:
-            while not self.stop:
-                with self.lock:
-                    if self.front > self.back:
-                        return
-                    i = self.front
-                    self.front += 1
+            while (i := self._claim()) is not None:
                 self._hash(i)
         except BaseException as exc:  # re-raised on the folding thread
             self.error = exc
@@ -225,18 +313,10 @@ class _Batches:
             for ev in self.done:
                 ev.set()
 
-    def get(self, i: int) -> list[bytes]:
-        """Batch ``i``'s CONTENTS, hashing on this thread while it is not ready."""
+    def get(self, i: int):
+        """Batch ``i``'s CONTENTS, hashing later batches on this thread while it is not ready."""
         while not self.done[i].is_set():
-            with self.lock:
-                if self.front == i and self.front <= self.back:
-                    j = i
-                    self.front += 1
-                elif self.front <= self.back:
-                    j = self.back
-                    self.back -= 1
-                else:
-                    j = None
+            j = self._claim()
             if j is None:
                 self.done[i].wait()
             else:
@@ -249,19 +329,45 @@ class _Batches:
         return res
 
 
-def _chain_parallel(ld: bytes, gpa: int, units: list, workers: int) -> bytes:
+def _run_parallel(batches: _Batches, fold: Callable[[bytes, int, object], bytes], ld: bytes, gpa: int,
+                  stride: int, workers: int) -> bytes:
+    """Helpers hash batches, this thread folds them in order (``stride`` bytes of GPA a batch)."""
     import threading
 
-    batches = _Batches(units)
     threads = [threading.Thread(target=batches.helper, name=f"snp-contents-{n}", daemon=True)
                for n in range(workers - 1)]
     for t in threads:
         t.start()
     try:
         for i in range(batches.count):
-            ld = _fold(ld, gpa + i * _BATCH * PAGE_4K, batches.get(i))
+            ld = fold(ld, gpa + i * stride, batches.get(i))
     finally:
         batches.stop = True  # an exception here (Ctrl-C): helpers claim no more
         for t in threads:
             t.join()
     return ld
+
+
+def _chain_parallel(ld: bytes, gpa: int, units: list, workers: int) -> bytes:
+    """The pure-Python chain with CONTENTS hashed by hashlib on ``workers`` threads."""
+    batches = _Batches(-(-len(units) // _BATCH),
+                       lambda i: _batch_hashes(units[i * _BATCH:(i + 1) * _BATCH]))
+    return _run_parallel(batches, _fold, ld, gpa, _BATCH * PAGE_4K, workers)
+
+
+def _native_parallel(fold, ld: bytes, gpa: int, pages, page_size: int, workers: int) -> bytes:
+    """The C fold with CONTENTS hashed on ``workers`` threads, _NATIVE_BATCH units a batch
+    (each thread's C call releases the GIL for the whole batch); the output
+    buffers are allocated here, 48 bytes per unit of a batch."""
+    per_item = page_size // PAGE_4K
+    items = max(1, _NATIVE_BATCH // per_item)
+    n = len(pages)
+
+    def hash_batch(i: int) -> bytearray:
+        lo, hi = i * items, min(n, (i + 1) * items)
+        out = bytearray(LD_SIZE * per_item * (hi - lo))
+        fold.contents(pages, page_size, lo, hi, out)
+        return out
+
+    batches = _Batches(-(-n // items), hash_batch)
+    return _run_parallel(batches, fold.fold, ld, gpa, items * page_size, workers)

@@ -75,6 +75,36 @@ def _escape(text: str) -> str:
     return text.replace(",", ",,")
 
 
+#: Disk image formats a boot disk may have, told apart by their magic; the
+#: lean build links both block drivers (block/raw-format.c, block/qcow2.c).
+QCOW2_MAGIC = b"QFI\xfb"           # block/qcow2.h QCOW_MAGIC
+
+
+def disk_format(head: bytes) -> str:
+    """``qcow2`` for an image starting with the qcow2 magic, else ``raw``."""
+    return "qcow2" if head[:4] == QCOW2_MAGIC else "raw"
+
+
+@dataclass
+class BootDisk:
+    """A disk on q35's built-in AHCI controller (hw/i386/pc_q35.c creates
+    ich9-ahci; ``ide.0`` is its first port).  ``snapshot``: guest writes go to
+    a temporary overlay QEMU deletes as soon as it has opened it
+    (block.c bdrv_append_temp_snapshot, block/file-posix.c raw_open_common
+    unlinks a BDRV_O_TEMPORARY file), so the image itself is never written;
+    the runner points QEMU's temporary directory into the run directory."""
+
+    path: str
+    format: str = "raw"
+    snapshot: bool = True
+
+    def args(self) -> list[str]:
+        drive = f"file={_escape(self.path)},format={self.format},if=none,id=disk0"
+        if self.snapshot:
+            drive += ",snapshot=on"
+        return ["-drive", drive, "-device", "ide-hd,drive=disk0,bus=ide.0"]
+
+
 @dataclass
 class QemuCommand:
     """Everything needed to start one QEMU; :meth:`argv` renders it."""
@@ -102,6 +132,7 @@ class QemuCommand:
     # -action panic=...): the runner sees STOP and reports STOPPED.
     panic_action: str | None = "pause"
     pvpanic: bool = False              # -device pvpanic (ISA, port 0x505: hw/misc/pvpanic-isa.c)
+    disk: BootDisk | None = None
     extra: list[str] = field(default_factory=list)
 
     def machine_arg(self) -> str:
@@ -141,6 +172,8 @@ class QemuCommand:
             a += ["-device", f"isa-debug-exit,iobase=0x{self.debug_exit_iobase:x}"]
         if self.pvpanic:
             a += ["-device", "pvpanic"]
+        if self.disk is not None:
+            a += self.disk.args()
         if self.panic_action is not None:
             a += ["-action", f"panic={self.panic_action}"]
         if self.exit_with_parent:

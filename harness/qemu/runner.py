@@ -292,7 +292,7 @@ class QemuRun:
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr,
                                          stderr=stderr, pass_fds=(theirs.fileno(),),
-                                         start_new_session=True,
+                                         env=qemu_env(self.run_dir), start_new_session=True,
                                          preexec_fn=None if ewp else _child_setup)
         except OSError as exc:
             theirs.close()
@@ -685,6 +685,17 @@ def _finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
 
 
 Prelaunch = Callable[[QemuRun], None]
+
+
+def qemu_env(run_dir: Path) -> dict[str, str]:
+    """QEMU's environment: the harness's, with TMPDIR in the run directory.
+
+    QEMU makes temporary files there (block.c create_tmp_file: g_get_tmp_dir(),
+    /var/tmp in place of /tmp), e.g. the overlay of a ``snapshot=on`` disk;
+    a QEMU killed before it deleted one leaves it with the run's logs, not in
+    a directory shared with everything else.
+    """
+    return {**os.environ, "TMPDIR": str(Path(run_dir).resolve())}
 
 
 def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,

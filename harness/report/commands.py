@@ -54,11 +54,13 @@ def _certify(args: argparse.Namespace) -> int:
                              vcpus=args.vcpus, boot=not args.no_boot,
                              boot_timeout=args.boot_timeout,
                              workdir=Path(args.output) / "work",
-                             expect_console=args.expect_console)
+                             expect_console=args.expect_console, disk=args.disk)
     try:  # before the first boot writes its logs under OUTPUT/work
         Path(args.output).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise HarnessError(f"{args.output}: cannot create: {exc.strerror or exc}") from None
+    if not args.quiet:
+        target.progress = _stderr
     sha = None
     if not args.quiet:
         from harness.inputs import sha256_file
@@ -199,6 +201,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="what a boot must print on COM1 to count as booted (default: the "
                         "markers of the payload found in the image: OVMF's boot manager or "
                         "shell, a Linux banner, the harness guests' last line)")
+    p.add_argument("--disk", metavar="IMG", default=None,
+                   help="an OS disk (raw or qcow2) on the boot's AHCI port, never written "
+                        "(QEMU's snapshot overlay); needs --expect-console")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_certify)
 

@@ -41,7 +41,8 @@ def _target(config: pytest.Config):
                     image, platform, qemu=config.getoption("qemu"),
                     accel=config.getoption("accel"),
                     boot_timeout=config.getoption("boot_timeout"),
-                    expect_console=config.getoption("expect_console"))
+                    expect_console=config.getoption("expect_console"),
+                    disk=config.getoption("disk"))
             except HarnessError as exc:
                 config.stash[_TARGET] = exc
     return config.stash[_TARGET]

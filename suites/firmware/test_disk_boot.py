@@ -26,7 +26,6 @@ the rest of this suite on a host whose KVM cannot run OVMF.
 from __future__ import annotations
 
 import re
-import shutil
 
 import pytest
 
@@ -54,13 +53,11 @@ def boot_disk(linux_guest):
                                    linux_guest.append)
 
 
-def _disk_boot(fw_boot, tmp_path, disk, **kw):
-    private = tmp_path / "disk.img"        # the guest may write; the cached image stays as built
-    shutil.copyfile(disk, private)
+def _disk_boot(fw_boot, disk, **kw):
+    from harness.qemu.cmdline import BootDisk
+    # snapshot=on: the guest's writes go to QEMU's overlay, the cached image stays as built
     return fw_boot(marker=LINUX_DONE, stop=False, fail=LINUX_PANIC, smp=SMP, memory=f"{MEM}M",
-                   timeout=DISK_TIMEOUT,
-                   extra=["-drive", f"file={private},format=raw,if=none,id=bootdisk",
-                          "-device", "ide-hd,drive=bootdisk,bus=ide.0"], **kw)
+                   timeout=DISK_TIMEOUT, extra=BootDisk(str(disk)).args(), **kw)
 
 
 def _checked(run, linux_guest):
@@ -77,21 +74,48 @@ def _checked(run, linux_guest):
     return rep
 
 
-def test_linux_from_disk_through_igvm(fw, linux_guest, boot_disk, fw_boot, tmp_path, note):
+def test_linux_from_disk_through_igvm(fw, linux_guest, boot_disk, fw_boot, note):
     loader, disk = boot_disk
     note("asset", loader.describe())
-    run = _disk_boot(fw_boot, tmp_path, disk, igvm=fw.wrap(("native",), SMP), label="disk igvm")
+    run = _disk_boot(fw_boot, disk, igvm=fw.wrap(("native",), SMP), label="disk igvm")
     _checked(run, linux_guest)
     note("disk_boot_s", round(run.matched_at, 2))
 
 
 def test_linux_from_disk_through_bios_reports_the_same(fw, linux_guest, boot_disk, fw_boot,
-                                                       tmp_path, note):
+                                                       note):
     loader, disk = boot_disk
     note("asset", loader.describe())
-    via_igvm = _checked(_disk_boot(fw_boot, tmp_path, disk, igvm=fw.wrap(("native",), SMP),
+    via_igvm = _checked(_disk_boot(fw_boot, disk, igvm=fw.wrap(("native",), SMP),
                                    label="disk igvm"), linux_guest)
-    via_bios = _checked(_disk_boot(fw_boot, tmp_path, disk, bios=fw.path, label="disk -bios"),
+    via_bios = _checked(_disk_boot(fw_boot, disk, bios=fw.path, label="disk -bios"),
                         linux_guest)
     assert (via_igvm.online, via_igvm.cpuinfo, via_igvm.ram_bytes) == \
            (via_bios.online, via_bios.cpuinfo, via_bios.ram_bytes)
+
+
+@pytest.mark.firmware("ovmf-generic")
+def test_certify_boots_a_vendor_disk(fw, boot_disk, tmp_path, qemu_binary):
+    """``certify --disk``: a vendor's firmware IGVM with its OS disk, booted to
+    the OS's own line; the disk is left as it was and QEMU's snapshot overlay
+    lived only in the run directory (runner.qemu_env: TMPDIR)."""
+    import hashlib
+    import json
+    import subprocess
+    import sys
+    _, disk = boot_disk
+    before = hashlib.sha256(disk.read_bytes()).hexdigest()
+    out = tmp_path / "reports"
+    r = subprocess.run([sys.executable, "-m", "harness.cli", "certify", str(fw.wrap()),
+                        "--platform", "native", "--accel", "tcg", "--qemu", qemu_binary,
+                        "--disk", str(disk), "--expect-console", LINUX_DONE,
+                        "--boot-timeout", str(DISK_TIMEOUT), "--output", str(out)],
+                       capture_output=True, text=True, timeout=DISK_TIMEOUT + 120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    report = json.loads(next(out.glob("certify-*.json")).read_text())
+    boot = next(c for c in report["checks"] if c["id"] == "native.boot")
+    assert boot["verdict"] == "pass", boot["message"]
+    details = boot["evidence"]["details"]
+    assert details["disk"]["path"] == str(disk.resolve()) and details["disk"]["format"] == "raw"
+    assert hashlib.sha256(disk.read_bytes()).hexdigest() == before
+    assert not list(out.rglob("vl.*"))           # the overlay is unlinked once opened

@@ -293,3 +293,42 @@ def test_pause_on_request_is_not_stopped(any_qemu, reset_rom, tmp_path, config_b
     assert out.run_state is None
     assert "STOP" in [e["event"] for e in out.events]
     assert live_runs() == []
+
+
+def test_boot_disk_arguments_and_format():
+    from harness.qemu.cmdline import BootDisk, disk_format
+    assert BootDisk("/d/a,b.img", "qcow2").args() == [
+        "-drive", "file=/d/a,,b.img,format=qcow2,if=none,id=disk0,snapshot=on",
+        "-device", "ide-hd,drive=disk0,bus=ide.0"]
+    assert "snapshot" not in BootDisk("x", snapshot=False).args()[1]
+    assert disk_format(b"QFI\xfb\x00\x00\x00\x03") == "qcow2"   # block/qcow2.h QCOW_MAGIC
+    assert disk_format(b"\xeb\x3c\x90I") == disk_format(b"") == "raw"
+
+
+def test_snapshot_disk_overlay_lives_in_the_run_dir(any_qemu, reset_rom, tmp_path):
+    """QEMU puts a snapshot=on overlay in $TMPDIR (block.c create_tmp_file) and
+    unlinks it once open (block/file-posix.c raw_open_common); the runner's
+    TMPDIR is the run directory, and the disk itself is not written."""
+    from harness.qemu.cmdline import BootDisk
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(1 << 20))
+    links: list[str] = []
+
+    def pre(qr):
+        fd_dir = f"/proc/{qr.proc.pid}/fd"
+        for name in os.listdir(fd_dir):
+            try:
+                links.append(os.readlink(os.path.join(fd_dir, name)))
+            except OSError:
+                pass
+
+    run_dir = tmp_path / "r"
+    out = run(_cmd(any_qemu, reset_rom, disk=BootDisk(str(disk))), run_dir, timeout=20,
+              prelaunch=pre)
+    assert out.status is Status.BOOTED, out.summary()
+    overlays = [link for link in links if "/vl." in link]
+    assert overlays, links
+    assert all(link.startswith(f"{run_dir.resolve()}/vl.") and link.endswith(" (deleted)")
+               for link in overlays), overlays
+    assert disk.read_bytes() == bytes(1 << 20)
+    assert not list(run_dir.glob("vl.*"))
