@@ -142,7 +142,7 @@ def describe(f: m.IgvmFile, include_pages: bool = False, lazy: bool = False) -> 
     headers = header_dicts() if lazy else list(header_dicts())
     ranges = (r.as_dict() for r in page_ranges(f))
     platforms = []
-    for _, p, _ in m.runs(f.platforms):
+    for p in m.of_class(f.platforms, m.SupportedPlatform):
         if isinstance(p, m.SupportedPlatform):
             platforms.append({"type": _enum(PlatformType, p.platform_type),
                               "compatibility_mask": p.compatibility_mask,

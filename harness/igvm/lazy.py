@@ -72,7 +72,7 @@ class LazyHeaders:
     """Read-only sequence of the headers at ``offsets[i] for i in index``
     (``len``, indexing, slicing, iteration, equality with a list)."""
 
-    __slots__ = ("_decode", "_offsets", "_index", "_copies", "_buf")
+    __slots__ = ("_decode", "_offsets", "_index", "_copies", "_buf", "_where")
 
     def __init__(self, decode: Callable[[int], object], offsets: Sequence[int],
                  index: Sequence[int], copies: dict[int, int] | None = None,
@@ -82,6 +82,7 @@ class LazyHeaders:
         self._index = index
         self._copies = copies or {}
         self._buf = buf  # the file: header types are read from it without decoding
+        self._where: dict[int, array.array] = {}  # header type -> positions (of_type)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -129,12 +130,18 @@ class LazyHeaders:
 
     def of_type(self, header_type: int) -> Iterator[tuple[int, object]]:
         """``(position, header)`` of the headers of one TLV type, the others
-        skipped without being built (a VP context among a million pages)."""
-        unpack, buf, offsets, decode = _TYPE.unpack_from, self._buf, self._offsets, self._decode
-        for pos, j in enumerate(self._index):
-            off = offsets[j]
-            if unpack(buf, off)[0] == header_type:
-                yield pos, decode(off)
+        skipped without being built (a VP context among a million pages, a
+        platform among millions of bad headers); the positions found are
+        kept (4 bytes each), so asking again costs only those headers."""
+        where = self._where.get(header_type)
+        if where is None:  # one pass of type reads, kept: the sequence never changes
+            unpack, buf, offsets = _TYPE.unpack_from, self._buf, self._offsets
+            where = array.array(OFFSET_CODE, (pos for pos, j in enumerate(self._index)
+                                              if unpack(buf, offsets[j])[0] == header_type))
+            self._where[header_type] = where
+        decode, offsets, index = self._decode, self._offsets, self._index
+        for pos in where:
+            yield pos, decode(offsets[index[pos]])
 
     def __bool__(self) -> bool:
         return len(self._index) > 0

@@ -419,7 +419,7 @@ class IgvmFile(Record):
 
     def platform(self, platform_type: int) -> SupportedPlatform | None:
         """The SUPPORTED_PLATFORM header for a platform type, if any."""
-        for _, p, _ in runs(self.platforms):
+        for p in of_class(self.platforms, SupportedPlatform):
             if isinstance(p, SupportedPlatform) and p.platform_type == platform_type:
                 return p
         return None
@@ -431,7 +431,7 @@ class IgvmFile(Record):
 
     def platform_types(self) -> list[PlatformType | int]:
         out = []
-        for _, p, _ in runs(self.platforms):
+        for p in of_class(self.platforms, SupportedPlatform):
             if isinstance(p, SupportedPlatform):
                 try:
                     out.append(PlatformType(p.platform_type))

@@ -547,10 +547,15 @@ class _Scanner(_Decoder):
             v = self.violations
             before = v.not_shown
             past = self.limit is not None and len(v) >= self.limit
+            # past the limit, with where that was noted: only counted, so not worded
+            count_only = past and v.first_not_shown is not None
             if sec is None:
-                report("unknown-header-type", f"type 0x{t:x} is in no section range"
-                       + (" (optional bit set; the reference parser rejects it)"
-                          if t & OPTIONAL_BIT else ""), idx, pos)
+                if count_only:
+                    v.not_shown += 1
+                else:
+                    report("unknown-header-type", f"type 0x{t:x} is in no section range"
+                           + (" (optional bit set; the reference parser rejects it)"
+                              if t & OPTIONAL_BIT else ""), idx, pos)
                 # kept where a RawHeader of this type says it belongs
                 sec = max(stage, section_of(t & ~OPTIONAL_BIT) or DIRECTIVE)
                 raw = True
@@ -567,8 +572,11 @@ class _Scanner(_Decoder):
                 raw = False
                 if t not in _HANDLED or (sec == Section.PLATFORM
                                          and t != HeaderType.SUPPORTED_PLATFORM):
-                    report("unknown-header-type", f"type 0x{t:x} ({_name(t)}) is not handled by "
-                           "the reference parser", idx, pos)
+                    if count_only:
+                        v.not_shown += 1
+                    else:
+                        report("unknown-header-type", f"type 0x{t:x} ({_name(t)}) is not "
+                               "handled by the reference parser", idx, pos)
                     raw = True
                 elif length != layout.size:
                     report("header-length-mismatch", f"{_name(t)} length {length}, the structure "
@@ -627,7 +635,7 @@ class _Scanner(_Decoder):
                 report("platform-mask-duplicate", f"mask 0x{h.compatibility_mask:x} reuses a "
                        "declared bit", idx, off)
             declared |= h.compatibility_mask
-        if not any(isinstance(p, m.SupportedPlatform) for p in f.platforms):
+        if not any(True for _ in m.of_class(f.platforms, m.SupportedPlatform)):
             report("no-platform", "the file declares no supported platform", None,
                    self.vho)
         filter_mask = 0xFFFFFFFF
