@@ -207,6 +207,8 @@ def _dump_streaming(doc: dict) -> None:
     out.write("{")
     for n, (key, value) in enumerate(doc.items()):
         out.write(("," if n else "") + f"\n  {json.dumps(key)}: ")
+        if callable(value):  # known once the iterators before it were written
+            value = value()
         if not isinstance(value, Iterator):
             out.write(json.dumps(value, indent=2).replace("\n", "\n  "))
             continue

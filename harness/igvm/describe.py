@@ -8,6 +8,7 @@ from typing import Iterator
 
 from harness.igvm import model as m
 from harness.igvm.defs import Architecture, PageDataFlags, PageDataType, PlatformType
+from harness.igvm.limits import MAX_VIOLATIONS
 from harness.igvm.vmsa import NativeVpContextX64, SevEsVmsa
 
 
@@ -109,6 +110,11 @@ def decode_vp_context(f: m.IgvmFile, h: m.VpContext) -> dict:
     return out
 
 
+#: Raw headers (undecodable, each a violation) ``describe`` lists; the
+#: rest are counted, as the validator counts violations past its limit.
+RAW_LISTED = MAX_VIOLATIONS
+
+
 def _sections(f: m.IgvmFile):
     """``(base index, headers)`` of the three sections, in :meth:`IgvmFile.headers` order."""
     base = 0
@@ -123,14 +129,24 @@ def describe(f: m.IgvmFile, include_pages: bool = False, lazy: bool = False) -> 
     iterators, so that a file of a million headers is printed one at a time
     rather than held as a million dicts (about 1 KiB each).  A run of
     byte-identical headers the scan counted past the violation limit is one
-    entry, with ``"copies"``: how many follow it."""
+    entry, with ``"copies"``: how many follow it.  Headers kept raw (each a
+    violation) are listed up to :data:`RAW_LISTED`, as violations are, and
+    the rest counted in ``"raw_headers_not_listed"``."""
+
+    not_listed = [0]  # raw headers past RAW_LISTED, known once the headers are read
 
     def header_dicts():
+        raw = 0
         for base, seq in _sections(f):
             offset = getattr(seq, "offset", None)
             for pos, h, count in m.runs(seq):
                 if isinstance(h, m.PageData) and not include_pages:
                     continue
+                if isinstance(h, m.RawHeader):
+                    if raw >= RAW_LISTED:
+                        not_listed[0] += count
+                        continue
+                    raw += 1
                 d = h.as_dict()
                 d["index"] = base + pos
                 if offset is not None:
@@ -163,6 +179,8 @@ def describe(f: m.IgvmFile, include_pages: bool = False, lazy: bool = False) -> 
         "page_data_headers": n_pages,
         "platforms": platforms,
         "headers": headers,
+        # a callable while "headers" is an iterator: the count is known after it
+        "raw_headers_not_listed": (lambda: not_listed[0]) if lazy else not_listed[0],
         "page_ranges": ranges if lazy else list(ranges),
         "vp_contexts": contexts,
     }
@@ -191,6 +209,10 @@ def render_lines(d: dict, name: str):
         off = f" @0x{h['offset']:x}" if "offset" in h else ""
         copies = f" (and {h['copies']} identical copies after it)" if h.get("copies") else ""
         yield f"  [{h['index']}]{off} {h['type']}: {fields}{copies}"
+    more = d.get("raw_headers_not_listed", 0)
+    more = more() if callable(more) else more
+    if more:
+        yield f"  ... and {more} more headers kept raw (each a violation), not listed"
     yield "page ranges:"
     for r in d["page_ranges"]:
         kind = "zero" if r["zero"] else "data"

@@ -138,3 +138,10 @@ def with_reused_area_index(headers_file: bytes) -> bytes:
     vho, vhs = struct.unpack_from("<II", headers_file, 8)
     area = struct.pack("<IIQII", _PARAMETER_AREA, 16, 0x1000, 0, 0)
     return _file(headers_file[vho:vho + vhs] + area + area, headers_file[vho + vhs:])
+
+
+def alternating_bad_headers(count: int) -> bytes:
+    """As :func:`bad_headers`, but the 8-byte headers alternate between two
+    unknown types (0x7E, 0x7F), so no two neighbours are byte-identical."""
+    bad = b"".join(struct.pack("<II", 0x7E + (i & 1), 0) for i in range(count))
+    return _file(_platform(PlatformType.NATIVE) + bad)

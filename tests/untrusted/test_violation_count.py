@@ -95,3 +95,21 @@ def test_every_overlapping_region_is_counted():
     assert {x.rule for x in v} == {"relocation-regions-overlap"}
     assert v[0].header_index == 2  # platform 0, first region 1, the second overlaps it
     assert "overlaps [0x40000000, 0x40200000) for mask 0x1" in v[0].message
+
+
+def test_alternating_bad_headers_are_walked_and_counted():
+    """No two neighbours alike: no copy is skipped, every header is walked."""
+    v = validate(hostile.alternating_bad_headers(20_001))
+    assert v.total == 20_001 and len(v) == MAX_VIOLATIONS
+
+
+@pytest.mark.parametrize("make", [hostile.bad_headers, hostile.alternating_bad_headers])
+def test_inspect_lists_raw_headers_up_to_the_limit(make):
+    """describe lists at most MAX_VIOLATIONS headers kept raw (each one a
+    violation) and counts the rest: 5,000 were built."""
+    from harness.igvm.describe import describe
+    from harness.igvm.parser import parse
+    d = describe(parse(make(5000), check=False))
+    raw = [h for h in d["headers"] if h["type"] != "SUPPORTED_PLATFORM"]
+    assert len(raw) == MAX_VIOLATIONS
+    assert d["raw_headers_not_listed"] == 5000 - MAX_VIOLATIONS
