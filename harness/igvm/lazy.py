@@ -135,9 +135,10 @@ class LazyHeaders:
         kept (4 bytes each), so asking again costs only those headers."""
         where = self._where.get(header_type)
         if where is None:  # one pass of type reads, kept: the sequence never changes
-            unpack, buf, offsets = _TYPE.unpack_from, self._buf, self._offsets
-            where = array.array(OFFSET_CODE, (pos for pos, j in enumerate(self._index)
-                                              if unpack(buf, offsets[j])[0] == header_type))
+            where = array.array(OFFSET_CODE)
+            for pos, t, count in self.type_runs():  # a run of copies: one read
+                if t == header_type:
+                    where.extend(range(pos, pos + count))
             self._where[header_type] = where
         decode, offsets, index = self._decode, self._offsets, self._index
         for pos in where:
