@@ -36,8 +36,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import errno
+import contextlib
 import ctypes
+import errno
 import os
 import select
 import shutil
@@ -341,7 +342,8 @@ class QemuRun:
                 return
         qmp = None
         try:
-            qmp = QEMUMonitorProtocol(conn)
+            with _interrupts_deferred():
+                qmp = QEMUMonitorProtocol(conn)
             greeting = qmp.connect(negotiate=True)
             qmp.settimeout(max(1.0, self._remaining()))
         except BaseException as exc:  # QEMU exited while negotiating, or an interrupt
@@ -649,6 +651,29 @@ class QemuRun:
     def __exit__(self, *exc) -> None:
         self.kill()
         self.cleanup()
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """SIGINT/SIGTERM held back (this thread's signal mask) for a few statements.
+
+    qemu.qmp.legacy's QEMUMonitorProtocol.__init__ sets ``_qmp`` before
+    ``_aloop``, and its ``__del__`` reads both: an interrupt between the two
+    leaves a half-built object whose collection prints "Exception ignored in
+    ... __del__ ... AttributeError: ... no attribute '_aloop'" (seen under
+    load by tests/untrusted/test_hygiene.py).  A signal that arrives meanwhile
+    stays pending and is delivered when the mask is restored, where the
+    caller's ``except`` sees the finished object.
+    """
+    held = {signal.SIGINT, signal.SIGTERM}
+    if threading.current_thread() is not threading.main_thread():
+        yield  # Python runs signal handlers on the main thread only
+        return
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 def _close_qmp(qmp: QEMUMonitorProtocol) -> None:
