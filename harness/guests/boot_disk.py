@@ -22,8 +22,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.guests import fat
-from harness.guests.build import cache_root
-from harness.outputs import write_atomic
+from harness.guests.build import cache_root, publish
 
 #: Bumped when the disk's layout or configuration changes meaning.
 RECIPE_VERSION = 1
@@ -82,9 +81,4 @@ def build_boot_disk(loader: Path, kernel: Path, initrd: Path, options: str,
     if final.is_file():
         return final
     image = fat.build(files(*parts, options), label="IGVMT-BOOT")
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        write_atomic(final, image, prefix=".bootdisk-")
-    except OSError as exc:
-        raise HarnessError(f"cannot write the boot disk into {cache}: {exc.strerror}") from None
-    return final
+    return publish(final, image, ".bootdisk-", what="the boot disk")

@@ -90,6 +90,20 @@ def cache_root() -> Path:
     return Path(base) / "igvm-harness" / "guests"
 
 
+def publish(final: Path, data: bytes, prefix: str, error: type[HarnessError] = HarnessError,
+            what: str = "a guest artefact") -> Path:
+    """Write ``data`` as the cache file ``final`` (whole or not at all), or
+    raise ``error`` naming ``what``: how the initrd and the boot disk enter
+    the guest cache."""
+    from harness.outputs import write_atomic
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(final, data, prefix=prefix)
+    except OSError as exc:
+        raise error(f"cannot write {what} into {final.parent}: {exc.strerror}") from None
+    return final
+
+
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if not path:

@@ -24,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HarnessError
-from harness.outputs import write_atomic
-from harness.guests.build import SOURCE_DIR, cache_root
+from harness.guests.build import SOURCE_DIR, cache_root, publish
 
 #: Bumped when the archive layout changes meaning.
 RECIPE_VERSION = 1
@@ -129,9 +128,4 @@ def build_initrd(busybox: Path, compress: bool = False, cache: Path | None = Non
     archive = write_newc(entries(bb, script))
     if compress:
         archive = gzip.compress(archive, compresslevel=6, mtime=0)
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        write_atomic(final, archive, prefix=".initrd-")
-    except OSError as exc:
-        raise InitrdError(f"cannot write initrd into {cache}: {exc.strerror}") from None
-    return final
+    return publish(final, archive, ".initrd-", InitrdError, "the initrd")
