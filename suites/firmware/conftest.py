@@ -151,6 +151,17 @@ def linux_guest() -> LinuxGuest:
     return LinuxGuest(kernel, busybox, build_initrd(busybox.path))
 
 
+@pytest.fixture(scope="session")
+def boot_disk(linux_guest):
+    """``(loader AssetInfo, disk image)``: Debian's systemd-boot, kernel and the
+    harness initrd on a FAT disk (harness/guests/boot_disk.py), with the
+    ``-kernel`` boots' command line, so both paths hand the kernel the same options."""
+    from harness.guests.boot_disk import build_boot_disk
+    loader = _asset("systemd-boot")
+    return loader, build_boot_disk(loader.path, linux_guest.kernel.path, linux_guest.initrd,
+                                   linux_guest.append)
+
+
 @pytest.fixture
 def note(request: pytest.FixtureRequest) -> Callable[[str, object], None]:
     """``note(name, value)``: a user property of the test (JUnit XML

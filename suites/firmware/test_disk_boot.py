@@ -40,19 +40,6 @@ SMP, MEM = 2, 512
 DISK_TIMEOUT = 360.0
 
 
-@pytest.fixture(scope="module")
-def boot_disk(linux_guest):
-    from harness import assets
-    from harness.guests.boot_disk import build_boot_disk
-    try:
-        loader = assets.info("systemd-boot")
-    except assets.AssetMissing as exc:
-        pytest.skip(str(exc))
-    # the -kernel boots' command line, so both paths hand the kernel the same options
-    return loader, build_boot_disk(loader.path, linux_guest.kernel.path, linux_guest.initrd,
-                                   linux_guest.append)
-
-
 def _disk_boot(fw_boot, disk, **kw):
     from harness.qemu.cmdline import BootDisk
     # snapshot=on: the guest's writes go to QEMU's overlay, the cached image stays as built
