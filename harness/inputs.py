@@ -14,6 +14,10 @@ import stat
 
 from harness.errors import HarnessError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # annotations only
+    from collections.abc import Callable
+
 
 def open_input(path: str | os.PathLike) -> int:
     """A read-only descriptor of the regular file ``path`` (the caller closes it).
@@ -54,14 +58,30 @@ def _refuse_special(name: str, mode: int) -> None:
         raise HarnessError(f"{name}: not a regular file ({kind})")
 
 
-def read_input(path: str | os.PathLike) -> bytes:
-    """The whole content of the regular file ``path``."""
+def read_input(path: str | os.PathLike, limit: int | None = None,
+               too_large: Callable[[int], str] | None = None) -> bytes:
+    """The whole content of the regular file ``path``.
+
+    ``limit``: a file of more bytes is refused before anything is read, with
+    ``too_large(size)`` as the message (exit status 1: an unusable input), and
+    a file that grows past its size while it is read is refused too.
+    """
+    name = os.fspath(path)
     fd = open_input(path)
     try:
         with os.fdopen(fd, "rb", closefd=True) as fh:
-            return fh.read()
+            if limit is None:
+                return fh.read()
+            size = os.fstat(fh.fileno()).st_size
+            if size > limit:
+                why = too_large(size) if too_large else f"{size} bytes is more than {limit}"
+                raise HarnessError(f"{name}: {why}", 1)
+            data = fh.read(size)
+            if fh.read(1):
+                raise HarnessError(f"{name}: the file grew while it was read", 1)
+            return data
     except OSError as exc:
-        raise HarnessError(f"{os.fspath(path)}: cannot read: {exc.strerror or exc}") from None
+        raise HarnessError(f"{name}: cannot read: {exc.strerror or exc}") from None
 
 
 def read_text_input(path: str | os.PathLike, kind: str) -> str:

@@ -45,13 +45,9 @@ def entry_conf(options: str) -> bytes:
 
 
 def _read(path: Path, what: str) -> bytes:
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise HarnessError(f"boot disk: {what} {path}: {exc.strerror}") from None
-    if size > MAX_INPUT:
-        raise HarnessError(f"boot disk: {what} {path} is {size} bytes (limit {MAX_INPUT >> 20} MiB)")
-    return path.read_bytes()
+    from harness.inputs import read_input
+    return read_input(path, MAX_INPUT, lambda size: f"{what} of {size} bytes "
+                                                    f"(limit {MAX_INPUT >> 20} MiB)")
 
 
 def files(loader: bytes, kernel: bytes, initrd: bytes, options: str) -> dict[str, bytes]:

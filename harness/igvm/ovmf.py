@@ -353,22 +353,10 @@ def read(data, name: str = "OVMF.fd") -> OvmfImage:
 def _read_bounded(name: str, limit: int = MAX_IMAGE) -> bytes:
     """The bytes of the regular file ``name``, refused before reading beyond ``limit``
     (firmware is small: reading beats mapping, whose page faults cost more than the copy)."""
-    from harness.inputs import open_input
-    fd = open_input(name)
-    try:
-        size = os.fstat(fd).st_size
-        if size > limit:
-            raise _err(name, f"{size} bytes is larger than any x86 firmware image QEMU maps below "
-                             f"4 GiB (limit {MAX_IMAGE >> 20} MiB)")
-        with os.fdopen(fd, "rb", closefd=False) as fh:
-            data = fh.read(size)
-            if fh.read(1):
-                raise _err(name, "the file grew while it was read")
-    except OSError as exc:
-        raise HarnessError(f"{name}: cannot read: {exc.strerror or exc}") from None
-    finally:
-        os.close(fd)
-    return data
+    from harness.inputs import read_input
+    return read_input(name, limit, lambda size: f"{size} bytes is larger than any x86 firmware "
+                                                f"image QEMU maps below 4 GiB (limit "
+                                                f"{MAX_IMAGE >> 20} MiB)")
 
 
 def load(path, vars_path=None) -> OvmfImage:
