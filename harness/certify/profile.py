@@ -14,7 +14,6 @@ The list of checks is data (:func:`plan`) so that the CLI, the pytest suite
 from __future__ import annotations
 
 import os
-
 import time
 from dataclasses import dataclass
 from pathlib import Path

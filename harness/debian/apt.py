@@ -148,10 +148,11 @@ class AptConfig:
                extra_suites: tuple[str, ...] = (),
                today: _dt.date | None = None) -> "AptConfig":
         archive = apt_sources.debian_archive(apt_sources.read_apt_sources(etc))
+        known = debian_releases.releases()  # read Debian's table once
         absent = read_absent(root, today or _dt.date.today())
-        suites = tuple(s for s in suites_after(archive.suite) if s not in absent)
+        suites = tuple(s for s in suites_after(archive.suite, known) if s not in absent)
         suites = tuple(s for s in extra_suites if s not in suites) + suites
-        optional = tuple(s for s in newer_releases(archive.suite)
+        optional = tuple(s for s in newer_releases(archive.suite, known)
                          if s in suites and s not in extra_suites)
         return cls(root, archive, suites, src_suites, optional)
 
@@ -403,10 +404,10 @@ def read_absent(root: Path, today: _dt.date) -> set[str]:
 def record_absent(root: Path, suites: set[str], today: _dt.date) -> None:
     path = _absent_file(root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    kept = {line.split()[0]: line for line in _absent_lines(root)
-            if line.split()[0] in read_absent(root, today)}
+    still = read_absent(root, today)
+    kept = {line.split()[0]: line for line in _absent_lines(root) if line.split()[0] in still}
     kept.update({s: f"{s} {today.isoformat()}" for s in suites})
-    path.write_text("".join(kept[s] + "\n" for s in sorted(kept)))
+    write_atomic(path, "".join(kept[s] + "\n" for s in sorted(kept)), prefix=".absent-suites.")
 
 
 def harness_config(root: Path, etc: Path = Path("/etc/apt")) -> AptConfig:
