@@ -150,12 +150,9 @@ def _dir_entries(node: _Node, parent: "_Node | None") -> list[bytes]:
 
 
 def _entry_count(node: _Node) -> int:
-    n = 2 if node.parent is not None else 0     # "." and ".."
-    for child in node.children.values():
-        if _short(child.name) is None:
-            n += -(-len(child.name.encode("utf-16-le")) // 2 // LFN_CHARS) or 1
-        n += 1
-    return n
+    """How many 32-byte entries directory ``node`` takes: those :func:`_dir_entries`
+    writes (their number does not depend on the clusters, not allocated yet)."""
+    return len(_dir_entries(node, node.parent))
 
 
 def _clusters_of(node: _Node) -> int:
