@@ -64,6 +64,33 @@ else
     say "system packages present"
 fi
 
+# clang's libFuzzer and sanitizer runtimes (libclang_rt.fuzzer, .asan, .ubsan)
+# are a package of their own, which clang only recommends: Debian names it
+# libclang-rt-<LLVM major>-dev.  Found by what the fuzz target links
+# (harness/qemu/libigvm/Makefile `fuzz`: -fsanitize=fuzzer,address,undefined),
+# the major taken from the installed clang's resource directory, never a
+# hard-coded version.
+clang_runtime_links() {
+    local dir rc=0
+    dir="$(mktemp -d)"
+    printf 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n)\n{ (void)d; (void)n; return 0; }\n' >"$dir/t.c"
+    clang -fsanitize=fuzzer,address,undefined -o "$dir/t" "$dir/t.c" >"$dir/log" 2>&1 || rc=$?
+    [ "$rc" -eq 0 ] || tail -n 3 "$dir/log" >&2
+    rm -rf "$dir"
+    return "$rc"
+}
+if command -v clang >/dev/null 2>&1 && ! clang_runtime_links 2>/dev/null; then
+    resource="$(clang -print-resource-dir)"
+    major="$(printf '%s\n' "$resource" | sed -n 's|^/usr/lib/llvm-\([0-9][0-9]*\)/.*|\1|p')"
+    [ -n "$major" ] || major="$(clang -dumpversion | cut -d. -f1)"
+    say "clang $(clang -dumpversion) cannot link -fsanitize=fuzzer: installing libclang-rt-$major-dev"
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "libclang-rt-$major-dev" >/dev/null
+    if ! clang_runtime_links; then
+        say "clang still cannot link -fsanitize=fuzzer,address,undefined after installing libclang-rt-$major-dev"
+        exit 1
+    fi
+fi
+
 if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys' 2>/dev/null; then
     say "creating .venv"
     python3 -m venv .venv
