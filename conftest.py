@@ -11,6 +11,9 @@ PLUGINS = {
     "igvm_harness": "harness.plugin",                     # options, fixtures, skips
     "igvm_harness_matrix": "harness.matrix.pytest_plugin",  # conformance matrix summary
     "igvm_harness_reports": "harness.report.pytest_collect",  # JSON/JUnit/HTML reports
+    "igvm_harness_timing": "harness.report.pytest_timing",  # where the time went
+    # harness.parallel (-n auto by default) works only from the entry point:
+    # a conftest is read too late to add options.
 }
 
 _installed = {ep.name for ep in importlib.metadata.entry_points(group="pytest11")}

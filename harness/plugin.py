@@ -304,6 +304,15 @@ def guest_images(pytestconfig: pytest.Config) -> dict:
     return st.guests
 
 
+@pytest.fixture(scope="session")
+def boot_records():
+    """The session's :class:`harness.qemu.records.BootRecords`: a boot two
+    checks need is run once (in this process; the suites give such checks
+    one ``xdist_group``), and both read its record."""
+    from harness.qemu.records import BootRecords
+    return BootRecords()
+
+
 @pytest.fixture
 def vendor_igvm(pytestconfig: pytest.Config) -> Path:
     path = pytestconfig.getoption("--igvm")

@@ -42,6 +42,24 @@ OVMF_LINES: dict[str, tuple[str, str]] = {
 
 #: The firmware reached its boot manager (any of its lines).
 BOOT_MANAGER = "|".join(f"(?:{rx})" for rx, _ in OVMF_LINES.values())
+#: Prompts a user at the console would answer, and the keys the harness
+#: types (harness.qemu.runner ``answers``): name -> (regex over the raw
+#: console, keys, edk2 source).  The shell's startup.nsh countdown
+#: (ShellPkg/Application/Shell/Shell.c DoStartupScript, the message
+#: STR_SHELL_STARTUP_QUESTION of Shell.uni, ``Press %HESC%N in %d seconds to
+#: skip %Hstartup.nsh%N or any other key to continue.``: %H/%N are colour
+#: escapes on a serial console) waits 5 s.  The harness presses "any other
+#: key" (a space): the shell goes on at its next one-second poll, runs
+#: startup.nsh where a file system has one (none of the suites' boots
+#: does) and shows its prompt.  Not ESC: on a serial console the terminal
+#: driver holds a lone ESC back until it knows no escape sequence follows
+#: (MdeModulePkg/Universal/Console/TerminalDxe), another second.
+ANSWER_LINES: dict[str, tuple[str, bytes, str]] = {
+    "shell-startup-countdown": (r"Press (?:\x1b\[[0-9;]*m)*ESC(?:\x1b\[[0-9;]*m)* in \d+ seconds",
+                                b" ", "ShellPkg/Application/Shell/Shell.c: DoStartupScript"),
+}
+ANSWERS: tuple[tuple[str, bytes], ...] = tuple((rx, keys) for rx, keys, _ in ANSWER_LINES.values())
+
 #: The boot manager has nothing left to do without input.
 SETTLED = "|".join(f"(?:{OVMF_LINES[k][0]})" for k in ("bds-gave-up", "shell-prompt"))
 

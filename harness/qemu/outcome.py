@@ -33,6 +33,7 @@ Why STOPPED exists (QEMU 10.2 sources):
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
 import signal
@@ -110,6 +111,10 @@ class Outcome:
     matched: str | None = None        # console text that matched the run's ``until``
     matched_at: float | None = None   # s from QEMU's start to that text
     failed_on: str | None = None      # console text that matched the run's ``fail``
+    qmp_at: float | None = None       # s from QEMU's start to its QMP greeting (machine built)
+    #: ``(console characters so far, s from QEMU's start)`` per console read
+    #: (harness.qemu.console ConsoleLog.arrivals), for :meth:`first_at`
+    arrivals: list = field(default_factory=list, repr=False)
 
     @property
     def guest_status(self) -> int | None:
@@ -118,6 +123,22 @@ class Outcome:
         if self.exit_code is None or self.exit_code % 2 == 0 or not self.report.done:
             return None
         return self.exit_code >> 1
+
+    def first_at(self, pattern) -> float | None:
+        """Seconds from QEMU's start to the console read that brought the
+        first match of ``pattern`` (a regex), or None: when the record shows
+        a line, not only whether (one boot answers several checks)."""
+        found = re.search(pattern, self.console)
+        if found is None:
+            return None
+        i = bisect.bisect_right(self.arrivals, (found.start(), float("inf")))
+        return self.arrivals[i][1] if i < len(self.arrivals) else None
+
+    @property
+    def guest_seconds(self) -> float | None:
+        """Seconds the guest had: from the machine's set-up (QMP greeting)
+        to the end of the run."""
+        return None if self.qmp_at is None else max(0.0, self.duration - self.qmp_at)
 
     def tail(self, lines: int = 20) -> str:
         return "\n".join(self.console.splitlines()[-lines:])
@@ -143,7 +164,8 @@ class Outcome:
                 "argv": self.argv, "guest_status": self.guest_status,
                 "records": [r.line for r in self.report], "prelaunch": self.prelaunch,
                 "run_state": self.run_state, "events": self.events, "matched": self.matched,
-                "matched_at": self.matched_at, "failed_on": self.failed_on}
+                "matched_at": self.matched_at, "failed_on": self.failed_on,
+                "qmp_at": self.qmp_at}
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1, default=str))

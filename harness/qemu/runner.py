@@ -70,6 +70,30 @@ QUIT_GRACE = 10.0     # s QEMU gets to exit after "quit" before it is killed
 MARKER_GRACE = 0.3    # s of console kept after an ``until`` / ``fail`` match, before the quit
 SOCKET_PATH_MAX = 107
 
+# ------------------------------------------------------------ observers
+#: ``observer(outcome, fresh)``: called with every finished run's Outcome
+#: (``fresh``), and with every boot record handed out again
+#: (harness.qemu.records, not fresh): the pytest timing table
+#: (harness.report.pytest_timing).  An observer must not raise.
+Observer = Callable[[Outcome, bool], None]
+_OBSERVERS: list[Observer] = []
+
+
+def add_observer(observer: Observer) -> None:
+    if observer not in _OBSERVERS:
+        _OBSERVERS.append(observer)
+
+
+def remove_observer(observer: Observer) -> None:
+    if observer in _OBSERVERS:
+        _OBSERVERS.remove(observer)
+
+
+def notify(outcome: Outcome, fresh: bool) -> None:
+    for observer in list(_OBSERVERS):
+        observer(outcome, fresh)
+
+
 # ------------------------------------------------------- process registry
 _LIVE: dict[int, "QemuRun"] = {}
 _LIVE_LOCK = threading.Lock()
@@ -223,8 +247,10 @@ class QemuRun:
     def __init__(self, cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
                  paused: bool = True, until: ConsolePattern | None = None, *,
                  fail: ConsolePattern | None = None, stop: bool = True,
-                 progress: Progress | None = None, progress_every: float = 10.0) -> None:
+                 progress: Progress | None = None, progress_every: float = 10.0,
+                 answers: tuple[tuple[ConsolePattern, bytes], ...] = ()) -> None:
         self.cmd = cmd
+        self.answers = tuple(answers)   # (console prompt, keys typed once when it appears)
         self.paused = paused
         self.until = until        # console marker (see run())
         self.fail = fail          # console failure pattern: ends the run at once
@@ -250,6 +276,7 @@ class QemuRun:
         self.run_state: str | None = None     # set when the VM stopped for good
         self._qmp_fd: int | None = None       # dup of the QMP socket, for select()
         self._seen = 0                        # events already looked at for STOP
+        self.qmp_at: float | None = None      # s from the start to the QMP greeting
 
     # ------------------------------------------------------------ start
     def start(self) -> "QemuRun":
@@ -286,7 +313,7 @@ class QemuRun:
         (self.run_dir / "cmdline.txt").write_text(self.cmd.shell() + "\n")
         self._transcript = QmpTranscript(self.run_dir / "qmp.log")
         self._console_log = ConsoleLog(self.run_dir / "console.log", self.until, self.fail,
-                                       tail=self.progress is not None)
+                                       tail=self.progress is not None, answers=self.answers)
         stderr = open(self.run_dir / "stderr.log", "wb")
         self._t0 = time.monotonic()
         self._deadline = self._t0 + self.timeout
@@ -358,6 +385,7 @@ class QemuRun:
                 raise
             return
         self._transcript.note("<-", greeting)
+        self.qmp_at = time.monotonic() - self._t0
         self.qmp = qmp
         # A private duplicate: the asyncio transport owns (and closes) conn,
         # and a closed descriptor number may be reused by the time we select.
@@ -528,6 +556,8 @@ class QemuRun:
                 return
             if self._drain_console():
                 return                       # console EOF: QEMU exited
+            if log is not None and log.to_type:
+                self._type(log)
             if log is not None and self._at_marker(log):
                 self._drain_console(timeout=MARKER_GRACE)  # the rest of the marker's line
                 self._quit()                 # the caller's marker, or its failure line
@@ -549,6 +579,17 @@ class QemuRun:
             ready, _, _ = select.select(fds, [], [], wake)
             if qmp_fd is not None and qmp_fd in ready:
                 self._qmp_readable()
+
+    def _type(self, log: ConsoleLog) -> None:
+        """Type the keys of the prompts that appeared (logged in qmp.log's
+        transcript, the run's record of what the harness did)."""
+        keys, log.to_type = b"".join(log.to_type), []
+        if self._transcript is not None:
+            self._transcript.note("->", f"console input {keys!r}")
+        try:
+            self._console_sock.sendall(keys)
+        except OSError:
+            pass                             # QEMU went away: the outcome tells
 
     def _at_marker(self, log: ConsoleLog) -> bool:
         """Whether the console says the run is over: the failure pattern
@@ -595,11 +636,13 @@ class QemuRun:
                       argv=self.cmd.argv(), prelaunch=self.prelaunch,
                       run_state=self.run_state, events=list(self.events), matched=matched,
                       matched_at=None if matched is None else log.matched_at - self._t0,
-                      failed_on=failed_on)
+                      failed_on=failed_on, qmp_at=self.qmp_at,
+                      arrivals=[(n, t - self._t0) for n, t in log.arrivals] if log else [])
         if status is Status.HUNG:
             out.error = f"{error}; console tail:\n{out.tail(10)}"
         self.cleanup()
         out.write(self.run_dir / "outcome.json")
+        notify(out, True)
         return out
 
     def kill(self) -> None:
@@ -726,7 +769,8 @@ def qemu_env(run_dir: Path) -> dict[str, str]:
 def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
         prelaunch: Prelaunch | None = None, until: ConsolePattern | None = None, *,
         fail: ConsolePattern | None = None, stop: bool = True,
-        progress: Progress | None = None, progress_every: float = 10.0) -> Outcome:
+        progress: Progress | None = None, progress_every: float = 10.0,
+        answers: tuple[tuple[ConsolePattern, bytes], ...] = ()) -> Outcome:
     """Start QEMU (paused when there is a ``prelaunch(run)`` hook for QMP
     queries), continue, and return the classified :class:`Outcome`.  The
     process is reaped and the sockets removed whatever happens (timeout,
@@ -749,6 +793,9 @@ def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
       exit (a Linux guest that powers off), classified as usual;
     * ``fail``: a console pattern that ends the run at once, the same way
       (``Outcome.failed_on``, and the error names it);
+    * ``answers``: ``(prompt, keys)``: the keys are typed on the console
+      once, when the prompt first appears (a firmware countdown cut short,
+      as a user at the console would; harness.guests.firmware.ANSWERS);
     * ``progress(seconds, line)``: called every ``progress_every`` s with
       the console's last line, and once with ``marker: <text>`` at the
       marker (a TCG boot of Linux through OVMF takes a minute).
@@ -757,7 +804,7 @@ def run(cmd: QemuCommand, run_dir: Path, timeout: float = DEFAULT_TIMEOUT,
     docstring)."""
     paused = prelaunch is not None or cmd.pvpanic or cmd.confidential is not None
     qr = QemuRun(cmd, run_dir, timeout, paused=paused, until=until, fail=fail, stop=stop,
-                 progress=progress, progress_every=progress_every)
+                 progress=progress, progress_every=progress_every, answers=answers)
     try:
         qr.start()
         if prelaunch is not None and qr.qmp is not None:

@@ -16,7 +16,7 @@ from typing import Callable
 
 import pytest
 
-from harness.guests.firmware import SETTLED
+from harness.guests.firmware import ANSWERS, SETTLED
 
 #: Deadline to the settled boot manager under TCG: 2-6 s idle, bookworm's
 #: shell waits 5 s for startup.nsh; a loaded 2-core machine is several
@@ -24,8 +24,12 @@ from harness.guests.firmware import SETTLED
 FIRMWARE_TIMEOUT = 120.0
 #: Kernel command line: COM1 console; efi=debug prints the EFI memory map
 #: (arch/x86/platform/efi/efi.c efi_print_memmap); panic=-1 reboots at once
-#: on a panic, which -no-reboot turns into QEMU's exit.
-LINUX_APPEND = "console=ttyS0 efi=debug panic=-1"
+#: on a panic, which -no-reboot turns into QEMU's exit; cryptomgr.notests
+#: skips the crypto API's self-tests of every algorithm the kernel
+#: registers (crypto/algboss.c cryptomgr_schedule_test; the parameter is
+#: crypto/testmgr.c's "notests"), about 1.2 of a Debian kernel's 5 s of
+#: TCG boot (initcall_debug: crypto_algapi_init) and nothing these tests read.
+LINUX_APPEND = "console=ttyS0 efi=debug panic=-1 cryptomgr.notests"
 
 
 #: Builds that boot ``-kernel`` only against SEV kernel hashes: the AmdSev
@@ -108,6 +112,22 @@ class LinuxGuest:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "firmware(*names): run only on these OVMF assets"
                             " (default: every build harness.assets knows)")
+    config.addinivalue_line("markers", "shares_boot(name): the test reads a boot record"
+                            " (harness.qemu.records) other tests of the same name and OVMF"
+                            " build read too: they run in one pytest-xdist worker")
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``shares_boot(name)`` -> ``xdist_group("name:<OVMF build>")``: the
+    checks that read one boot go to the worker that made it (before
+    pytest-xdist turns the groups into scheduling units)."""
+    for item in items:
+        mark = item.get_closest_marker("shares_boot")
+        if mark is None:
+            continue
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        item.add_marker(pytest.mark.xdist_group(f"{mark.args[0]}:{params.get('fw', '-')}"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -206,23 +226,34 @@ def _progress(config: pytest.Config, label: str):
 
 
 @pytest.fixture
-def fw_boot(request: pytest.FixtureRequest, qemu_binary: str, new_run_dir) -> Callable:
-    """``fw_boot(igvm=PATH | bios=PATH, **kw) -> Outcome``: one QEMU run
-    watched for ``marker`` (default: the settled boot manager;
-    ``Outcome.matched`` / ``matched_at``); logs in the test's tmp_path like
-    every harness boot."""
-    from harness.qemu import runner
+def fw_boot(request: pytest.FixtureRequest, qemu_binary: str, new_run_dir,
+            boot_records) -> Callable:
+    """``fw_boot(igvm=PATH | bios=PATH, **kw) -> Outcome``: the record of one
+    QEMU run watched for ``marker`` (default: the settled boot manager;
+    the firmware's countdowns answered as a user would: ANSWERS;
+    ``Outcome.matched`` / ``matched_at``, ``first_at(regex)`` for any other
+    line).  A boot with the same command line, file and watch that another
+    check of this session already made is not made again: its record is
+    returned (harness.qemu.records) and its logs are attached to this test
+    too.  Logs in the tmp_path of the test that ran it, like every harness
+    boot."""
+    from harness.plugin import _RUNS_KEY
     from harness.qemu.cmdline import QemuCommand
 
     def _boot(*, igvm=None, bios=None, accel: str = "tcg", smp=1, memory="256M",
               marker=SETTLED, stop: bool = True, fail=None, timeout: float = FIRMWARE_TIMEOUT,
-              confidential=None, extra=(), label: str = ""):
+              confidential=None, extra=(), label: str = "", answers=ANSWERS):
         cmd = QemuCommand(qemu_binary, accel=accel, memory=memory, smp=smp,
                           igvm=None if igvm is None else str(igvm),
                           bios=None if bios is None else str(bios),
                           confidential=confidential, extra=list(extra))
-        return runner.run(cmd, new_run_dir(), timeout, until=marker, stop=stop, fail=fail,
-                          progress=_progress(request.config, label or request.node.name))
+        out = boot_records.run(cmd, new_run_dir, timeout, until=marker, stop=stop, fail=fail,
+                               progress=_progress(request.config, label or request.node.name),
+                               answers=answers)
+        runs = request.node.stash.setdefault(_RUNS_KEY, [])
+        if out.run_dir is not None and out.run_dir not in runs:
+            runs.append(out.run_dir)        # a shared record: its logs belong to this check too
+        return out
     return _boot
 
 
@@ -348,15 +379,3 @@ def linux_boot(fw_boot, linux_guest) -> Callable:
         assert rep.kernel in linux_guest.kernel.file    # boot/vmlinuz-<release> of the package
         return out, rep
     return _boot
-
-
-@pytest.fixture
-def selected(request: pytest.FixtureRequest) -> Callable[[str], None]:
-    """``selected(platform)``: skip unless --platform is auto or that
-    platform (as the matrix does: under auto, SEV platforms still run to
-    their hardware boundary, which the ``platforms`` marker would skip)."""
-    def check(platform: str) -> None:
-        chosen = request.config.getoption("--platform")
-        if chosen not in ("auto", platform):
-            pytest.skip(f"platform {platform} not selected (--platform={chosen})")
-    return check

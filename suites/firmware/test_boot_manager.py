@@ -18,6 +18,8 @@ from harness.guests.firmware import OVMF_LINES
 pytestmark = [pytest.mark.qemu, pytest.mark.platforms("native"), pytest.mark.slow]
 
 
+@pytest.mark.shares_boot("boot-manager")
+@pytest.mark.weight(3)
 def test_igvm_wrap_reaches_boot_manager(fw, fw_boot, fw_accel, note, settled):
     run = fw_boot(igvm=fw.wrap(), accel=fw_accel)
     lines = settled(run)
@@ -28,7 +30,10 @@ def test_igvm_wrap_reaches_boot_manager(fw, fw_boot, fw_accel, note, settled):
     note("boot_manager_s", round(run.matched_at, 2))
 
 
+@pytest.mark.shares_boot("boot-manager")
+@pytest.mark.weight(3)
 def test_bios_shows_the_same_boot_manager(fw, fw_boot, fw_accel, note, settled):
+    # the wrap's boot is the record the test above made (one boot, two checks)
     via_igvm = settled(fw_boot(igvm=fw.wrap(), accel=fw_accel, label="igvm"))
     bios_run = fw_boot(bios=fw.path, accel=fw_accel, label="-bios")
     via_bios = settled(bios_run)

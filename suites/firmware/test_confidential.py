@@ -27,16 +27,18 @@ from harness.qemu.outcome import Status
 pytestmark = [pytest.mark.qemu, pytest.mark.slow]
 
 CONFIDENTIAL = ["sev", "sev-es", "sev-snp"]
+#: One parameter per platform, each marked with it: --platform=X deselects
+#: the others (harness.plugin), it does not skip them.
+PLATFORM_PARAMS = [pytest.param(p, marks=pytest.mark.igvm_platform(p), id=p) for p in CONFIDENTIAL]
 
 
 def _object_missing(table, platform: str, caps) -> str | None:
     return caps.missing(table.platforms[platform].object_type)
 
 
-@pytest.mark.parametrize("platform", CONFIDENTIAL)
+@pytest.mark.parametrize("platform", PLATFORM_PARAMS)
 def test_wrap_runs_to_the_boundary_or_the_boot_manager(fw, fw_boot, platform, qemu_caps,
-                                                       expect_table, cgs_for, selected):
-    selected(platform)
+                                                       expect_table, cgs_for):
     why = _object_missing(expect_table, platform, qemu_caps)
     if why:
         pytest.skip(why)
@@ -55,14 +57,12 @@ def test_wrap_runs_to_the_boundary_or_the_boot_manager(fw, fw_boot, platform, qe
     pytest.skip(f"reached hardware boundary: {out.error} ({'; '.join(boundary.source)})")
 
 
-@pytest.mark.parametrize("platform", CONFIDENTIAL)
-def test_linux_on_sev_hardware(fw, linux_boot, linux_guest, platform, qemu_caps, cgs_for,
-                               selected):
+@pytest.mark.parametrize("platform", PLATFORM_PARAMS)
+def test_linux_on_sev_hardware(fw, linux_boot, linux_guest, platform, qemu_caps, cgs_for):
     """On SEV hardware: Linux through the platform's wrap.  Builds that
     verify -kernel get the hashes table inside the IGVM file
     (harness/igvm/sev_hashes.py): QEMU's own kernel-hashes=on cannot work
     with IGVM (test_kernel_hashes_option_with_igvm)."""
-    selected(platform)
     why = qemu_caps.missing(platform)
     if why:
         pytest.skip(why)
@@ -83,12 +83,12 @@ def test_linux_on_sev_hardware(fw, linux_boot, linux_guest, platform, qemu_caps,
 KERNEL_HASHES_ABORT = "pc_system_ovmf_table_find: Assertion `ovmf_flash_parsed' failed"
 
 
+@pytest.mark.igvm_platform("sev")
 def test_kernel_hashes_option_with_igvm(fw, fw_boot, linux_guest, qemu_caps, expect_table,
-                                        cgs_for, selected):
+                                        cgs_for):
     """sev-guest kernel-hashes=on with an IGVM file and -kernel: QEMU should
     refuse with one error line (it runs x86_load_linux while it builds the
     board, before the TCG boundary, so this is observable here)."""
-    selected("sev")
     why = _object_missing(expect_table, "sev", qemu_caps)
     if why:
         pytest.skip(why)

@@ -61,6 +61,8 @@ def _checked(run, linux_guest):
     return rep
 
 
+@pytest.mark.shares_boot("disk")
+@pytest.mark.weight(12)
 def test_linux_from_disk_through_igvm(fw, linux_guest, boot_disk, fw_boot, note):
     loader, disk = boot_disk
     note("asset", loader.describe())
@@ -69,10 +71,13 @@ def test_linux_from_disk_through_igvm(fw, linux_guest, boot_disk, fw_boot, note)
     note("disk_boot_s", round(run.matched_at, 2))
 
 
+@pytest.mark.shares_boot("disk")
+@pytest.mark.weight(12)
 def test_linux_from_disk_through_bios_reports_the_same(fw, linux_guest, boot_disk, fw_boot,
                                                        note):
     loader, disk = boot_disk
     note("asset", loader.describe())
+    # the wrap's boot is the record the test above made (one boot, two checks)
     via_igvm = _checked(_disk_boot(fw_boot, disk, igvm=fw.wrap(("native",), SMP),
                                    label="disk igvm"), linux_guest)
     via_bios = _checked(_disk_boot(fw_boot, disk, bios=fw.path, label="disk -bios"),
@@ -82,6 +87,7 @@ def test_linux_from_disk_through_bios_reports_the_same(fw, linux_guest, boot_dis
 
 
 @pytest.mark.firmware("ovmf-generic")
+@pytest.mark.weight(12)
 def test_certify_boots_a_vendor_disk(fw, boot_disk, tmp_path, qemu_binary):
     """``certify --disk``: a vendor's firmware IGVM with its OS disk, booted to
     the OS's own line; the disk is left as it was and QEMU's snapshot overlay

@@ -39,7 +39,8 @@ def _cells():
     out = []
     for name in assets.firmware_names():
         for platform in ALL_PLATFORMS if name == EVERY_PLATFORM_ON else ("native",):
-            out += [pytest.param(name, platform, rule, id=f"{name}-{platform}-{rule}")
+            out += [pytest.param(name, platform, rule, id=f"{name}-{platform}-{rule}",
+                                 marks=pytest.mark.igvm_platform(platform))
                     for rule in RULES]
     return out
 
@@ -47,6 +48,19 @@ def _cells():
 RUN_TIMEOUT = 60.0
 
 _SMALL: dict = {}
+#: (OVMF build, rule) -> the mutated four-platform wrap, written once and run
+#: on each platform (the same bytes: mutators are deterministic).
+_MUTATED: dict = {}
+
+
+def _mutated(fw, rule: str, tmp_path_factory):
+    from harness.igvm.mutate import MUTATORS
+    key = (fw.name, rule)
+    if key not in _MUTATED:
+        path = tmp_path_factory.mktemp("mutated") / f"{fw.name}-{rule}.igvm"
+        path.write_bytes(MUTATORS[rule](fw.wrap(ALL_PLATFORMS).read_bytes()))
+        _MUTATED[key] = path
+    return _MUTATED[key]
 
 
 @pytest.fixture(scope="session")
@@ -80,9 +94,7 @@ def _code_free(line: str) -> str:
 @pytest.mark.parametrize("fw,platform,rule", _cells(), indirect=["fw"])
 def test_mutated_wrap_is_judged_like_the_small_fixture(fw, platform, rule, matrix_env,
                                                        expect_table, cgs_for, new_run_dir,
-                                                       tmp_path, selected):
-    selected(platform)
-    from harness.igvm.mutate import MUTATORS
+                                                       tmp_path, tmp_path_factory):
     from harness.matrix import execute, recipes
     from harness.qemu import runner
     from harness.qemu.cmdline import QemuCommand
@@ -97,8 +109,7 @@ def test_mutated_wrap_is_judged_like_the_small_fixture(fw, platform, rule, matri
     small = _SMALL[(platform, rule)]
     assert small.status not in (V.FAIL, V.SUITE_ERROR), f"small fixture: {small.reason}"
 
-    bad = tmp_path / f"{fw.name}-{rule}.igvm"
-    bad.write_bytes(MUTATORS[rule](fw.wrap(ALL_PLATFORMS).read_bytes()))
+    bad = _mutated(fw, rule, tmp_path_factory)
     exp = case.expectation(platform, matrix_env.version)
     doc, dev = V.effective_pair(exp, plan.boundary, matrix_env.version)
     cgs = cgs_for(platform, plan.mode == "hardware") if platform != "native" else None
