@@ -162,6 +162,7 @@ def session_caps(config: pytest.Config):
 
 # --------------------------------------------------- platform deselection
 _NOTES_KEY = pytest.StashKey[list]()
+_DESELECTED_KEY = pytest.StashKey[int]()   # how many --platform deselected (xdist: per worker)
 
 
 def _selected_by_platform(item: pytest.Item, chosen: str) -> bool:
@@ -183,6 +184,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         (keep if _selected_by_platform(item, chosen) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
+        config.stash[_DESELECTED_KEY] = len(drop)
         items[:] = keep
         config.stash.setdefault(_NOTES_KEY, []).append(
             f"igvm-harness: {len(drop)} tests of platforms other than {chosen} deselected "
@@ -202,14 +204,34 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     wo = getattr(session.config, "workeroutput", None)
     if wo is not None:
         wo["igvm_harness_notes"] = list(session.config.stash.get(_NOTES_KEY, []))
+        wo["igvm_harness_deselected"] = session.config.stash.get(_DESELECTED_KEY, 0)
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_testnodedown(node, error) -> None:
     seen = node.config.stash.setdefault(_WORKER_NOTES_KEY, [])
-    for note in getattr(node, "workeroutput", {}).get("igvm_harness_notes") or []:
+    output = getattr(node, "workeroutput", {}) or {}
+    for note in output.get("igvm_harness_notes") or []:
         if note not in seen:  # every worker collects (and deselects) the same items
             seen.append(note)
+    # The summary line counts what the workers deselected, as a serial run's
+    # does (pytest-xdist's controller collects nothing, so it would say none).
+    count = output.get("igvm_harness_deselected") or 0
+    if count and _DESELECTED_KEY not in node.config.stash:
+        node.config.stash[_DESELECTED_KEY] = count
+        reporter = node.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.stats.setdefault("deselected", []).extend(
+                _DeselectedOnWorker() for _ in range(count))
+
+
+class _DeselectedOnWorker:
+    """A place in the terminal summary's "deselected" count for a test a
+    pytest-xdist worker deselected (plugins that read the summary's entries,
+    e.g. hypothesis', look for attributes on them)."""
+
+    nodeid = "(deselected by --platform on the workers)"
+    count_towards_summary = True
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:

@@ -1,4 +1,4 @@
-"""CLI: ``certify``, ``report merge|validate|render`` and ``matrix run``.
+"""CLI: ``certify``, ``report merge|validate|render|compare`` and ``matrix run``.
 
 Long runs print progress on stderr (one line per check or matrix cell) and
 end with a concise summary on stdout; the reports land in ``--output``
@@ -172,6 +172,15 @@ def _matrix_run(args: argparse.Namespace) -> int:
     return 1 if any(r.failed for r in results) else 0
 
 
+def _compare(args: argparse.Namespace) -> int:
+    from harness.report.compare import compare_files
+    total, diffs = compare_files(Path(args.a), Path(args.b))
+    for d in diffs:
+        print(d.line())
+    print(f"{total} tests compared, {len(diffs)} differ")
+    return 1 if diffs else 0
+
+
 def _usage(parser: argparse.ArgumentParser) -> int:
     parser.print_help(sys.stderr)
     return 2
@@ -226,6 +235,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     h.add_argument("file", metavar="FILE")
     h.add_argument("--output", metavar="DIR", default=str(DEFAULT_OUTPUT))
     h.set_defaults(func=_render)
+    c = rsub.add_parser("compare", help="two runs' verdicts, test by test (JUnit XML or "
+                                        "matrix JSON): exit 1 where one differs",
+                        description="e.g. a serial and a parallel run of the same suite: "
+                                    "every test's verdict (skip reasons included) and every "
+                                    "matrix cell's status must be equal.")
+    c.add_argument("a", metavar="A")
+    c.add_argument("b", metavar="B")
+    c.set_defaults(func=_compare)
 
     if "matrix" not in subparsers.choices:
         x = subparsers.add_parser("matrix", help="run a matrix of QEMU builds x platforms x "

@@ -192,7 +192,8 @@ def test_cli_vars_wraps_the_store_below_the_code(tmp_path):
 
 
 @pytest.mark.parametrize("store, why", [(b"x" * 100, "not a multiple of 4096"),
-                                        (bytes(17 << 20), "larger than any x86 firmware")])
+                                        (bytes(17 << 20), "larger than any x86 firmware")],
+                         ids=["100-bytes", "17-MiB"])   # (a 17 MiB id overflows exec's environment)
 def test_cli_vars_refusals_are_one_line(tmp_path, store, why):
     (tmp_path / "code.fd").write_bytes(synthetic_ovmf())
     (tmp_path / "vars.fd").write_bytes(store)
