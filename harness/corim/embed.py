@@ -292,3 +292,29 @@ def _mask_of(h) -> int | None:
 
 __all__ = ["CORIM_TYPES", "CorimFindings", "CorimHeader", "PlatformCorim", "attach", "find", "read",
            "without_corim"]
+
+
+def is_corim_violation(violation, headers: list[CorimHeader]) -> bool:
+    """True for the ``unknown-header-type`` violation the parser reports for a
+    CoRIM header (the C library QEMU links has no ``corim`` feature)."""
+    return (violation.rule == "unknown-header-type"
+            and violation.header_index in {h.index for h in headers})
+
+
+def load_measurable(data, source: str | None = None) -> tuple[m.IgvmFile, list[CorimHeader]]:
+    """A file for the measurement layer: parsed with every rule, except that
+    CoRIM headers are tolerated and left out (they are not measured).  A
+    violation of any other rule raises as :func:`harness.igvm.parser.parse` does."""
+    from harness.igvm.parser import scan
+    from harness.igvm.rules import IgvmFormatError
+
+    f, violations = scan(data)
+    headers = find(f) if f is not None else []
+    rest = [v for v in violations if not is_corim_violation(v, headers)]
+    if getattr(violations, "not_shown", 0) and not rest:
+        from harness.igvm.rules import Violation
+        rest = [Violation("unknown-header-type", f"{len(violations) + violations.not_shown} "
+                          "headers of unknown types")]
+    if rest or f is None:
+        raise IgvmFormatError.from_violation((rest or list(violations))[0], source)
+    return (without_corim(f) if headers else f), headers
