@@ -105,13 +105,15 @@ def _first_line(exc: Exception) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:160]
 
 
-def sign(document: bytes, key_path, signer: str) -> bytes:
-    """A tagged COSE_Sign1 over ``document`` (detached: payload nil)."""
+def sign(document: bytes, key, signer: str) -> bytes:
+    """A tagged COSE_Sign1 over ``document`` (detached: payload nil);
+    ``key``: a PEM private key file, or a ``cryptography`` private key."""
     from cryptography.hazmat.primitives import serialization
     from pycose.keys import CoseKey
     from pycose.messages import Sign1Message
 
-    _pem, key = load_private_key(key_path)
+    if isinstance(key, (str, bytes)) or hasattr(key, "__fspath__"):
+        _pem, key = load_private_key(key)
     alg = _algorithm_of(key)
     pkcs8 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()).decode()
