@@ -11,7 +11,6 @@ model (the igvm crate's, a build tool's) claims.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 
 from harness.errors import HarnessError
@@ -69,6 +68,8 @@ def signature_path(corim_path: str) -> str:
 def emit(args: argparse.Namespace, platform, digest: bytes, igvm_data=None) -> list[str]:
     """Write the CoRIM (and signature, and embedded copy) for ``digest``;
     returns the lines to print.  ``igvm_data``: the IGVM file, for ``--embed``."""
+    import contextlib
+
     from harness.corim import build, embed, sign
     from harness.outputs import write_atomic
 
