@@ -14,6 +14,7 @@ import argparse
 import os
 
 from harness.errors import HarnessError
+from harness.options import unsigned
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +22,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                              "tag:microsoft.com,2026:launch-measurement/v1)")
     g.add_argument("--corim", metavar="OUT.cbor", default=None,
                    help="write the CoRIM of the predicted digest (SEV-SNP)")
-    g.add_argument("--svn", type=_svn, default=1,
+    g.add_argument("--svn", type=unsigned(64), default=1,
                    help="the SVN the CoRIM endorses when the digest matches (default: %(default)s)")
     g.add_argument("--sign", metavar="KEY.pem", default=None,
                    help="also write a COSE_Sign1 of the CoRIM (detached payload) to OUT.cose")
@@ -32,16 +33,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "0x104 / 0x105")
     g.add_argument("--optional", action="store_true",
                    help="with --embed: set the headers' optional bit (IGVM_VHT_OPTIONAL_BIT)")
-
-
-def _svn(text: str) -> int:
-    try:
-        value = int(text, 0)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value < 1 << 64:
-        raise argparse.ArgumentTypeError(f"{text} is not an unsigned 64-bit SVN")
-    return value
 
 
 def wanted(args: argparse.Namespace) -> bool:
