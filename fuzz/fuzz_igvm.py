@@ -4,7 +4,8 @@ One input is an IGVM file; it goes through everything a vendor image meets
 in ``validate``, ``inspect``, ``measure`` and ``certify``: the scanner (with
 and without strict rules, and with a small violation limit), the lenient
 parse, ``describe``, QEMU lint and, for every SEV platform the file
-declares, the launch plan and the predicted digest.  A file may be refused
+declares, the launch plan and the predicted digest; the input as a CoRIM
+and as a COSE_Sign1, and the CoRIM headers it carries (harness.corim).  A file may be refused
 only with HarnessError (one line at the CLI); any other exception is a bug,
 and so is a violation list past its limit.  Time and memory per input are
 bounded by libFuzzer's ``-timeout`` and ``-rss_limit_mb``.
@@ -38,9 +39,11 @@ def check_input(data: bytes) -> None:
     for strict in (False, True):
         f, violations = scan(data, strict=strict, limit=LIMIT)
         assert len(violations) <= LIMIT, len(violations)
+    _check_corim_bytes(data)
     f, _ = scan(data, limit=None)
     if f is None:
         return
+    _check_corim_headers(f)
     describe(f, include_pages=True)
     try:
         lint(f)
@@ -55,6 +58,24 @@ def check_input(data: bytes) -> None:
             pass
 
 
+def _check_corim_bytes(data: bytes) -> None:
+    """The input as a CoRIM and as its COSE_Sign1: refused with CorimError only."""
+    from harness.corim import decode, sign
+    from harness.corim.cbor import CorimError
+    for read in (decode.decode, sign.read_signature):
+        try:
+            read(data)
+        except CorimError:
+            pass
+
+
+def _check_corim_headers(f) -> None:
+    """CoRIM headers (0x104 / 0x105) are read without raising: every problem is a line."""
+    from harness.corim import embed
+    found = embed.read(f)
+    assert all(isinstance(x, str) for x in found.lines())
+
+
 def main(argv: list[str]) -> None:
     import atheris
 
@@ -65,6 +86,9 @@ def main(argv: list[str]) -> None:
         import harness.measure.launch  # noqa: F401
         import harness.measure.pages  # noqa: F401
         import harness.measure.measure_snp  # noqa: F401
+        import harness.corim.decode  # noqa: F401
+        import harness.corim.embed  # noqa: F401
+        import harness.corim.sign  # noqa: F401
     atheris.Setup(argv, check_input)
     atheris.Fuzz()
 

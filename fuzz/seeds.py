@@ -52,7 +52,37 @@ def _bases() -> dict[str, bytes]:
     b.vp_context(KVM_VMSA_GPA, bytes(4096))
     b.snp_id_block()
     out["snp-vmsa"] = b.build()
+    out.update(_corim_bases(out["snp-one-page"]))
     return out
+
+
+def _corim_bases(base: bytes) -> dict[str, bytes]:
+    """Files carrying CoRIM headers (harness.corim), and CoRIMs with damaged CBOR."""
+    import hashlib as _h
+
+    from harness.corim import build, embed, sign
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    doc = build.build(PlatformType.SEV_SNP, _h.sha384(b"seed").digest(), 1)
+    sig = sign.sign(doc, ec.derive_private_key(7, ec.SECP256R1()), "seed")
+    out = {"snp-corim": embed.attach(base, [(PlatformType.SEV_SNP, doc, sig)]),
+           "snp-corim-optional": embed.attach(base, [(PlatformType.SEV_SNP, doc, sig)], optional=True)}
+    for name, damaged in (("truncated", doc[:-7]), ("flipped", doc[:40] + bytes([doc[40] ^ 0x20]) + doc[41:]),
+                          ("deep", b"\x81" * 48 + doc)):
+        out[f"snp-corim-{name}"] = embed.attach(base, [(PlatformType.SEV_SNP, damaged, None)])
+    return out
+
+
+def _corim_raw() -> dict[str, bytes]:
+    """A CoRIM and a COSE_Sign1 on their own (the target also reads the input as either)."""
+    import hashlib as _h
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from harness.corim import build, sign
+
+    doc = build.build(PlatformType.SEV_SNP, _h.sha384(b"seed").digest(), 1)
+    return {"corim-document": doc,
+            "corim-signature": sign.sign(doc, ec.derive_private_key(7, ec.SECP256R1()), "seed")}
 
 
 def _hostile() -> dict[str, bytes]:
@@ -75,6 +105,7 @@ def seeds() -> dict[str, bytes]:
                 out[f"{bname}+{mname}"] = mutate(base)
             except MutationError:
                 continue
+    out.update(_corim_raw())
     try:
         out.update(_hostile())
     except ImportError:  # outside a checkout with tests/

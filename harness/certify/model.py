@@ -67,6 +67,10 @@ class Target:
     disk_format: str = "raw"
     #: one line of progress during long steps (a boot waiting for its marker)
     progress: Callable[[str], None] | None = field(default=None, repr=False)
+    #: ``--corim-key``: the public key the image's CoRIM signatures are verified with
+    corim_key: Path | None = None
+    #: the image's CoRIM headers, read once (harness.certify.corim.findings)
+    corim: object = field(default=None, repr=False)
 
     def mask(self, platform: str) -> int:
         for ptype, name in QEMU_PLATFORMS.items():

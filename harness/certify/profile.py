@@ -21,6 +21,7 @@ from typing import Callable
 
 from harness.certify import boot as boot_mod
 from harness.certify import checks, console
+from harness.certify import corim as corim_checks
 from harness.certify.model import (BOOT_TIMEOUT, PLATFORM_CHOICES, QEMU_PLATFORMS, CheckFn,
                                    Outcome, Target, Unavailable)
 from harness.errors import HarnessError
@@ -60,7 +61,8 @@ def _declared(model: m.IgvmFile) -> tuple[list[str], list[str]]:
 def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = None,
             accel: str = "auto", vcpus: int = 1, boot: bool = True,
             boot_timeout: float = BOOT_TIMEOUT, workdir: str | Path | None = None,
-            expect_console: str | None = None, disk: str | Path | None = None) -> Target:
+            expect_console: str | None = None, disk: str | Path | None = None,
+            corim_key: str | Path | None = None) -> Target:
     """Read the image and find the QEMU under test; bad input is a HarnessError.
 
     ``expect_console``: the regex a boot must print (``--expect-console``);
@@ -104,7 +106,17 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
                   qemu=found, qemu_notes=notes, probe=caps, accel=accel, vcpus=vcpus,
                   boot=boot, boot_timeout=boot_timeout,
                   workdir=Path(workdir) if workdir else Path("reports") / "work",
-                  expect_console=expect_console, disk=disk_path, disk_format=disk_format)
+                  expect_console=expect_console, disk=disk_path, disk_format=disk_format,
+                  corim_key=_corim_key(corim_key))
+
+
+def _corim_key(path: str | Path | None) -> Path | None:
+    """``--corim-key``: checked here, so that a bad key is a usage error, not a check."""
+    if path is None:
+        return None
+    from harness.corim.sign import load_public_key
+    load_public_key(path)
+    return Path(path)
 
 
 def _disk(disk: str | Path, expect_console: str | None) -> tuple[Path, str]:
@@ -132,6 +144,10 @@ def plan(target: Target) -> list[Planned]:
         Planned("qemu.lint", "QEMU lint (valid IGVM that QEMU will refuse)", "lint", None,
                 checks.qemu_lint),
     ]
+    with_corim = _corim_platforms(target)
+    if with_corim is not None:
+        out.append(Planned("corim.headers", "CoRIM headers (reference values the image carries)",
+                           "corim", None, corim_checks.headers))
     if target.requested != "auto":
         out.append(Planned("platform.declared", f"Image declares platform {target.requested}",
                            "platform", target.requested, checks.platform_declared))
@@ -150,7 +166,24 @@ def plan(target: Target) -> list[Planned]:
                     "measurement", p, checks.measurement),
             Planned(f"{p}.boot", f"Boot on {p}", "boot", p, checks.boot),
         ]
+        if with_corim and p in with_corim:
+            out.insert(len(out) - 1, Planned(
+                f"{p}.corim", f"CoRIM reference digest vs QEMU's launch on {p}", "corim", p,
+                corim_checks.reference))
     return out
+
+
+def _corim_platforms(target: Target) -> list[str] | None:
+    """The platforms with a CoRIM in the image; None when it carries no CoRIM
+    header (the CoRIM modules are not even imported then)."""
+    from harness.igvm.defs import HeaderType, OPTIONAL_BIT
+    types = {HeaderType.CORIM_DOCUMENT, HeaderType.CORIM_SIGNATURE}
+    runs = getattr(target.model.initializations, "type_runs", None)
+    seen = ((t for _, t, _ in runs()) if runs is not None
+            else (h.header_type for h in target.model.initializations))
+    if not any(t & ~OPTIONAL_BIT in types for t in seen):
+        return None
+    return corim_checks.platforms_with_corim(target)
 
 
 def run_check(target: Target, planned: Planned) -> tuple[Check, list[MatrixCell]]:

@@ -12,7 +12,10 @@ the verdict engine's answer (:func:`harness.expect.verdict.predict`).
 from __future__ import annotations
 
 from harness.igvm import model as m
-from harness.igvm.defs import HeaderType, PageDataFlags, PageDataType
+from harness.igvm.defs import OPTIONAL_BIT, HeaderType, PageDataFlags, PageDataType
+
+#: Header types whose optional form (bit 31 set) is a construct of its own.
+_OPTIONAL_NAMED = frozenset({HeaderType.CORIM_DOCUMENT, HeaderType.CORIM_SIGNATURE})
 
 
 def construct_of(header: m.Header) -> str:
@@ -30,8 +33,11 @@ def construct_of(header: m.Header) -> str:
         return "PAGE_DATA"
     if isinstance(header, m.VpContext) and header.vp_index != 0:
         return "VP_CONTEXT(AP)"
+    t = header.header_type
+    if t & OPTIONAL_BIT and (t & ~OPTIONAL_BIT) in _OPTIONAL_NAMED:
+        return f"{HeaderType(t & ~OPTIONAL_BIT).name}(optional)"
     try:
-        return HeaderType(header.header_type).name
+        return HeaderType(t).name
     except ValueError:
         return "UNKNOWN"
 

@@ -77,6 +77,12 @@ class Expectation:
     qemu: str | None = None
     note: str = ""
     deviation: Deviation | None = None
+    #: what the igvm library QEMU links does here, cited in each library's
+    #: code ("libigvm: path: symbol" for the harness's own C library,
+    #: "igvm 0.5.0: path: symbol" for the igvm crate's igvm_c): QEMU's
+    #: verdict on a file is often the library's (backends/igvm.c has no
+    #: format checks of its own)
+    library: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -188,7 +194,7 @@ def _range(value: Any, where: str) -> str | None:
     return value
 
 
-_EXP_KEYS = {"outcome", "stage", "source", "error", "qemu", "note", "deviation"}
+_EXP_KEYS = {"outcome", "stage", "source", "error", "qemu", "note", "deviation", "library"}
 _DEV_KEYS = {"outcome", "stage", "reason", "reference", "error", "qemu"}
 
 
@@ -227,7 +233,9 @@ def _expectation(raw: dict, where: str) -> Expectation:
     return Expectation(outcome=outcome, stage=stage, source=_sources(raw.get("source"), where),
                        error=error, qemu=_range(raw.get("qemu"), where),
                        note=_line(raw.get("note", "")),
-                       deviation=_deviation(dev, f"{where}.deviation") if dev else None)
+                       deviation=_deviation(dev, f"{where}.deviation") if dev else None,
+                       library=_sources(raw["library"], where, "library")
+                       if "library" in raw else ())
 
 
 def _case(raw: dict, index: int) -> Case:

@@ -112,7 +112,8 @@ def _body(h: m.Header, fd: _FileData, vsm_masks: frozenset = frozenset()) -> tup
     if isinstance(h, (m.CorimDocument, m.CorimSignature)):
         raw = _as_bytes(h.data)
         off = fd.add(raw) if raw else 0
-        return t, layout.st.pack(h.compatibility_mask, off, len(raw), h.reserved)
+        return (t | defs.OPTIONAL_BIT if h.optional else t,
+                layout.st.pack(h.compatibility_mask, off, len(raw), h.reserved))
     values = []
     for name in layout.fields:
         v = getattr(h, name)

@@ -28,6 +28,7 @@ def register(subparsers) -> None:
     p.add_argument("file", metavar="FILE")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--pages", action="store_true", help="list every page data header too")
+    _corim_key_option(p)
     p.set_defaults(func=cmd_inspect)
 
     w = subparsers.add_parser("wrap-ovmf", help="wrap an OVMF image into an IGVM file (firmware ending "
@@ -63,7 +64,36 @@ def register(subparsers) -> None:
     v.add_argument("--qemu", action="store_true",
                    help="also report what QEMU will refuse (QEMU lint); lint errors fail")
     v.add_argument("--json", action="store_true", help="machine-readable output")
+    _corim_key_option(v)
     v.set_defaults(func=cmd_validate)
+
+
+def _corim_key_option(p) -> None:
+    p.add_argument("--corim-key", metavar="PUB.pem", default=None,
+                   help="verify the CoRIM signatures (header 0x105) with this public key "
+                        "(PEM key or certificate)")
+
+
+def _corim(f, violations, args):
+    """The CoRIM headers' findings (harness.corim.embed), read only when the
+    scan met a header type the parser does not handle (CoRIM headers are
+    among those: the igvm C library QEMU links has no corim feature)."""
+    if f is None or not (args.corim_key or any(v.rule == "unknown-header-type"
+                                               for v in violations)):
+        return None
+    from harness.corim.embed import read as read_corim
+    return read_corim(f, args.corim_key)
+
+
+def _print_corim(name: str, found, key=None) -> None:
+    if found is not None and not found and key:
+        print(f"{name}: no CoRIM headers: nothing for --corim-key to verify")
+    if found is None or not found:
+        return
+    for line in found.lines():
+        print(f"{name}: {line}")
+    print(f"{name}: note: CoRIM headers are unknown-header-type to the igvm C library QEMU "
+          "links (built without the igvm crate's corim feature); read here as that feature reads them")
 
 
 def _platform(name):
@@ -84,14 +114,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     d = describe(f, include_pages=args.pages, lazy=True)  # headers streamed, not held
     d["violations"] = [v.as_dict() for v in violations]
     d["violation_summary"] = violations.as_dict()
+    found = _corim(f, violations, args)
     if args.json:
-        _dump_streaming({"file": args.file, "size": len(data), **d})
+        extra = {"corim": found.as_dict()} if found is not None else {}
+        _dump_streaming({"file": args.file, "size": len(data), **d, **extra})
     else:
         from harness.igvm.describe import render_lines  # streamed: render_text joins everything
         for line in render_lines(d, args.file):
             print(line)
         _print_violations(args.file, violations)
-    return 1 if violations else 0
+        _print_corim(args.file, found, args.corim_key)
+    return 1 if violations or (found is not None and found.failed) else 0
 
 
 def _is_ovmf(data) -> bool:
@@ -183,15 +216,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if args.qemu and not violations:
         from harness.igvm.qemu_lint import lint
         findings = lint(data, platform=platform)
-    failed = bool(violations) or any(x.severity == "error" for x in findings)
+    found = _corim(f, violations, args)
+    failed = (bool(violations) or any(x.severity == "error" for x in findings)
+              or (found is not None and found.failed))
     if args.json:
         json.dump({"file": args.file, "valid": not violations, "ok": not failed,
                    "violations": [v.as_dict() for v in violations],
                    "violation_summary": getattr(violations, "as_dict", lambda: None)(),
-                   "qemu_lint": [x.as_dict() for x in findings]}, sys.stdout, indent=2)
+                   "qemu_lint": [x.as_dict() for x in findings],
+                   **({"corim": found.as_dict()} if found is not None else {})},
+                  sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         _print_violations(args.file, violations)
+        _print_corim(args.file, found, args.corim_key)
         for x in findings:
             print(f"{args.file}: qemu: {x}")
         if not failed:

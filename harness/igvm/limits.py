@@ -46,6 +46,26 @@ MAX_FILE_SIZE = (1 << 32) - 1
 MAX_VIOLATIONS = 100
 
 
+#: A CoRIM document or COSE_Sign1 signature carried in an IGVM file (headers
+#: 0x104 / 0x105) is decoded only up to this size.  A document of the
+#: launch-measurement profile is one CoMID with one digest and one SVN
+#: (igvm crate 0.5 ``corim/launch_measurement/profile.rs``): about 500 bytes
+#: for a 48-byte digest; a COSE_Sign1 over it with an X.509 chain in its
+#: header (RFC 9360 ``x5chain``) a few KiB.  64 KiB leaves room for both and
+#: bounds the decoded objects (at most one per byte); the corim crate's own
+#: default document limit is 16 MiB (``corim`` 0.1 ``cbor/limits.rs``
+#: ``DEFAULT_MAX_INPUT_BYTES``), for documents far richer than this profile.
+MAX_CORIM_BYTES = 64 * 1024
+
+#: Nesting of CBOR arrays, maps and tags in each CBOR item of a CoRIM (the
+#: document, the CoMID in its bytes, a COSE_Sign1 and its protected header
+#: are each bounded).  The profile's deepest value, the SVN tag inside the
+#: conditional-endorsement-series triple, is 11 levels into the CoMID (15
+#: counting the document around it); the corim crate refuses more than 64
+#: (``cbor/limits.rs`` ``MAX_DECODE_DEPTH``, after RFC 8949 section 10).
+MAX_CORIM_DEPTH = 32
+
+
 def refusal(what: str, index: int | None, detail: str, limit: str) -> HarnessError:
     """One line naming the header, its index and the bound (exit status 1)."""
     where = f"{what} {index}" if index is not None else what

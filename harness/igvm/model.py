@@ -120,6 +120,8 @@ class CorimDocument(Header):
     compatibility_mask: int
     data: Data
     reserved: int = 0
+    #: written with the type's optional bit (IGVM_VHT_OPTIONAL_BIT) set
+    optional: bool = False
     TYPE: ClassVar[int] = HeaderType.CORIM_DOCUMENT
     SECTION: ClassVar[Section] = Section.INITIALIZATION
 
@@ -128,6 +130,8 @@ class CorimSignature(Header):
     compatibility_mask: int
     data: Data
     reserved: int = 0
+    #: written with the type's optional bit (IGVM_VHT_OPTIONAL_BIT) set
+    optional: bool = False
     TYPE: ClassVar[int] = HeaderType.CORIM_SIGNATURE
     SECTION: ClassVar[Section] = Section.INITIALIZATION
 

@@ -252,6 +252,8 @@ def _guest_file(ctx: Context) -> tuple[bytes, int, str]:
     if "guest_policy" in p:
         for m in masks.values():
             b.guest_policy(int(p["guest_policy"]), mask=m)
+    if p.get("corim"):
+        _add_corim(b, union, p["corim"], bool(p.get("corim_optional")))
     data = b.build()
     if p.get("oversize_page"):
         # IGVM_VHS_PAGE_DATA has no size: the data is the 4 KiB at file_offset.
@@ -260,6 +262,29 @@ def _guest_file(ctx: Context) -> tuple[bytes, int, str]:
         data = _patch_page_offset(data, EXTRA_PAGE_GPA, len(data) - 2048)
     desc = f"declares {', '.join(declared)}; expected selection: {win or 'none'}"
     return data, STATUS_OK, desc
+
+
+def _add_corim(b: IgvmBuilder, mask: int, kind: str, optional: bool) -> None:
+    """CoRIM headers as a vendor's image carries them (harness.corim): a
+    launch-measurement CoRIM, and for "signed" its COSE_Sign1 by a key made
+    for the fixture.  The digest is a placeholder: a loader refuses or
+    accepts the header types before any digest is compared."""
+    import hashlib
+
+    from harness.corim import build as corim_build
+    from harness.igvm import model as igvm_model
+    from harness.igvm.defs import PlatformType
+
+    if kind not in ("document", "signed"):
+        raise FixtureError(f"corim = {kind!r}: 'document' or 'signed'")
+    doc = corim_build.build(PlatformType.SEV_SNP, hashlib.sha384(b"matrix fixture").digest())
+    b.add(igvm_model.CorimDocument(mask, doc, optional=optional))
+    if kind == "signed":
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from harness.corim import sign
+        sig = sign.sign(doc, ec.generate_private_key(ec.SECP384R1()), "igvm-harness matrix")
+        b.add(igvm_model.CorimSignature(mask, sig, optional=optional))
 
 
 def _recipe_guest(ctx: Context) -> Fixture:

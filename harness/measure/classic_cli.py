@@ -55,6 +55,13 @@ def run(args: argparse.Namespace, data, host) -> int:
     if not args.explain:
         if args.expect is not None:
             return _expect(args, classic)
+        if args.corim is not None:  # reference values of the classic launch
+            from harness.measure import corim_cli
+            written = corim_cli.emit(args, classic.platform, classic.digest)
+            status = _print_classic(args, classic)
+            if not args.json:
+                print("\n".join(written))
+            return status
         return _print_classic(args, classic)
     from harness.measure import explain
     from harness.measure.launch import predict

@@ -33,26 +33,31 @@ def host_from_args(args: argparse.Namespace) -> HostProfile:
 
 def _measure(args: argparse.Namespace) -> int:
     from harness.igvm.parser import parse, read
-    from harness.measure import classic_cli
+    from harness.measure import classic_cli, corim_cli
 
     data = read(args.file)
+    corim = corim_cli.wanted(args)
     if classic_cli.handles(args, data):  # an OVMF image (classic -bios launch) or --explain
         return classic_cli.run(args, data, host_from_args(args))
     from harness.measure.launch import predict  # the IGVM path only (start-up of `measure FW.fd`)
 
-    f = parse(data, source=args.file)
+    f, notes = _load(data, args.file)
     if args.policy is not None and args.platform != "sev-snp" and args.policy >> 32:
         # target/i386/sev.c: sev-guest's "policy" is a uint32 (SNP's is 64-bit)
         raise HarnessError(f"--policy {args.policy:#x} does not fit the 32-bit "
                            f"{args.platform} guest policy")
     host = host_from_args(args)
     pred = predict(f, args.platform, args.vcpus, host, args.policy)
+    pred.notes[:0] = notes
     out = pred.as_dict()
     if args.expect is not None:
         return _compare(f, args, host, pred)
+    written = corim_cli.emit(args, pred.platform, pred.digest, data) if corim else []
     if args.json:
         import json  # only --json: not imported at start-up
 
+        if corim:
+            out["corim_outputs"] = written
         json.dump(out, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return 0
@@ -67,7 +72,26 @@ def _measure(args: argparse.Namespace) -> int:
         print(f"  id block ld {out['id_block_ld']} {state} the prediction")
     for note in out["notes"]:
         print(f"  note: {note}")
+    for line in written:
+        print(line)
     return 0
+
+
+def _load(data, source: str):
+    """The parsed file; a file carrying CoRIM headers is measured without them
+    (they load no guest memory), saying so."""
+    from harness.igvm.parser import parse
+    from harness.igvm.rules import IgvmFormatError
+
+    try:
+        return parse(data, source=source), []
+    except IgvmFormatError as exc:
+        if exc.rule != "unknown-header-type":
+            raise
+    from harness.corim.embed import load_measurable  # only for such files (start-up)
+    f, headers = load_measurable(data, source)
+    return f, [f"{len(headers)} CoRIM header(s) (0x104/0x105) left out: they load no guest memory; "
+               "QEMU 10.2's igvm library refuses them (see `igvm-harness certify`)"]
 
 
 def _compare(f, args: argparse.Namespace, host: HostProfile, pred) -> int:
@@ -123,4 +147,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     from harness.measure.classic_cli import add_arguments as add_classic_arguments
     add_classic_arguments(p)
+    from harness.measure.corim_cli import add_arguments as add_corim_arguments
+    add_corim_arguments(p)
     p.set_defaults(func=_measure)

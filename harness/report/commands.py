@@ -54,7 +54,8 @@ def _certify(args: argparse.Namespace) -> int:
                              vcpus=args.vcpus, boot=not args.no_boot,
                              boot_timeout=args.boot_timeout,
                              workdir=Path(args.output) / "work",
-                             expect_console=args.expect_console, disk=args.disk)
+                             expect_console=args.expect_console, disk=args.disk,
+                             corim_key=args.corim_key)
     try:  # before the first boot writes its logs under OUTPUT/work
         Path(args.output).mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -213,6 +214,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--disk", metavar="IMG", default=None,
                    help="an OS disk (raw or qcow2) on the boot's AHCI port, never written "
                         "(QEMU's snapshot overlay); needs --expect-console")
+    p.add_argument("--corim-key", metavar="PUB.pem", default=None,
+                   help="verify the image's CoRIM signatures (header 0x105) with this public key")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=_certify)
 
