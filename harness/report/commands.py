@@ -150,6 +150,8 @@ def _matrix_run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     spec = matrix_run.load_spec(args.matrix)
+    if args.pytest_args is not None:
+        spec.pytest_args = matrix_run.split_pytest_args(args.pytest_args)
     outdir = Path(args.output) if args.output else matrix_run.default_output(spec)
     cells = matrix_run.expand(spec)
     if args.dry_run:
@@ -237,5 +239,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         run.add_argument("--output", metavar="DIR", default=None,
                          help="output directory (default: reports/matrix-NAME-TIME)")
         run.add_argument("--history", type=int, default=DEFAULT_HISTORY)
+        run.add_argument("--pytest-args", metavar="ARGS", default=None,
+                         help="pytest arguments of every cell instead of the file's "
+                              "pytest_args (one shell-quoted string, e.g. \"suites/matrix "
+                              "-k 'page-normal'\"): a short run of a lab's matrix")
         run.add_argument("--dry-run", action="store_true", help="list the cells only")
         run.set_defaults(func=_matrix_run)
