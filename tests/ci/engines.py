@@ -44,6 +44,12 @@ def ci_tool(name: str) -> str:
     return str(path)
 
 
+def clean_env() -> dict[str, str]:
+    """This process's environment less what would steer a CI engine
+    (gitlab-ci-local reads ``GCL_*``)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("GCL_")}
+
+
 def checkout(dest: Path) -> Path:
     """A git repository holding the project as it is now (tracked files and
     new ones not ignored, as a CI engine checks out a pushed commit); CI

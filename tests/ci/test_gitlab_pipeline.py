@@ -80,8 +80,7 @@ def _gcl(gcl: str, work: Path, server_url: str, *extra: str):
            "--variable", f"IGVM_BROKEN_CELL={'/'.join(BROKEN)}",
            "--variable", f"CI_SERVER_URL={server_url}",
            "--variable", f"CI_JOB_TOKEN={TOKEN}", *extra]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GCL_")}
-    return engines.run(cmd, work, env)
+    return engines.run(cmd, work, engines.clean_env())
 
 
 @pytest.fixture(scope="module")
