@@ -122,6 +122,18 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lost_cells(args: argparse.Namespace) -> int:
+    from harness.report import lost
+
+    written = lost.write_lost([Path(m) for m in args.markers])
+    for path, marker in written:
+        print(f"cell {marker['platform']}/{marker['accel']} ({marker.get('job') or 'job ?'}) "
+              f"wrote no results: {path} says so (error)")
+    if not written:
+        print(f"lost-cells: every cell of {len(args.markers)} wrote results")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from harness.report import schema
 
@@ -221,6 +233,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--history", type=int, default=DEFAULT_HISTORY,
                    help=f"runs kept per cell (default {DEFAULT_HISTORY})")
     m.set_defaults(func=_merge)
+    lc = rsub.add_parser("lost-cells", help="an error result for each CI cell that wrote none",
+                         description="For each cell marker (cell.txt, written first by every "
+                                     "cell of the ci-examples pipelines) in a directory without "
+                                     "results, write a results document with one error check "
+                                     "naming the job: a dead cell keeps its dashboard column.")
+    lc.add_argument("markers", nargs="*", metavar="CELL.TXT")
+    lc.set_defaults(func=_lost_cells)
     v = rsub.add_parser("validate", help="check files against their versioned JSON schema")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.set_defaults(func=_validate)

@@ -191,6 +191,7 @@ def test_dashboard_job_merges_every_cell(workflow_run):
     log = "\n".join(workflow_run.log)
     assert workflow_run.dash_status == 0, log[-4000:]
     assert "history: no previous dashboard" in log
+    assert f"lost-cells: every cell of {len(workflow_run.cells)} wrote results" in log
     dash = schema.load(workflow_run.dash_dir / "history" / "dashboard.json")
     assert {(c["platform"], c["accel"]) for c in dash["columns"]} == {
         (r["platform"], r["accel"]) for r in workflow_run.cells}

@@ -6,8 +6,9 @@ on ``$RUNNER_TAGS``, ``needs`` with artifacts, ``when: always``, each job in
 its own copy of the checkout (``--shell-isolation``), artifacts exported per
 job and imported by the job that needs them.  The cells run the real suite
 against the real QEMU-under-test with a short selection (``SUITE_ARGS``) and
-one deliberately broken cell (tests/ci/broken_cell.py fails under
-``$IGVM_BROKEN_CELL``).
+two deliberately broken cells (tests/ci/broken_cell.py): one whose check
+fails (``$IGVM_BROKEN_CELL``), one whose pytest is killed before it writes
+any results (``$IGVM_DEAD_CELL``).
 
 What is not GitLab here, named: the engine is an emulation (gitlab-ci-local
 does not read ``reports: junit``; the test applies the file's glob to each
@@ -49,6 +50,7 @@ RUNNER_TAGS = "kvm"
 SUITE_ARGS = ("suites/matrix suites/firmware/test_malformed.py tests/ci/broken_cell.py "
               "-k 'page-normal or vp-context-ap or bad-magic or deliberately_broken'")
 BROKEN = ("sev", "tcg")
+DEAD = ("sev-es", "tcg")
 TOKEN = "pipeline-test-token"
 #: pytest JUnit outcome of each results verdict (pytest's junitxml: skips,
 #: xfails and hardware boundaries are <skipped>, failures <failure>).
@@ -78,6 +80,7 @@ def _gcl(gcl: str, work: Path, server_url: str, *extra: str):
            "--variable", f"HARNESS_SETUP=ln -sfn {sys.prefix} .venv",
            "--variable", f"SUITE_ARGS={SUITE_ARGS}",
            "--variable", f"IGVM_BROKEN_CELL={'/'.join(BROKEN)}",
+           "--variable", f"IGVM_DEAD_CELL={'/'.join(DEAD)}",
            "--variable", f"CI_SERVER_URL={server_url}",
            "--variable", f"CI_JOB_TOKEN={TOKEN}", *extra]
     return engines.run(cmd, work, engines.clean_env())
@@ -126,8 +129,19 @@ def _expected_cells(run: Run) -> set[tuple[str, str]]:
     return cells
 
 
+def _markers(run: Run) -> dict[tuple[str, str], Path]:
+    """Each cell job's exported artifacts: reports/<job slug>/ with its marker."""
+    found = {}
+    for path in run.state.glob("artifacts/*/reports/*/cell.txt"):
+        marker = dict(line.split("=", 1) for line in path.read_text().splitlines())
+        key = (marker["platform"], marker["accel"])
+        assert key not in found, f"two cells wrote {key}"
+        found[key] = path.parent
+    return found
+
+
 def _cell_dirs(run: Run) -> dict[tuple[str, str], Path]:
-    """Each cell job's exported artifacts: reports/<job slug>/ with one suite JSON."""
+    """The cells that wrote results: reports/<job slug>/ with one suite JSON."""
     found = {}
     for doc_path in run.state.glob("artifacts/*/reports/*/suite-*.json"):
         doc = schema.load(doc_path)
@@ -163,13 +177,14 @@ def test_only_jobs_whose_runner_tags_exist_ran(pipeline):
           + ", ".join(f"{n} (tags {tags[n.split(':')[0]]})" for n in sorted(not_run)))
 
 
-def test_the_broken_cell_fails_the_pipeline(pipeline):
+def test_the_broken_cells_fail_the_pipeline(pipeline):
     out = pipeline.proc.stdout
     assert pipeline.proc.returncode != 0, out[-3000:]
-    broken = f"native: [{BROKEN[0]},{BROKEN[1]}]"
-    assert re.search(rf"^ FAIL .*{re.escape(broken)}", out, re.M), out[-3000:]
     fails = re.findall(r"^ FAIL .*", out, re.M)
-    assert len(fails) == 1, fails
+    for cell in (BROKEN, DEAD):
+        job = f"native: [{cell[0]},{cell[1]}]"
+        assert [f for f in fails if job in f], (job, fails)
+    assert len(fails) == 2, fails
     assert re.search(r"^ PASS .*dashboard", out, re.M), "the dashboard must run after a failed cell"
 
 
@@ -187,7 +202,10 @@ def _junit_cases(path: Path) -> list[tuple[str, str, str]]:
 
 def test_each_cell_left_json_junit_and_html(pipeline):
     cells = _cell_dirs(pipeline)
-    assert set(cells) == _expected_cells(pipeline)
+    assert set(cells) == _expected_cells(pipeline) - {DEAD}
+    assert set(_markers(pipeline)) == _expected_cells(pipeline)
+    dead = _markers(pipeline)[DEAD]
+    assert not list(dead.glob("*.json")) and not list(dead.glob("*.xml")), list(dead.iterdir())
     junit_glob = pipeline.expanded["native"]["artifacts"]["reports"]["junit"]
     for key, celldir in cells.items():
         root = celldir.parent.parent  # the job's artifacts, as the job's checkout held them
@@ -223,7 +241,11 @@ def test_dashboard_has_a_column_per_cell_with_its_counts(pipeline):
     dash = _dashboard(pipeline)
     cells = _cell_dirs(pipeline)
     columns = {(c["platform"], c["accel"]): c["id"] for c in dash["columns"]}
-    assert set(columns) == set(cells)
+    assert set(columns) == set(cells) | {DEAD}
+    # the dead cell: its column, one error naming its job (harness.report.lost)
+    [lost] = [c for c in dash["cells"] if c["column"] == columns[DEAD]]
+    assert lost["latest"] == "error" and lost["row"].endswith("ci-cell/results")
+    assert f"native: [{DEAD[0]},{DEAD[1]}] wrote no results" in lost["history"][-1]["message"]
     total: dict[str, int] = {}
     for key, celldir in cells.items():
         doc = schema.load(next(celldir.glob("suite-*.json")))
@@ -237,11 +259,12 @@ def test_dashboard_has_a_column_per_cell_with_its_counts(pipeline):
         assert got == want, key
         for verdict, n in want.items():
             total[verdict] = total.get(verdict, 0) + n
+    total["error"] = total.get("error", 0) + 1
     assert {v: n for v, n in dash["summary"].items() if v in total} == total
     assert dash["summary"]["verdict"] == "fail"
-    broken = [c for c in dash["cells"] if c["latest"] == "fail"]
-    assert [c["column"] for c in broken] == [columns[BROKEN]]
-    assert len(dash["runs"]) == len(cells)
+    failing = {c["column"]: c["latest"] for c in dash["cells"] if c["latest"] in ("fail", "error")}
+    assert failing == {columns[BROKEN]: "fail", columns[DEAD]: "error"}
+    assert len(dash["runs"]) == len(cells) + 1
 
 
 def test_history_starts_when_there_is_no_previous_pipeline(pipeline):
@@ -311,15 +334,18 @@ def test_dashboard_page_in_chromium(pipeline, tmp_path):
     dom = browser.dump_dom(page)
     grid = browser.table(dom, "grid")
     platforms = grid[1]
-    assert sorted(platforms) == sorted(p for p, _ in _cell_dirs(pipeline))
+    assert sorted(platforms) == sorted(p for p, _ in _markers(pipeline))
     assert len(grid) == 2 + len(dash["rows"])
-    failed = re.findall(r'<td class="cell-fail" data-row="([^"]*)" data-column="([^"]*)">(.*?)</td>',
-                        dom, re.S)
-    assert len(failed) == 1, failed
-    row, column, content = failed[0]
+    def cells_of(verdict):
+        return re.findall(rf'<td class="cell-{verdict}" data-row="([^"]*)" '
+                          rf'data-column="([^"]*)">(.*?)</td>', dom, re.S)
+
+    [(row, column, content)] = cells_of("fail")
     assert row.endswith("test_deliberately_broken_cell")
     assert column.endswith(f"| {BROKEN[1]} | {BROKEN[0]}")
     assert 'class="changed"' in content and content.count("<i class=") == 2
+    [(row, column, _)] = cells_of("error")
+    assert row.endswith("ci-cell/results") and column.endswith(f"| {DEAD[1]} | {DEAD[0]}")
     assert browser.table(dom, "runs")[1:] and len(browser.table(dom, "runs")) == 1 + len(dash["runs"])
     png = browser.screenshot(page, tmp_path / "dashboard.png", (1400, 1000))
     data = png.read_bytes()
