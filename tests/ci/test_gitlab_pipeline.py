@@ -28,6 +28,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -61,10 +62,11 @@ JUNIT_OF = {"pass": "passed", "fail": "failure", "error": "error", "skip": "skip
 @dataclass
 class Run:
     work: Path
-    proc: object
+    proc: subprocess.CompletedProcess
     listing: list[dict]
     expanded: dict
     server: engines.ArtifactServer
+    first_night: dict  # the dashboard job's dashboard.json after this pipeline
 
     @property
     def state(self) -> Path:
@@ -105,7 +107,12 @@ def pipeline(gcl, tmp_path_factory) -> Run:
         assert preview.returncode == 0, preview.stdout
         expanded = yaml.safe_load(preview.stdout[preview.stdout.index("---"):])
         proc = _gcl(gcl, work, server.url)
-        yield Run(work, proc, jobs, expanded, server)
+        run = Run(work, proc, jobs, expanded, server, {})
+        if not list(run.state.glob("artifacts/*/dashboard/dashboard.json")):
+            pytest.fail("the pipeline left no dashboard/dashboard.json:\n"
+                        + proc.stdout[-4000:], pytrace=False)
+        run.first_night = _dashboard(run)
+        yield run
     finally:
         server.close()
 
@@ -238,7 +245,7 @@ def test_native_cells_deselect_other_platforms(pipeline):
 
 
 def test_dashboard_has_a_column_per_cell_with_its_counts(pipeline):
-    dash = _dashboard(pipeline)
+    dash = pipeline.first_night
     cells = _cell_dirs(pipeline)
     columns = {(c["platform"], c["accel"]): c["id"] for c in dash["columns"]}
     assert set(columns) == set(cells) | {DEAD}
@@ -277,7 +284,7 @@ def test_history_starts_when_there_is_no_previous_pipeline(pipeline):
                         r"dashboard\.json\?job=dashboard", path), path
     assert token == TOKEN
     assert "history: no previous dashboard" in pipeline.proc.stdout
-    assert all(len(c["history"]) == 1 and not c["changed"] for c in _dashboard(pipeline)["cells"])
+    assert all(len(c["history"]) == 1 and not c["changed"] for c in pipeline.first_night["cells"])
 
 
 def _yesterday(dash: dict, broken_column: str) -> dict:
@@ -300,23 +307,33 @@ def _yesterday(dash: dict, broken_column: str) -> dict:
     return prev
 
 
-def test_history_carries_over_from_the_previous_pipeline(pipeline, gcl):
-    """The next night: the API serves last night's dashboard; the dashboard
-    job (run again on the same cells' artifacts) carries its history over and
-    marks the cell that changed."""
-    today = _dashboard(pipeline)
-    broken_column = next(c["id"] for c in today["columns"]
-                         if (c["platform"], c["accel"]) == BROKEN)
+@pytest.fixture(scope="module")
+def next_night(pipeline, gcl):
+    """The dashboard job again, on the same cells' artifacts, with the API
+    now serving the previous night's dashboard (``_yesterday`` of this one)."""
+    today = pipeline.first_night
     server = engines.ArtifactServer()
     try:
-        server.body = json.dumps(_yesterday(today, broken_column)).encode()
+        server.body = json.dumps(_yesterday(today, _broken_column(today))).encode()
         server.path = pipeline.server.requests[0][0]
         proc = _gcl(gcl, pipeline.work, server.url, "dashboard")
     finally:
         server.close()
     assert proc.returncode == 0, proc.stdout[-3000:]
+    return proc, _dashboard(pipeline)
+
+
+def _broken_column(dash: dict) -> str:
+    return next(c["id"] for c in dash["columns"] if (c["platform"], c["accel"]) == BROKEN)
+
+
+def test_history_carries_over_from_the_previous_pipeline(pipeline, next_night):
+    """The next night: the dashboard carries last night's history over and
+    marks the cell that changed."""
+    proc, dash = next_night
+    today = pipeline.first_night
+    broken_column = _broken_column(today)
     assert "history: previous dashboard of main carried over" in proc.stdout
-    dash = _dashboard(pipeline)
     assert all(len(c["history"]) == 2 for c in dash["cells"])
     changed = [c for c in dash["cells"] if c["changed"]]
     assert [(c["column"], c["history"][0]["verdict"], c["latest"]) for c in changed] == [
@@ -324,12 +341,12 @@ def test_history_carries_over_from_the_previous_pipeline(pipeline, gcl):
     assert len(dash["runs"]) == 2 * len(today["runs"])
 
 
-def test_dashboard_page_in_chromium(pipeline, tmp_path):
+def test_dashboard_page_in_chromium(pipeline, next_night, tmp_path):
     """The morning page, as Chromium builds it: one platform column per cell
     under its configuration, the broken cell red with its change marked,
     each cell's two nights of history."""
     engines.program("chromium", "the dashboard page is checked as a browser renders it")
-    dash = _dashboard(pipeline)
+    dash = next_night[1]
     page = next(pipeline.state.glob("artifacts/*/dashboard/dashboard.html"))
     dom = browser.dump_dom(page)
     grid = browser.table(dom, "grid")
