@@ -129,7 +129,9 @@ def _lost_cells(args: argparse.Namespace) -> int:
     for path, marker in written:
         print(f"cell {marker['platform']}/{marker['accel']} ({marker.get('job') or 'job ?'}) "
               f"wrote no results: {path} says so (error)")
-    if not written:
+    if not args.markers:
+        print("lost-cells: no cell markers given (no cell started?)")
+    elif not written:
         print(f"lost-cells: every cell of {len(args.markers)} wrote results")
     return 0
 
