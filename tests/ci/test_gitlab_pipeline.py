@@ -364,7 +364,7 @@ def test_dashboard_page_in_chromium(pipeline, next_night, tmp_path):
     [(row, column, _)] = cells_of("error")
     assert row.endswith("ci-cell/results") and column.endswith(f"| {DEAD[1]} | {DEAD[0]}")
     assert browser.table(dom, "runs")[1:] and len(browser.table(dom, "runs")) == 1 + len(dash["runs"])
-    png = browser.screenshot(page, tmp_path / "dashboard.png", (1400, 1000))
+    png = browser.screenshot(page, tmp_path / "dashboard.png", (1400, 1500))
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000
     keep = os.environ.get("IGVM_CI_SCREENSHOT")  # README: how the picture there is made
