@@ -33,7 +33,7 @@ from . import engines
 
 WORKFLOW = engines.REPO / "ci-examples" / "github-actions" / "igvm-nightly.yml"
 LABEL = "kvm"
-SUITE_ARGS = "suites/matrix -k page-normal"
+SUITE_ARGS = "-n 0 suites/matrix -k page-normal"
 #: Steps whose command is set-up (replaced by the test's .venv) and the
 #: actions the test emulates; any other ``uses:`` fails the test.
 SETUP_COMMANDS = ("./setup.sh", "python3 -m venv .venv && .venv/bin/pip install -q .")

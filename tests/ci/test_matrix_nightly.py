@@ -14,7 +14,7 @@ from harness.report import schema
 from . import engines
 
 NIGHTLY = engines.REPO / "ci-examples" / "matrix" / "nightly.toml"
-SELECTION = "suites/matrix -q -p no:cacheprovider -k page-normal"
+SELECTION = "-n 0 suites/matrix -q -p no:cacheprovider -k page-normal"
 
 
 def test_nightly_matrix_runs_and_merges(tmp_path):
