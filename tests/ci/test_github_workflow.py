@@ -31,6 +31,10 @@ from harness.report import schema
 
 from . import engines
 
+#: One pipeline run serves every test of this module: on one xdist worker,
+#: scheduled early (its cells take about 15 s on an idle core).
+pytestmark = [pytest.mark.xdist_group("github-workflow"), pytest.mark.weight(15)]
+
 WORKFLOW = engines.REPO / "ci-examples" / "github-actions" / "igvm-nightly.yml"
 LABEL = "kvm"
 SUITE_ARGS = "-n 0 suites/matrix -k page-normal"

@@ -43,6 +43,10 @@ from harness.report import schema
 from ..report import browser
 from . import engines
 
+#: One pipeline run serves every test of this module: on one xdist worker,
+#: scheduled early (its cells take about 40 s on an idle core).
+pytestmark = [pytest.mark.xdist_group("gitlab-pipeline"), pytest.mark.weight(40)]
+
 PIPELINE = "ci-examples/gitlab-ci/gitlab-ci.yml"
 RUNNER_TAGS = "kvm"
 #: A few fast cells of the conformance matrix on every platform, one

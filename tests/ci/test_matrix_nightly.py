@@ -9,6 +9,8 @@ import os
 import sys
 import tomllib
 
+import pytest
+
 from harness.report import schema
 
 from . import engines
@@ -17,6 +19,7 @@ NIGHTLY = engines.REPO / "ci-examples" / "matrix" / "nightly.toml"
 SELECTION = "-n 0 suites/matrix -q -p no:cacheprovider -k page-normal"
 
 
+@pytest.mark.weight(25)  # 8 cells, one after the other
 def test_nightly_matrix_runs_and_merges(tmp_path):
     out = tmp_path / "nightly"
     proc = engines.run([sys.executable, "-m", "harness.cli", "matrix", "run", str(NIGHTLY),
