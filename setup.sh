@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Set up igvm-harness on a Debian machine (root, or a user with sudo).
 # Idempotent: rerunning only does what is missing.
-#   1. system packages (apt-get)
+#   1. system packages (apt-get), Node.js/npm when the machine has none
 #   2. .venv with the harness installed editable (+ dev extras)
 #   3. Debian's OVMF builds, kernel and busybox (`igvm-harness firmware fetch`:
 #      private apt configuration, pinned, cached)
 #   4. the harness's C extension modules (`igvm-harness native build`: the SNP
 #      chain fold) into the harness cache
+#   4b. the CI tools pinned in ci-examples/tools (npm ci into the harness cache)
 #   5. the QEMU-under-test with IGVM, built from Debian's qemu source package
 #      into ${XDG_CACHE_HOME:-~/.cache}/igvm-harness (skipped when $QEMU already
 #      names a QEMU with igvm-cfg; cached otherwise)
@@ -40,6 +41,7 @@ SYSTEM_PACKAGES=(
     cpio        # tests/runner/test_initrd.py cross-checks the harness initrd with GNU cpio
     dosfstools mtools  # tests/runner/test_fat.py cross-checks the harness's FAT boot disk (fsck.fat, mcopy)
     distro-info-data  # Debian's release table: the newer suites of the private apt configuration (harness/debian/releases.py)
+    rsync       # gitlab-ci-local copies each job's checkout and artifacts with it (tests/ci/test_gitlab_pipeline.py)
     # harness/native (igvm-harness native build): the C fold of the SNP chain
     gcc python3-dev libssl-dev
 )
@@ -62,6 +64,19 @@ if [ "${#missing[@]}" -gt 0 ]; then
     "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 else
     say "system packages present"
+fi
+
+# Node.js and npm for the CI tools pinned in ci-examples/tools (gitlab-ci-local
+# runs the GitLab example pipeline in tests/ci): Debian's nodejs and npm when
+# the machine has none (bookworm: Node 18, which gitlab-ci-local 4.65.0 runs
+# on); a node the machine already has (NodeSource's, say, which bundles npm)
+# is kept, never replaced by Debian's.
+node_missing=()
+command -v node >/dev/null 2>&1 || node_missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || node_missing+=(npm)
+if [ "${#node_missing[@]}" -gt 0 ]; then
+    say "installing ${node_missing[*]} (Debian's) for the pinned CI tools"
+    "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${node_missing[@]}" >/dev/null
 fi
 
 # clang's libFuzzer and sanitizer runtimes (libclang_rt.fuzzer, .asan, .ubsan)
@@ -103,6 +118,9 @@ say "installing igvm-harness into .venv (pip install -e '.[dev]')"
 
 say "building the harness's C modules (igvm-harness native build; cached)"
 .venv/bin/igvm-harness native build
+
+say "installing the pinned CI tools (ci-examples/tools: gitlab-ci-local, action-validator; cached)"
+ci-examples/tools/install.sh >/dev/null
 
 say "fetching Debian firmware, kernel and busybox (cached after the first run)"
 .venv/bin/igvm-harness firmware fetch >/dev/null

@@ -123,6 +123,20 @@ def _merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lost_cells(args: argparse.Namespace) -> int:
+    from harness.report import lost
+
+    written = lost.write_lost([Path(m) for m in args.markers])
+    for path, marker in written:
+        print(f"cell {marker['platform']}/{marker['accel']} ({marker.get('job') or 'job ?'}) "
+              f"wrote no results: {path} says so (error)")
+    if not args.markers:
+        print("lost-cells: no cell markers given (no cell started?)")
+    elif not written:
+        print(f"lost-cells: every cell of {len(args.markers)} wrote results")
+    return 0
+
+
 def _validate(args: argparse.Namespace) -> int:
     from harness.report import schema
 
@@ -151,6 +165,8 @@ def _matrix_run(args: argparse.Namespace) -> int:
 
     started = time.monotonic()
     spec = matrix_run.load_spec(args.matrix)
+    if args.pytest_args is not None:
+        spec.pytest_args = matrix_run.split_pytest_args(args.pytest_args)
     outdir = Path(args.output) if args.output else matrix_run.default_output(spec)
     cells = matrix_run.expand(spec)
     if args.dry_run:
@@ -231,6 +247,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     m.add_argument("--history", type=int, default=DEFAULT_HISTORY,
                    help=f"runs kept per cell (default {DEFAULT_HISTORY})")
     m.set_defaults(func=_merge)
+    lc = rsub.add_parser("lost-cells", help="an error result for each CI cell that wrote none",
+                         description="For each cell marker (cell.txt, written first by every "
+                                     "cell of the ci-examples pipelines) in a directory without "
+                                     "results, write a results document with one error check "
+                                     "naming the job: a dead cell keeps its dashboard column.")
+    lc.add_argument("markers", nargs="*", metavar="CELL.TXT")
+    lc.set_defaults(func=_lost_cells)
     v = rsub.add_parser("validate", help="check files against their versioned JSON schema")
     v.add_argument("files", nargs="+", metavar="FILE")
     v.set_defaults(func=_validate)
@@ -257,5 +280,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         run.add_argument("--output", metavar="DIR", default=None,
                          help="output directory (default: reports/matrix-NAME-TIME)")
         run.add_argument("--history", type=int, default=DEFAULT_HISTORY)
+        run.add_argument("--pytest-args", metavar="ARGS", default=None,
+                         help="pytest arguments of every cell instead of the file's "
+                              "pytest_args (one shell-quoted string, e.g. \"suites/matrix "
+                              "-k 'page-normal'\"): a short run of a lab's matrix")
         run.add_argument("--dry-run", action="store_true", help="list the cells only")
         run.set_defaults(func=_matrix_run)

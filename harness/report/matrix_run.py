@@ -42,6 +42,7 @@ import importlib.metadata
 import itertools
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -171,6 +172,17 @@ def load_spec(path: str | Path) -> Spec:
                 images=images, timeout=float(timeout), source=path)
 
 
+def split_pytest_args(text: str) -> list[str]:
+    """``--pytest-args``: shell words, one clear error when unbalanced."""
+    try:
+        words = shlex.split(text)
+    except ValueError as exc:
+        raise HarnessError(f"--pytest-args: {exc}", 2) from None
+    if not words:
+        raise HarnessError("--pytest-args: give at least one argument (e.g. suites/)", 2)
+    return words
+
+
 def expand(spec: Spec) -> list[Cell]:
     return [Cell(q, p, a) for q, p, a in itertools.product(spec.qemus, spec.platforms,
                                                           spec.accels)]
@@ -230,14 +242,22 @@ def certify_command(cell: Cell, image: Path, outdir: Path) -> list[str]:
     return cmd
 
 
-def _run_logged(cmd: list[str], log: Path, timeout: float) -> tuple[int | None, float]:
+def cell_env(celldir: Path) -> dict[str, str]:
+    """The environment of a cell's steps: the conformance matrix's own tables
+    (``$IGVM_HARNESS_MATRIX_DIR``, else ``reports/matrix/`` of the checkout,
+    where every cell would overwrite the last) stay in the cell's directory."""
+    return {**os.environ, "IGVM_HARNESS_MATRIX_DIR": str((celldir / "matrix").resolve())}
+
+
+def _run_logged(cmd: list[str], log: Path, timeout: float,
+                env: dict[str, str] | None = None) -> tuple[int | None, float]:
     """Run one step with its output in ``log``; killed as a group on timeout
     or Ctrl-C so that no QEMU or pytest outlives the matrix."""
     t0 = time.monotonic()
     with open(log, "ab") as out:
-        out.write(("$ " + " ".join(cmd) + "\n").encode())
+        out.write(("$ " + shlex.join(cmd) + "\n").encode())
         out.flush()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         try:
             return proc.wait(timeout=timeout), time.monotonic() - t0
@@ -274,8 +294,9 @@ def run(spec: Spec, cells: list[Cell], outdir: Path,
         celldir = outdir / "cells" / cell.slug
         celldir.mkdir(parents=True, exist_ok=True)
         log = celldir / "run.log"
-        progress(f"[{index}/{len(cells)}] {cell.label}: pytest {' '.join(spec.pytest_args)} ...")
-        rc, took = _run_logged(pytest_command(spec, cell, celldir), log, spec.timeout)
+        progress(f"[{index}/{len(cells)}] {cell.label}: pytest {shlex.join(spec.pytest_args)} ...")
+        env = cell_env(celldir)
+        rc, took = _run_logged(pytest_command(spec, cell, celldir), log, spec.timeout, env)
         notes = []
         if rc is None:
             notes.append(f"pytest killed after {spec.timeout:g} s")
@@ -283,7 +304,7 @@ def run(spec: Spec, cells: list[Cell], outdir: Path,
             notes.append(f"pytest exit status {rc}")
         for image in spec.images:
             progress(f"[{index}/{len(cells)}] {cell.label}: certify {image.name} ...")
-            crc, _ = _run_logged(certify_command(cell, image, celldir), log, spec.timeout)
+            crc, _ = _run_logged(certify_command(cell, image, celldir), log, spec.timeout, env)
             if crc not in (0, 1):
                 notes.append(f"certify {image.name}: exit status {crc}")
         jsons = sorted(celldir.glob("*.json"))

@@ -133,9 +133,12 @@ class Dashboard:
         subject = _subject_name(doc)
         config = configuration_of(doc)
         accel = doc["environment"].get("accel")
-        self.runs[(config, started)] = {
-            "source": source, "started": started, "column": config, "kind": doc["kind"],
-            "title": doc["title"], "verdict": doc["summary"]["verdict"],
+        # One run per results document: CI cells of one configuration (the
+        # platforms of a host's accelerator) start within the same second.
+        requested = requested_platform(doc)
+        self.runs[(config, requested, started, doc["title"])] = {
+            "source": source, "started": started, "column": config, "platform": requested,
+            "kind": doc["kind"], "title": doc["title"], "verdict": doc["summary"]["verdict"],
             "image_sha256": (doc["environment"].get("image") or {}).get("sha256"),
         }
         for check in doc["checks"]:
@@ -163,7 +166,8 @@ class Dashboard:
         for row in doc["rows"]:
             self.rows.setdefault(row["id"], row)
         for run in doc["runs"]:
-            self.runs.setdefault((run["column"], run["started"]), run)
+            key = (run["column"], run.get("platform", "-"), run["started"], run.get("title"))
+            self.runs.setdefault(key, run)
         for cell in doc["cells"]:
             entries = self.history.setdefault((cell["row"], cell["column"]), {})
             for entry in cell["history"]:
@@ -200,13 +204,20 @@ class Dashboard:
         }
 
 
+def source_name(path: Path) -> str:
+    """How a run names its file: with its directory, which is the CI cell's
+    (``native-native-kvm/suite-native-...json``): two cells of one nightly
+    write files of the same name."""
+    return f"{path.parent.name}/{path.name}" if path.parent.name else path.name
+
+
 def merge_files(paths: list[str | Path], history_limit: int = DEFAULT_HISTORY) -> dict[str, Any]:
     """Load, validate and merge results/dashboard files into a dashboard document."""
     if not paths:
         raise HarnessError("report merge: give at least one results JSON file")
     dash = Dashboard(history_limit)
     for path in paths:
-        dash.add(schema.load(path), Path(path).name)
+        dash.add(schema.load(path), source_name(Path(path)))
     return schema.validate(dash.to_dict(), "merged dashboard")
 
 

@@ -6,6 +6,7 @@ killed on timeout so that no browser process outlives a test.
 
 from __future__ import annotations
 
+import html.parser
 import os
 import shutil
 import signal
@@ -53,3 +54,37 @@ def dump_dom(page: Path) -> str:
 def screenshot(page: Path, png: Path, size: tuple[int, int] = (1280, 1600)) -> Path:
     run(page, f"--screenshot={png}", f"--window-size={size[0]},{size[1]}")
     return png
+
+
+class _Table(html.parser.HTMLParser):
+    """Rows of the table with the given id, as lists of cell texts."""
+
+    def __init__(self, table_id: str) -> None:
+        super().__init__()
+        self.table_id, self.depth, self.rows, self.cell = table_id, 0, [], None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table" and (self.depth or attrs.get("id") == self.table_id):
+            self.depth += 1
+        elif self.depth == 1 and tag == "tr":
+            self.rows.append([])
+        elif self.depth == 1 and tag in ("td", "th"):
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag == "table" and self.depth:
+            self.depth -= 1
+        elif self.depth == 1 and tag in ("td", "th") and self.cell is not None:
+            self.rows[-1].append(" ".join(" ".join(self.cell).split()))
+            self.cell = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def table(dom: str, table_id: str) -> list[list[str]]:
+    parser = _Table(table_id)
+    parser.feed(dom)
+    return parser.rows

@@ -6,7 +6,6 @@ parsing, and a screenshot of the requested size), not on our template text.
 
 from __future__ import annotations
 
-import html.parser
 import struct
 
 import pytest
@@ -19,51 +18,17 @@ from .conftest import make_report
 pytestmark = pytest.mark.skipif(browser.chromium() is None, reason="no chromium")
 
 
-class _Table(html.parser.HTMLParser):
-    """Rows of the table with the given id, as lists of cell texts."""
-
-    def __init__(self, table_id: str) -> None:
-        super().__init__()
-        self.table_id, self.depth, self.rows, self.cell = table_id, 0, [], None
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "table" and (self.depth or attrs.get("id") == self.table_id):
-            self.depth += 1
-        elif self.depth == 1 and tag == "tr":
-            self.rows.append([])
-        elif self.depth == 1 and tag in ("td", "th"):
-            self.cell = []
-
-    def handle_endtag(self, tag):
-        if tag == "table" and self.depth:
-            self.depth -= 1
-        elif self.depth == 1 and tag in ("td", "th") and self.cell is not None:
-            self.rows[-1].append(" ".join(" ".join(self.cell).split()))
-            self.cell = None
-
-    def handle_data(self, data):
-        if self.cell is not None:
-            self.cell.append(data)
-
-
-def _table(dom: str, table_id: str) -> list[list[str]]:
-    parser = _Table(table_id)
-    parser.feed(dom)
-    return parser.rows
-
-
 def test_report_page_renders_in_chromium(rich_report, tmp_path):
     page = writers.write_all(rich_report, tmp_path)["html"]
     dom = browser.dump_dom(page)
     assert "<title>Certification of vendor.igvm</title>" in dom
-    checks = _table(dom, "checks")
+    checks = browser.table(dom, "checks")
     assert checks[0][:3] == ["check", "platform", "verdict"]
     assert [row[2] for row in checks[1:]] == ["pass", "fail", "pass", "boundary", "skip"]
-    matrix = _table(dom, "matrix")
+    matrix = browser.table(dom, "matrix")
     assert matrix[0] == ["directive", "sev", "sev-es"]
     assert matrix[1][0] == "PAGE_DATA" and matrix[2][0] == "VP_CONTEXT"
-    env = {row[0]: row[1] for row in _table(dom, "environment")}
+    env = {row[0]: row[1] for row in browser.table(dom, "environment")}
     assert env["SEV firmware"].startswith("API 1.55 build 21")
     assert "0" * 63 + "1" in env["image"]
     # The console evidence is text in the DOM, not a script element.
@@ -87,7 +52,7 @@ def test_dashboard_of_two_hosts_renders_in_chromium(tmp_path):
                                       hostname="lab-b", qemu="10.1.0"), tmp_path, "b")["json"]
     page = merge.write_dashboard(merge.merge_files([a, b]), tmp_path / "dash")["html"]
     dom = browser.dump_dom(page)
-    grid = _table(dom, "grid")
+    grid = browser.table(dom, "grid")
     # header: case + one configuration per host, then each one's platform columns
     assert len(grid) == 2 + 2 and len(grid[0]) == 3 and grid[1] == ["sev-es", "sev-es"]
     assert "lab-a" in grid[0][1] and "10.1.0" in grid[0][2]
@@ -113,13 +78,13 @@ def test_dashboard_of_a_matrix_reads_like_the_terminal_matrix(tmp_path):
         paths.append(writers.write_all(r, tmp_path, f"r{i}")["json"])
     page = merge.write_dashboard(merge.merge_files(paths), tmp_path / "dash")["html"]
     dom = browser.dump_dom(page)
-    grid = _table(dom, "grid")
+    grid = browser.table(dom, "grid")
     assert grid[1] == ["native", "sev", "native", "sev"]
     assert [row[0].split()[0] for row in grid[2:]] == ["page-normal/cfg", "vp-context/cfg"]
     for row in grid[2:]:
         assert [c.split()[0] for c in row[1:]] == ["pass", "boundary", "pass", "boundary"]
     assert dom.count('colspan="2"') == 2
-    configs = _table(dom, "configurations")
+    configs = browser.table(dom, "configurations")
     assert len(configs) == 3 and {row[4] for row in configs[1:]} == {"native, sev"}
 
 
@@ -137,13 +102,13 @@ def test_certify_command_output_renders_in_chromium(tmp_path, capsys):
     capsys.readouterr()
     [page] = (tmp_path / "rep").glob("certify-vendor.igvm-*.html")
     dom = browser.dump_dom(page)
-    rows = {row[0].split()[0]: row for row in _table(dom, "checks")[1:]}
+    rows = {row[0].split()[0]: row for row in browser.table(dom, "checks")[1:]}
     assert rows["spec.validate"][2] == "pass"
     # "Other page types result in an error." (docs/system/igvm.rst)
     assert rows["sev-es.directives"][2] == "fail"
     assert "PAGE_DATA(SECRETS)" in rows["sev-es.directives"][3]
-    env = {row[0]: row[1] for row in _table(dom, "environment")}
+    env = {row[0]: row[1] for row in browser.table(dom, "environment")}
     assert hashlib.sha256(image.read_bytes()).hexdigest() in env["image"]
-    matrix = _table(dom, "matrix")
+    matrix = browser.table(dom, "matrix")
     assert matrix[0] == ["directive", "sev-es"]
     assert [r[0] for r in matrix[1:]] == ["PAGE_DATA", "PAGE_DATA(SECRETS)"]

@@ -1,5 +1,7 @@
-"""The CI examples stay in step with the harness: their files parse and every
-option they pass exists."""
+"""The CI examples stay in step with the harness: their files parse, every
+option they pass exists, and both engines' files name the same runner tags.
+(tests/ci/ executes them: test_gitlab_pipeline.py, test_github_workflow.py,
+test_matrix_nightly.py.)"""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.cli import build_parser
 from harness.report import matrix_run
@@ -25,7 +28,6 @@ def test_matrix_example_loads():
 
 @pytest.mark.parametrize("path", YAMLS, ids=lambda p: p.parent.name)
 def test_yaml_parses(path):
-    yaml = pytest.importorskip("yaml", reason="PyYAML not installed")
     doc = yaml.safe_load(path.read_text())
     assert isinstance(doc, dict)
     if path.parent.name == "github-actions":
@@ -60,3 +62,16 @@ def test_every_option_in_the_examples_exists():
     used -= {"--header", "--location"}  # curl's, in the GitLab history download
     assert used <= known, sorted(used - known)
     assert {"--igvm-report-dir", "--platform", "--accel", "--history", "--output"} <= used
+
+
+def test_both_engines_name_the_same_runner_tags():
+    """The README tells a lab to register runners with these tags; the
+    GitLab jobs' tags, GitLab's default RUNNER_TAGS and the GitHub labels agree."""
+    gitlab = yaml.safe_load(YAMLS[1].read_text())
+    github = yaml.safe_load(YAMLS[0].read_text())
+    job_tags = {t for job in gitlab.values() if isinstance(job, dict)
+                for t in job.get("tags", [])}
+    labels = {row["runner"] for row in github["jobs"]["cell"]["strategy"]["matrix"]["include"]}
+    assert job_tags == labels == set(gitlab["variables"]["RUNNER_TAGS"].split())
+    readme = (EXAMPLES / "README.md").read_text()
+    assert all(f"`{tag}`" in readme for tag in job_tags)

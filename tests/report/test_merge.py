@@ -169,3 +169,20 @@ def test_case_of_drops_platform_and_accel_only_as_whole_tokens():
     assert merge.case_of("t.py::test_kvm[q35]", None, "kvm") == "t.py::test_kvm[q35]"
     assert merge.case_of("t.py::test_x[q35-kvm]", None, "auto") == "t.py::test_x[q35-kvm]"
     assert merge.case_of("suites/native/t.py::test_x", "native", None) == "suites/native/t.py::test_x"
+
+
+def test_ci_cells_of_one_configuration_started_in_one_second_are_separate_runs(tmp_path):
+    """A CI pipeline starts the platform cells of one host and accelerator
+    together: same configuration, same started second, files of the same
+    name in each cell's directory.  Each results document is one run, named
+    with its cell's directory (two runs were counted as one)."""
+    paths = []
+    for platform in ("sev", "sev-es"):
+        report = make_report({f"{platform}.boot": "boundary"}, started="2026-11-21T02:00:00+00:00")
+        report.subject["platform"] = report.title = platform
+        report.checks[0].platform = platform
+        paths.append(writers.write_all(report, tmp_path / f"native-{platform}-tcg", "suite")["json"])
+    dash = merge.merge_files(paths)
+    assert len(dash["columns"]) == 2
+    assert sorted((r["platform"], r["source"]) for r in dash["runs"]) == [
+        ("sev", "native-sev-tcg/suite.json"), ("sev-es", "native-sev-es-tcg/suite.json")]
