@@ -79,6 +79,7 @@ def pytest_configure(config: pytest.Config) -> None:
             signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
     except ValueError:  # not the main thread
         pass
+    _CONFIG[:] = [config]
     state = config.stash[_STATE_KEY] = _State(config)
     if config.getoption("--qemu") is not None:
         # A QEMU the user named explicitly that is not there, or not a QEMU,
@@ -92,6 +93,7 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_unconfigure(config: pytest.Config) -> None:
     from harness.qemu.runner import _kill_all_live
     _kill_all_live()
+    _CONFIG.clear()
 
 
 # ------------------------------------------------------- QEMU under test
@@ -162,7 +164,8 @@ def session_caps(config: pytest.Config):
 
 # --------------------------------------------------- platform deselection
 _NOTES_KEY = pytest.StashKey[list]()
-_DESELECTED_KEY = pytest.StashKey[int]()   # how many --platform deselected (xdist: per worker)
+_DESELECTED_KEY = pytest.StashKey[int]()   # how many tests this process deselected (-k, -m, --platform)
+_CONFIG: list[pytest.Config] = []          # this process's config (pytest_deselected gets none)
 
 
 def _selected_by_platform(item: pytest.Item, chosen: str) -> bool:
@@ -184,7 +187,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         (keep if _selected_by_platform(item, chosen) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
-        config.stash[_DESELECTED_KEY] = len(drop)
         items[:] = keep
         config.stash.setdefault(_NOTES_KEY, []).append(
             f"igvm-harness: {len(drop)} tests of platforms other than {chosen} deselected "
@@ -198,6 +200,12 @@ def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
 # Under pytest-xdist the workers collect and deselect; the controller, which
 # prints, learns of it from their output and says it in the summary.
 _WORKER_NOTES_KEY = pytest.StashKey[list]()
+
+
+def pytest_deselected(items) -> None:
+    if _CONFIG:
+        config = _CONFIG[0]
+        config.stash[_DESELECTED_KEY] = config.stash.get(_DESELECTED_KEY, 0) + len(items)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -214,8 +222,9 @@ def pytest_testnodedown(node, error) -> None:
     for note in output.get("igvm_harness_notes") or []:
         if note not in seen:  # every worker collects (and deselects) the same items
             seen.append(note)
-    # The summary line counts what the workers deselected, as a serial run's
-    # does (pytest-xdist's controller collects nothing, so it would say none).
+    # The summary line counts what the workers deselected (-k, -m, --platform),
+    # as a serial run's does (pytest-xdist's controller collects nothing, so it
+    # would say none).
     count = output.get("igvm_harness_deselected") or 0
     if count and _DESELECTED_KEY not in node.config.stash:
         node.config.stash[_DESELECTED_KEY] = count
@@ -230,7 +239,7 @@ class _DeselectedOnWorker:
     pytest-xdist worker deselected (plugins that read the summary's entries,
     e.g. hypothesis', look for attributes on them)."""
 
-    nodeid = "(deselected by --platform on the workers)"
+    nodeid = "(deselected on the workers)"
     count_towards_summary = True
 
 
