@@ -112,6 +112,7 @@ class Outcome:
     matched_at: float | None = None   # s from QEMU's start to that text
     failed_on: str | None = None      # console text that matched the run's ``fail``
     qmp_at: float | None = None       # s from QEMU's start to its QMP greeting (machine built)
+    cpu_seconds: float | None = None  # QEMU's user + system CPU time (runner: reaped children)
     #: ``(console characters so far, s from QEMU's start)`` per console read
     #: (harness.qemu.console ConsoleLog.arrivals), for :meth:`first_at`
     arrivals: list = field(default_factory=list, repr=False)
@@ -165,7 +166,7 @@ class Outcome:
                 "records": [r.line for r in self.report], "prelaunch": self.prelaunch,
                 "run_state": self.run_state, "events": self.events, "matched": self.matched,
                 "matched_at": self.matched_at, "failed_on": self.failed_on,
-                "qmp_at": self.qmp_at}
+                "qmp_at": self.qmp_at, "cpu_seconds": self.cpu_seconds}
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(self.to_json(), indent=1, default=str))

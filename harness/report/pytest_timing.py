@@ -29,7 +29,8 @@ _CURRENT: list[dict] | None = None
 def _note(outcome, fresh: bool) -> None:
     if _CURRENT is not None:
         _CURRENT.append({"fresh": fresh, "status": outcome.status.value,
-                         "start": outcome.qmp_at, "total": outcome.duration})
+                         "start": outcome.qmp_at, "total": outcome.duration,
+                         "cpu": outcome.cpu_seconds or 0.0})
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -61,6 +62,7 @@ class _Row:
     shared: int = 0
     start: float = 0.0
     guest: float = 0.0
+    cpu: float = 0.0
 
     def add_boots(self, boots: list[dict]) -> None:
         for b in boots:
@@ -68,6 +70,7 @@ class _Row:
                 self.shared += 1
                 continue
             self.boots += 1
+            self.cpu += b.get("cpu") or 0.0
             start = b.get("start")
             total = b.get("total") or 0.0
             if start is None:            # QEMU never answered QMP: all of it was start-up
@@ -134,24 +137,27 @@ def lines(timing: _Timing, verbose: bool, wall: float) -> list[str]:
         total.shared += row.shared
         total.start += row.start
         total.guest += row.guest
+        total.cpu += row.cpu
     slowest = sorted(timing.tests.items(), key=lambda kv: -kv[1].seconds)[:3]
     head = (f"igvm-harness time: {_fmt(wall)} wall, {_fmt(total.seconds)} in tests;"
-            f" {total.boots} QEMU runs (start {_fmt(total.start)}, guest {_fmt(total.guest)}),"
+            f" {total.boots} QEMU runs (start {_fmt(total.start)}, guest {_fmt(total.guest)},"
+            f" QEMU CPU {_fmt(total.cpu)}),"
             f" {total.shared} shared boots; slowest: "
             + ", ".join(f"{nodeid.split('/')[-1]} ({_fmt(row.seconds)})" for nodeid, row in slowest))
     out = [head]
     if not verbose:
         return out
     out.append("")
-    out.append(f"{'suite':<28} {'tests':>6} {'time':>9} {'runs':>6} {'start':>9} {'guest':>9} {'shared':>7}")
+    out.append(f"{'suite':<28} {'tests':>6} {'time':>9} {'runs':>6} {'start':>9} {'guest':>9}"
+               f" {'QEMU CPU':>9} {'shared':>7}")
     for suite, row in sorted(timing.suites.items(), key=lambda kv: -kv[1].seconds):
         out.append(f"{suite:<28} {row.tests:>6} {_fmt(row.seconds):>9} {row.boots:>6}"
-                   f" {_fmt(row.start):>9} {_fmt(row.guest):>9} {row.shared:>7}")
+                   f" {_fmt(row.start):>9} {_fmt(row.guest):>9} {_fmt(row.cpu):>9} {row.shared:>7}")
     out.append("")
-    out.append("slowest tests (time; QEMU runs: start + guest; shared boots read):")
+    out.append("slowest tests (time; QEMU runs: start + guest, QEMU CPU; shared boots read):")
     for nodeid, row in sorted(timing.tests.items(), key=lambda kv: -kv[1].seconds)[:15]:
         out.append(f"  {_fmt(row.seconds):>9}  {row.boots} runs ({_fmt(row.start)} + "
-                   f"{_fmt(row.guest)}), {row.shared} shared  {nodeid}")
+                   f"{_fmt(row.guest)}, CPU {_fmt(row.cpu)}), {row.shared} shared  {nodeid}")
     return out
 
 

@@ -332,3 +332,35 @@ def test_snapshot_disk_overlay_lives_in_the_run_dir(any_qemu, reset_rom, tmp_pat
                for link in overlays), overlays
     assert disk.read_bytes() == bytes(1 << 20)
     assert not list(run_dir.glob("vl.*"))
+
+
+def test_qmp_negotiation_has_a_deadline():
+    """QEMU 10.2 can leave ``qmp_capabilities`` unanswered for good (a guest
+    that ends QEMU while the negotiation is in flight: runner._negotiate).
+    That hang cannot be forced from outside, so the peer here is a stand-in
+    (a socket that greets like QEMU and then says nothing): the negotiation
+    must give up at its deadline instead of waiting for ever."""
+    import json
+    import socket
+    import time
+
+    from qemu.qmp.legacy import QEMUMonitorProtocol
+
+    from harness.qemu.runner import _close_qmp, _negotiate
+    ours, theirs = socket.socketpair()
+    greeting = {"QMP": {"version": {"qemu": {"micro": 2, "minor": 2, "major": 10},
+                                    "package": ""}, "capabilities": ["oob"]}}
+    theirs.sendall(json.dumps(greeting).encode() + b"\r\n")
+    qmp = QEMUMonitorProtocol(ours)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(TimeoutError):
+            _negotiate(qmp, 0.5)
+        assert time.monotonic() - t0 < 5.0
+        # it did ask: the stand-in received qmp_capabilities
+        theirs.settimeout(1.0)
+        assert b"qmp_capabilities" in theirs.recv(4096)
+    finally:
+        _close_qmp(qmp)
+        ours.close()
+        theirs.close()
