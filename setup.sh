@@ -82,7 +82,7 @@ fi
 # clang's libFuzzer and sanitizer runtimes (libclang_rt.fuzzer, .asan, .ubsan)
 # are a package of their own, which clang only recommends: Debian names it
 # libclang-rt-<LLVM major>-dev.  Found by what the fuzz target links
-# (harness/qemu/libigvm/Makefile `fuzz`: -fsanitize=fuzzer,address,undefined),
+# (libigvm/Makefile `fuzz`: -fsanitize=fuzzer,address,undefined),
 # the major taken from the installed clang's resource directory, never a
 # hard-coded version.
 clang_runtime_links() {

@@ -20,7 +20,7 @@ from tests.untrusted import hostile
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).parent / "corpus"
-LIBIGVM = ROOT / "harness" / "qemu" / "libigvm"
+LIBIGVM = ROOT / "libigvm"
 RUN_SECONDS = 4  # per target: a smoke run in CI, the README has the long command
 
 SEEDS = seeds.seeds()

@@ -9,7 +9,8 @@
 //   igvm-oracle parse FILE... | parse -
 //       per file: the parser's verdict with no isolation filter ("any") and
 //       with each platform's filter, the error (variant and message), the
-//       IGVMAPI code the crate's C API gives, and the header counts
+//       IGVMAPI code the crate's C API gives ("abort" where the parse panics:
+//       a panic cannot unwind out of the C API), and the header counts
 //   igvm-oracle snp-digest FILE... | snp-digest -
 //       per file: the crate's SEV-SNP launch digest for the file's SEV-SNP
 //       platform (igvm::measurement::generate_snp_measurement)
@@ -24,11 +25,17 @@ use std::io::{BufRead, Write};
 use std::panic;
 use std::process::ExitCode;
 
-use igvm::{IgvmFile, IgvmPlatformHeader, IsolationType};
+use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmPlatformHeader, IsolationType};
 use igvm_defs::IgvmPlatformType;
 
 /// The IGVM fixed header's total_file_size is a u32: nothing larger is a file.
 const MAX_FILE: u64 = u32::MAX as u64;
+
+/// Bound on one parameter area the SNP measurement walks: the crate measures an
+/// UNMEASURED page per 4 KiB of a ParameterInsert's area with no bound of its
+/// own (measurement/snp.rs), so a header claiming 2^62 bytes would run for
+/// years.  Larger areas are refused here, before the crate is asked.
+const MAX_MEASURED_AREA: u64 = 1 << 30;
 
 /// The isolation filters asked, with the harness's platform names.
 const FILTERS: [(&str, IsolationType); 4] = [
@@ -162,7 +169,12 @@ fn parse_one(path: &str) -> String {
         }
     };
     let _ = write!(out, ",\"size\":{},\"any\":", data.len());
+    let mark = out.len();
     verdict(&mut out, &data, None);
+    // The C API runs the same unfiltered parse inside an extern "C" function,
+    // where a panic cannot unwind: it aborts the process (QEMU included).
+    // Asked only when the parse did not panic; otherwise its answer is "abort".
+    let c_api_aborts = out[mark..].starts_with("{\"ok\":false,\"panic\"");
     for (name, filter) in FILTERS {
         out.push(',');
         json_str(&mut out, name);
@@ -170,6 +182,10 @@ fn parse_one(path: &str) -> String {
         verdict(&mut out, &data, Some(filter));
     }
     out.push_str(",\"c_api\":");
+    if c_api_aborts {
+        out.push_str("\"abort\"}");
+        return out;
+    }
     match c_api_code(&data) {
         Some(code) => {
             let _ = write!(out, "{code}");
@@ -206,6 +222,16 @@ fn snp_one(path: &str) -> String {
                 _ => None,
             })
             .ok_or_else(|| "no SEV-SNP platform header".to_string())?;
+        for d in file.directives() {
+            if let IgvmDirectiveHeader::ParameterArea { number_of_bytes, .. } = d {
+                if *number_of_bytes > MAX_MEASURED_AREA {
+                    return Err(format!(
+                        "bound: a parameter area of {number_of_bytes} bytes is past the oracle's \
+                         bound of {MAX_MEASURED_AREA} (the crate would walk it page by page)"
+                    ));
+                }
+            }
+        }
         let digest = igvm::measurement::generate_snp_measurement(
             file.initializations(),
             file.directives(),
