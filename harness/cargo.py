@@ -36,7 +36,11 @@ COMPILING = re.compile(r"^\s*Compiling (\S+) v(\S+)")
 
 
 class Unavailable(HarnessError):
-    """cargo, rustc or the crates.io registry is missing: a capability, not a bug."""
+    """cargo, rustc or the crates.io registry is missing: a capability, not a bug.
+
+    Exit status 3 at the CLI, so that set-up can tell it from a failed build."""
+
+    exit_code = 3
 
 
 def cargo_binary() -> str | None:
