@@ -36,8 +36,20 @@ from harness.reference import codes, oracle
 from tests.reference import inputs
 from tests.reference.conftest import record_counts
 
-#: (input name, check) -> why the implementations may differ there.
+#: (input name, check) -> why the implementations may differ there (none so far).
 KNOWN: dict[tuple[str, str], str] = {}
+#: Error classes of the crate (its Error's Debug text) where the Python validator
+#: deliberately does less, with the reason (harness/igvm/rules.py, "looser"); the own
+#: C library still gives the crate's code.
+KNOWN_CLASSES: dict[str, str] = {
+    "UnsupportedX64Register": "the validator does not check VBS register names against the "
+                              "reference's X86Register table (harness/igvm/rules.py: looser)",
+    "UnsupportedAArch64Register": "the validator does not check VBS register names against the "
+                                  "reference's AArch64Register table (harness/igvm/rules.py: looser)",
+}
+#: The oracle is built with the crate's corim feature (its measurement module needs it);
+#: the library QEMU links and the own one are not, so CoRIM headers parse only there.
+CORIM_TYPES = (0x104, 0x105)
 CHUNK = 400  # igvm-check arguments per process
 
 
@@ -52,6 +64,14 @@ def _own_codes(tool: Path, paths: list[Path]) -> list[int]:
             code, _name, rest = line.split(" ", 2)
             out[rest.split(": ", 1)[0]] = int(code)
     return [out[str(p)] for p in paths]
+
+
+def _has_corim_headers(data: bytes) -> bool:
+    from harness.igvm.parser import scan
+
+    f, _ = scan(data, limit=None)
+    return f is not None and any(getattr(h, "header_type", None) in CORIM_TYPES
+                                 for h in (*f.platforms, *f.initializations, *f.directives))
 
 
 def _violations(data: bytes) -> list[str]:
@@ -101,12 +121,17 @@ def compare_three(blobs: dict[str, bytes], tool: Path, tmp: Path) -> tuple[dict,
             checks["error-class"] = (not allowed or code in allowed,
                                      f"crate {codes.name(code)} ({answer['any'].get('debug')}), "
                                      f"validator {rules} -> {sorted(codes.name(x) for x in allowed)}")
+        debug = answer["any"].get("debug", "")
         for check, (good, text) in checks.items():
             if good:
                 c[{"own-code": "own == crate", "verdict": "validator agrees",
                    "error-class": "error class agrees"}[check]] += 1
             elif (n, check) in KNOWN:
                 c["known"] += 1
+            elif check != "own-code" and any(k in debug for k in KNOWN_CLASSES):
+                c["known"] += 1  # the validator is looser there, by design
+            elif ok and _has_corim_headers(blobs[n]):
+                c["known"] += 1  # CoRIM headers: only the oracle's build parses them
             else:
                 problems.append(f"{n}: {check}: {text}")
         if "error-class" not in checks:
@@ -127,3 +152,19 @@ def test_three_implementations_agree(which, oracle_binary, igvm_check, tmp_path)
 def test_known_differences_are_explained():
     for key, why in KNOWN.items():
         assert why and key[1] in ("own-code", "verdict", "error-class")
+    assert all(KNOWN_CLASSES.values())
+
+
+def test_a_vbs_register_the_crate_does_not_know(oracle_binary, igvm_check, tmp_path):
+    """Found by the libFuzzer run (tests/untrusted/corpus/vbs-unsupported-register): a VBS
+    VP context naming register 0xf9020010.  The crate refuses it
+    (InvalidBinaryDirectiveHeader(UnsupportedX64Register)), the own library gives the same
+    code; the validator, looser by design, sees only the other fault of the file."""
+    from tests.untrusted.test_fuzz import CORPUS
+
+    data = (CORPUS / "vbs-unsupported-register").read_bytes()
+    answer = oracle.parse_bytes({"f": data})["f"]
+    assert "UnsupportedX64Register" in answer["any"]["debug"]
+    assert answer["c_api"] == codes.CODE["IGVMAPI_INVALID_BINARY_DIRECTIVE_HEADER"]
+    counts, problems = compare_three({"vbs": data}, igvm_check, tmp_path)
+    assert counts["own == crate"] == 1 and counts["known"] == 1 and not problems
