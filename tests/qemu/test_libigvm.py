@@ -177,3 +177,15 @@ def test_probe_names_the_library_of_the_qemu_under_test(qemu_caps):
     assert lib and lib["origin"] in libigvm.ORIGINS and lib["how"]
     line = next(l for l in qemu_caps.summary_lines() if l.startswith("libigvm:"))
     assert libigvm.describe(lib) in line
+
+
+def test_a_checkout_without_the_parts_says_so_in_one_line(monkeypatch, tmp_path):
+    """A non-editable install carries no libigvm/ or tools/: one line naming the way out."""
+    from harness import tree
+
+    monkeypatch.setenv(tree.ENV, str(tmp_path))
+    with pytest.raises(HarnessError) as e:
+        libigvm.choose("own")
+    msg = str(e.value)
+    assert "libigvm/ is not here" in msg and tree.ENV in msg and "\n" not in msg
+    assert not tree.has("tools/igvm-oracle")
