@@ -27,7 +27,7 @@ import tomllib
 from pathlib import Path
 from typing import Callable, Iterable, TextIO
 
-from harness import cache
+from harness import cache, logged
 from harness.errors import HarnessError
 from harness.locks import exclusive
 
@@ -117,32 +117,7 @@ def crate_digest(crate: Path, extra: Iterable[str] = ()) -> str:
     return h.hexdigest()
 
 
-def run(cmd: list[str], log: TextIO, cwd: Path | None = None, env_: dict[str, str] | None = None,
-        on_line: Callable[[str], None] | None = None) -> tuple[int, list[str]]:
-    """Run a command, copying its output to ``log``; (exit status, output lines)."""
-    log.write(f"$ {' '.join(cmd)}\n")
-    log.flush()
-    lines: list[str] = []
-    try:
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env_, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                errors="replace", bufsize=1)
-    except OSError as exc:
-        raise HarnessError(f"cannot run {cmd[0]}: {exc.strerror or exc}") from None
-    try:
-        assert proc.stdout
-        for line in proc.stdout:
-            log.write(line)
-            lines.append(line.rstrip("\n"))
-            if on_line:
-                on_line(line)
-        return proc.wait(), lines
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
-    finally:
-        log.flush()
+run = logged.run  # (kept under this name for the callers of this module)
 
 
 def _first_error(lines: list[str]) -> str:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-from harness import cache
+from harness import cache, logged
 from harness.errors import HarnessError
 from harness.locks import exclusive
 from harness.outputs import write_atomic
@@ -192,25 +192,14 @@ NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]\s*(.*)")
 def run_logged(cmd: list[str], log: TextIO, cwd: Path | None = None,
                env: dict[str, str] | None = None, progress: Progress | None = None) -> int:
     """Run *cmd*, copy its output to *log*, feed ninja's [N/M] lines to *progress*."""
-    log.write(f"$ {' '.join(cmd)}\n")
-    log.flush()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", bufsize=1)
+    def on_line(line: str) -> None:
+        m = NINJA_STEP.match(line)
+        if m and progress:
+            progress.step(int(m.group(1)), int(m.group(2)), m.group(3).strip())
+
     try:
-        assert proc.stdout
-        for line in proc.stdout:
-            log.write(line)
-            m = NINJA_STEP.match(line)
-            if m and progress:
-                progress.step(int(m.group(1)), int(m.group(2)), m.group(3).strip())
-        return proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+        return logged.run(cmd, log, cwd=cwd, env=env, on_line=on_line, keep=False)[0]
     finally:
-        log.flush()
         if progress:
             progress.done()
 
