@@ -358,6 +358,7 @@ def render(x: dict) -> str:
         lines.append(f"  UNEXPLAINED: {u}")
     for a in x.get("agreements", []):
         lines.append(f"  (same in both: {a})")
+    lines.append("(an OVMF wrap against the classic -bios launch of its firmware: --firmware FW.fd)")
     return "\n".join(lines)
 
 

@@ -156,17 +156,26 @@ fn c_api_code(data: &[u8]) -> Option<i32> {
     .ok()
 }
 
-fn parse_one(path: &str) -> String {
+/// The answer's opening (`{"file":...`) and the file's bytes, or the whole
+/// answer (`{"file":...,"read_error":...}`) when it cannot be read.
+fn open(path: &str) -> Result<(String, Vec<u8>), String> {
     let mut out = String::from("{\"file\":");
     json_str(&mut out, path);
-    let data = match read_file(path) {
-        Ok(d) => d,
+    match read_file(path) {
+        Ok(data) => Ok((out, data)),
         Err(e) => {
             out.push_str(",\"read_error\":");
             json_str(&mut out, &e);
             out.push('}');
-            return out;
+            Err(out)
         }
+    }
+}
+
+fn parse_one(path: &str) -> String {
+    let (mut out, data) = match open(path) {
+        Ok(opened) => opened,
+        Err(answer) => return answer,
     };
     let _ = write!(out, ",\"size\":{},\"any\":", data.len());
     let mark = out.len();
@@ -197,16 +206,9 @@ fn parse_one(path: &str) -> String {
 }
 
 fn snp_one(path: &str) -> String {
-    let mut out = String::from("{\"file\":");
-    json_str(&mut out, path);
-    let data = match read_file(path) {
-        Ok(d) => d,
-        Err(e) => {
-            out.push_str(",\"read_error\":");
-            json_str(&mut out, &e);
-            out.push('}');
-            return out;
-        }
+    let (mut out, data) = match open(path) {
+        Ok(opened) => opened,
+        Err(answer) => return answer,
     };
     let result = panic::catch_unwind(|| -> Result<(u32, [u8; 48]), String> {
         let file = IgvmFile::new_from_binary(&data, None).map_err(|e| format!("parse: {e}"))?;
