@@ -142,7 +142,7 @@ def fetch(crate: Path, log: TextIO, phase: Callable[[str], None]) -> None:
           f"{pkgs.get('igvm', {}).get('version', '?')}) from crates.io, checksums from the lock")
     with exclusive(target_dir().parent / ".lock"):
         rc, lines = run([cargo, "fetch", "--locked", "--manifest-path", str(crate / "Cargo.toml")],
-                        log, env_=env(offline=False))
+                        log, env=env(offline=False))
     if rc != 0:
         why = _first_error(lines)
         if "needs to be updated" in why:  # cargo: "the lock file ... needs to be updated but --locked"
@@ -172,7 +172,7 @@ def build(crate: Path, args: list[str], log: TextIO, phase: Callable[[str], None
         cmd = [cargo, *args[:cut], "--locked", "--offline", "--manifest-path",
                str(crate / "Cargo.toml"), *args[cut:]]
         try:
-            rc, lines = run(cmd, log, env_=env(offline=True), on_line=on_line)
+            rc, lines = run(cmd, log, env=env(offline=True), on_line=on_line)
         finally:
             if done:
                 done()

@@ -291,7 +291,7 @@ def _install_crate(lib: Libigvm, prefix: Path, log: TextIO, progress) -> None:
                                 ("igvm.h", "cbindgen-igvm.toml", ["--crate", "igvm"])):
         out = prefix / "include" / "igvm" / header
         rc, out_lines = cargo.run([cb, "-q", *extra, "-c", str(crate / conf), str(crate),
-                                   "-o", str(out)], log, env_=cargo.env(offline=True))
+                                   "-o", str(out)], log, env=cargo.env(offline=True))
         if rc != 0 or not out.is_file():
             raise HarnessError(f"cbindgen {header} failed: "
                                f"{(out_lines or ['no output'])[-1][:200]}; see {log.name}")
