@@ -16,7 +16,8 @@ so the layout below is written down once::
                                     (crates.io) or the harness's own (harness.qemu.libigvm)
     cargo/target/                   cargo's target directory for the repository's crates
                                     (tools/igvm-c, tools/igvm-oracle; shared, so common
-                                    dependencies compile once)
+                                    dependencies compile once; igvm-c.native-static-libs:
+                                    the staticlib's link line, as rustc last printed it)
     oracle/<key>/igvm-oracle        the reference-crate helper (harness.reference.oracle)
     tools/meson-venv/               meson (+ pycotap) from PyPI for QEMU's configure
     apt/                            the private apt configuration (harness.debian.apt)

@@ -277,7 +277,9 @@ def _install_crate(lib: Libigvm, prefix: Path, log: TextIO, progress) -> None:
     lines = cargo.build(crate, ["rustc", "--release", "--lib", "--", "--print",
                                 "native-static-libs"], log, phase, step, done)
     native = next((m.group(1).strip() for l in lines if (m := NATIVE_LIBS.search(l))), "")
-    if not native:  # rustc prints it on every link of a staticlib; absent = a cached artefact
+    if native:  # rustc prints it on every link of a staticlib; kept for a fresh (cached) build
+        (cargo.target_dir() / "igvm-c.native-static-libs").write_text(native + "\n")
+    else:
         native = _native_libs_of(crate, log, phase)
     built = cargo.target_dir() / "release" / "libigvm_harness_capi.a"
     if not built.is_file():
@@ -300,13 +302,24 @@ def _install_crate(lib: Libigvm, prefix: Path, log: TextIO, progress) -> None:
 
 
 def _native_libs_of(crate: Path, log: TextIO, phase) -> str:
-    """The link line of the staticlib's native dependencies, by relinking it once."""
-    touched = crate / "src" / "lib.rs"
-    os.utime(touched)  # nothing changes but the mtime: cargo relinks and rustc prints the note
+    """The link line of the staticlib's native dependencies when cargo found the library
+    fresh (rustc prints it only when it links): the note kept from the last link, else
+    one relink (``cargo clean -p``; the checkout is never touched)."""
+    note = cargo.target_dir() / "igvm-c.native-static-libs"
+    try:
+        return note.read_text().strip()
+    except OSError:
+        pass
+    rc, _ = cargo.run([cargo.require_cargo(), "clean", "--release", "-p", "igvm-harness-capi",
+                       "--manifest-path", str(crate / "Cargo.toml"), "--offline"], log,
+                      env=cargo.env(offline=True))
     lines = cargo.build(crate, ["rustc", "--release", "--lib", "--", "--print",
                                 "native-static-libs"], log, phase)
-    return next((m.group(1).strip() for l in lines if (m := NATIVE_LIBS.search(l))),
-                "-lgcc_s -lutil -lrt -lpthread -lm -ldl -lc")
+    found = next((m.group(1).strip() for l in lines if (m := NATIVE_LIBS.search(l))), None)
+    if rc != 0 or not found:
+        raise HarnessError(f"rustc named no native libraries for the igvm staticlib; see {log.name}")
+    note.write_text(found + "\n")
+    return found
 
 
 def qemu_names(text: str, names: tuple[str, ...]) -> str:
