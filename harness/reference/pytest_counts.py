@@ -15,6 +15,8 @@ import json
 import os
 from pathlib import Path
 
+import pytest
+
 COUNTS: dict[str, dict] = {}
 REPO = Path(__file__).resolve().parents[2]
 _KEY = "igvm_reference_counts"
@@ -30,6 +32,7 @@ def pytest_sessionfinish(session):
         wo[_KEY] = json.dumps(COUNTS)
 
 
+@pytest.hookimpl(optionalhook=True)  # pytest-xdist's hook: absent under -p no:xdist
 def pytest_testnodedown(node, error):
     raw = getattr(node, "workeroutput", {}).get(_KEY)
     if raw:
