@@ -12,6 +12,7 @@ PLUGINS = {
     "igvm_harness_matrix": "harness.matrix.pytest_plugin",  # conformance matrix summary
     "igvm_harness_reports": "harness.report.pytest_collect",  # JSON/JUnit/HTML reports
     "igvm_harness_timing": "harness.report.pytest_timing",  # where the time went
+    "igvm_harness_reference": "harness.reference.pytest_counts",  # the oracle tests' counts
     # harness.parallel (-n auto by default) works only from the entry point:
     # a conftest is read too late to add options.
 }

@@ -8,9 +8,14 @@
 #   4. the harness's C extension modules (`igvm-harness native build`: the SNP
 #      chain fold) into the harness cache
 #   4b. the CI tools pinned in ci-examples/tools (npm ci into the harness cache)
-#   5. the QEMU-under-test with IGVM, built from Debian's qemu source package
-#      into ${XDG_CACHE_HOME:-~/.cache}/igvm-harness (skipped when $QEMU already
-#      names a QEMU with igvm-cfg; cached otherwise)
+#   5. the reference oracle (`igvm-harness oracle build`: tools/igvm-oracle, the
+#      igvm crate from crates.io, built with cargo into the cache)
+#   6. the QEMU-under-test with IGVM, built from Debian's qemu source package
+#      into ${XDG_CACHE_HOME:-~/.cache}/igvm-harness and linked with the real
+#      libigvm: a system igvm >= 0.3 (pkg-config), else the igvm crate from
+#      crates.io (tools/igvm-c, cargo + cbindgen), else the harness's own C
+#      library as the named fallback (skipped when $QEMU already names a QEMU
+#      with igvm-cfg; cached otherwise)
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
 
@@ -42,6 +47,7 @@ SYSTEM_PACKAGES=(
     dosfstools mtools  # tests/runner/test_fat.py cross-checks the harness's FAT boot disk (fsck.fat, mcopy)
     distro-info-data  # Debian's release table: the newer suites of the private apt configuration (harness/debian/releases.py)
     rsync       # gitlab-ci-local copies each job's checkout and artifacts with it (tests/ci/test_gitlab_pipeline.py)
+    cbindgen    # igvm.h / igvm_defs.h from the igvm crate's sources for the QEMU-under-test (harness/qemu/libigvm.py)
     # harness/native (igvm-harness native build): the C fold of the SNP chain
     gcc python3-dev libssl-dev
 )
@@ -82,7 +88,7 @@ fi
 # clang's libFuzzer and sanitizer runtimes (libclang_rt.fuzzer, .asan, .ubsan)
 # are a package of their own, which clang only recommends: Debian names it
 # libclang-rt-<LLVM major>-dev.  Found by what the fuzz target links
-# (harness/qemu/libigvm/Makefile `fuzz`: -fsanitize=fuzzer,address,undefined),
+# (libigvm/Makefile `fuzz`: -fsanitize=fuzzer,address,undefined),
 # the major taken from the installed clang's resource directory, never a
 # hard-coded version.
 clang_runtime_links() {
@@ -121,6 +127,18 @@ say "building the harness's C modules (igvm-harness native build; cached)"
 
 say "installing the pinned CI tools (ci-examples/tools: gitlab-ci-local, action-validator; cached)"
 ci-examples/tools/install.sh >/dev/null
+
+# The igvm crate needs cargo (rustup's, or Debian's cargo package) and
+# crates.io; without them (an air-gapped lab) the oracle's tests skip naming
+# that, and the QEMU build links the own C library as the named fallback.
+say "building the reference oracle: the igvm crate from crates.io (igvm-harness oracle build; cached)"
+oracle=0
+.venv/bin/igvm-harness oracle build >/dev/null || oracle=$?
+if [ "$oracle" -eq 3 ]; then
+    say "warning: no reference oracle (no cargo or no crates.io; see above): its tests will skip"
+elif [ "$oracle" -ne 0 ]; then
+    say "the reference oracle (tools/igvm-oracle) does not build"; exit 1
+fi
 
 say "fetching Debian firmware, kernel and busybox (cached after the first run)"
 .venv/bin/igvm-harness firmware fetch >/dev/null

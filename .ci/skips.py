@@ -35,9 +35,32 @@ class Allowed:
     #: skip is allowed only while that path really is absent, so a CI machine
     #: that has it cannot hide a broken lookup behind the claim
     only_if_absent: Path | None = None
+    #: a URL the skip claims cannot be reached (crates.io for the reference
+    #: oracle): allowed only while this host really cannot fetch it
+    only_if_unreachable: str | None = None
 
     def holds(self) -> bool:
-        return self.only_if_absent is None or not self.only_if_absent.exists()
+        if self.only_if_absent is not None and self.only_if_absent.exists():
+            return False
+        return self.only_if_unreachable is None or not reachable(self.only_if_unreachable)
+
+
+_REACHABLE: dict[str, bool] = {}
+
+
+def reachable(url: str, timeout: float = 10.0) -> bool:
+    """Can this host fetch ``url`` (an HTTP answer of any status counts)?"""
+    if url not in _REACHABLE:
+        import urllib.error
+        import urllib.request
+        try:
+            urllib.request.urlopen(url, timeout=timeout).close()
+            _REACHABLE[url] = True
+        except urllib.error.HTTPError:
+            _REACHABLE[url] = True
+        except (OSError, ValueError):
+            _REACHABLE[url] = False
+    return _REACHABLE[url]
 
 
 def load_allow(path: Path) -> list[Allowed]:
@@ -51,7 +74,8 @@ def load_allow(path: Path) -> list[Allowed]:
                              f"(write regexes as TOML literal strings, '...')")
         absent = entry.get("only_if_absent")
         out.append(Allowed(re.compile(entry["pattern"]), entry["why"],
-                           (HERE.parent / absent) if absent else None))
+                           (HERE.parent / absent) if absent else None,
+                           entry.get("only_if_unreachable")))
     return out
 
 

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "harness.report.commands",
     "harness.assets.commands",
     "harness.native.commands",
+    "harness.reference.commands",
 )
 
 #: Which module registers each top-level command, so that ``igvm-harness
@@ -43,6 +44,7 @@ COMMAND_OWNERS = {
     "matrix": "harness.report.commands",
     "firmware": "harness.assets.commands",
     "native": "harness.native.commands",
+    "oracle": "harness.reference.commands",
 }
 
 

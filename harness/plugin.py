@@ -193,8 +193,23 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             f"(--platform={chosen})")
 
 
-def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
-    return config.stash.get(_NOTES_KEY, [])
+def pytest_report_collectionfinish(config: pytest.Config, items) -> list[str]:
+    return config.stash.get(_NOTES_KEY, []) + _qemu_header(config, items)
+
+
+def _qemu_header(config: pytest.Config, items) -> list[str]:
+    """Which QEMU, and which igvm library it links, when the session runs QEMU tests
+    (a verdict on QEMU's IGVM support is one on QEMU plus its libigvm)."""
+    if not any(item.get_closest_marker("qemu") for item in items):
+        return []
+    st = _state(config)
+    st.resolve()
+    if st.caps is None:
+        return [f"igvm-harness: no QEMU under test: {st.why_none}"]
+    from harness.qemu.libigvm import describe
+    lib = getattr(st.caps, "libigvm", None)
+    return [f"igvm-harness: QEMU {st.caps.version} at {st.qemu} ({st.how}); libigvm: "
+            f"{describe(lib)}" + (f" [{lib['how']}]" if lib and lib.get("how") else "")]
 
 
 # Under pytest-xdist the workers collect and deselect; the controller, which

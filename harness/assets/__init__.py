@@ -1,7 +1,7 @@
 """Real firmware, kernel and userspace from Debian packages.
 
 ``igvm-harness firmware fetch`` (run by setup.sh) installs them into
-``harness.qemu.build.cache_root() / "assets"`` through the harness's private
+``harness.cache.path("assets")`` through the harness's private
 apt configuration (harness/debian/apt.py); this module answers where they
 are and exactly what they are (package, version, suite, SHA-256, pinned).
 Any other file can stand in for one by option: :func:`from_path`.

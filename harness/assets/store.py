@@ -29,8 +29,8 @@ MAX_MANIFEST = 1 << 20  # a few KiB in practice
 
 
 def root() -> Path:
-    from harness.qemu.build import cache_root
-    return cache_root() / "assets"
+    from harness import cache
+    return cache.path(cache.ASSETS)
 
 
 def files_dir(package: str, version: str, base: Path | None = None) -> Path:

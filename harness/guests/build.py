@@ -86,8 +86,9 @@ def cache_root() -> Path:
     env = os.environ.get("IGVM_HARNESS_GUEST_CACHE")
     if env:
         return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "igvm-harness" / "guests"
+    from harness import cache
+
+    return cache.path(cache.GUESTS)
 
 
 def publish(final: Path, data: bytes, prefix: str, error: type[HarnessError] = HarnessError,

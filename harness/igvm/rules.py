@@ -1,6 +1,6 @@
 """Validator rule ids, their sources, and the error/violation types.
 
-Rule ids are stable: the C library (harness/qemu/libigvm) and the
+Rule ids are stable: the C library (libigvm/ at the top of the checkout) and the
 differential tests use the same ids.  Each rule cites the check of the
 reference Rust parser (microsoft/igvm ``igvm/src/lib.rs``; function named)
 or, for rules marked ``strict``, the sentence of the specification

@@ -17,7 +17,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--explain", action="store_true",
                    help="compare with the classic -bios launch of the same OVMF, page range by page "
                         "range (FILE is an OVMF image: its IGVM wrap is compared; FILE is an IGVM "
-                        "file: give the OVMF with --firmware)")
+                        "file: give the OVMF with --firmware); an IGVM file without --firmware: "
+                        "QEMU's SEV-SNP launch beside the igvm crate's measurement model, each "
+                        "difference with its QEMU source line and specification text")
     p.add_argument("--firmware", metavar="FW.fd", default=None,
                    help="the OVMF image an IGVM FILE was made from (for --explain)")
     p.add_argument("--ap-state", choices=("qemu-10", "qemu-9"), default="qemu-10",

@@ -36,6 +36,8 @@ def _measure(args: argparse.Namespace) -> int:
     from harness.measure import classic_cli, corim_cli
 
     data = read(args.file)
+    if args.explain and not args.firmware and _is_igvm(data):
+        return _explain_against_crate(args, data)
     corim = corim_cli.wanted(args)
     if classic_cli.handles(args, data):  # an OVMF image (classic -bios launch) or --explain
         return classic_cli.run(args, data, host_from_args(args))
@@ -92,6 +94,46 @@ def _load(data, source: str):
     f, headers = load_measurable(data, source)
     return f, [f"{len(headers)} CoRIM header(s) (0x104/0x105) left out: they load no guest memory; "
                "QEMU 10.2's igvm library refuses them (see `igvm-harness certify`)"]
+
+
+def _is_igvm(data) -> bool:
+    from harness.igvm.defs import IGVM_MAGIC
+
+    return bytes(data[:4]) == IGVM_MAGIC.to_bytes(4, "little")
+
+
+def _explain_against_crate(args: argparse.Namespace, data) -> int:
+    """``--explain`` of an IGVM file without ``--firmware``: QEMU's launch beside the
+    igvm crate's model of it (SEV-SNP: the crate's measurement module), step by step."""
+    from harness.igvm.parser import parse
+    from harness.measure import crate_model
+
+    if args.platform != "sev-snp":
+        raise HarnessError("--explain of an IGVM file compares with the igvm crate's SEV-SNP model "
+                           "(--platform sev-snp), or with the classic launch of its OVMF "
+                           "(--firmware FW.fd)")
+    f = parse(data, source=args.file)
+    x = crate_model.explain(f, args.vcpus, host_from_args(args), _oracle_digest(args.file))
+    if args.json:
+        import json
+
+        json.dump(x, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(crate_model.render(x))
+    return 0
+
+
+def _oracle_digest(path: str) -> dict:
+    """The crate's own digest (tools/igvm-oracle), or why it is absent."""
+    from harness.reference import oracle
+
+    binary, line = oracle.status()
+    if binary is None:
+        return {"absent": line}
+    answer = oracle.snp_digest([path])[0]
+    answer["version"] = (oracle.record() or {}).get("igvm", "")
+    return answer
 
 
 def _compare(f, args: argparse.Namespace, host: HostProfile, pred) -> int:

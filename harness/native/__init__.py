@@ -41,15 +41,11 @@ _reasons: dict[str, str] = {}
 
 
 def cache_dir() -> str:
-    """``harness.qemu.build.cache_root() / "native"``, restated (this layer
-    sits below the QEMU layer; tests/native checks the two agree)."""
-    env = os.environ.get("IGVM_HARNESS_CACHE")
-    if env:
-        root = os.path.expanduser(env)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        root = os.path.join(xdg, "igvm-harness")
-    return os.path.join(root, "native")
+    """``<cache>/native`` (harness.cache owns the layout; its string form
+    keeps pathlib off the start-up path)."""
+    from harness import cache
+
+    return os.path.join(cache.root_str(), cache.NATIVE)
 
 
 def _suffix() -> str:

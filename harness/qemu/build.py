@@ -1,21 +1,9 @@
 """Build the QEMU-under-test and keep it in the harness's cache.
 
-Cache layout (``$IGVM_HARNESS_CACHE`` or ``${XDG_CACHE_HOME:-~/.cache}/igvm-harness``)::
-
-    qemu/downloads/<version>/       verified Debian source package files
-    qemu/builds/<name>/             one complete install: bin/qemu-system-x86_64,
-                                    build-info.json, build.log
-    qemu/builds/.tmp-<name>-<pid>/  a build in progress (never used as a result)
-    qemu/logs/<name>.log            the log of the last attempt for <name>
-    qemu/work/<src-name>/           extracted source + build tree, per source and
-                                    options (reused: a new igvm library only
-                                    recompiles what uses it)
-    qemu/current.json               the entry ``qemu path`` / discovery use
-    libigvm/<identity>/             the bundled C library, installed (stamped)
-    tools/meson-venv/               meson (+ pycotap) from PyPI for QEMU's configure
-    apt/                            the private apt configuration the Debian source
-                                    comes through (harness/debian/apt.py)
-    assets/                         Debian firmware, kernel, busybox (harness/assets)
+The cache layout (``qemu/builds``, ``qemu/work``, ``qemu/downloads``,
+``libigvm/``, ``tools/meson-venv``...) is written down once, in
+:mod:`harness.cache`; the igvm C library QEMU links is chosen and built by
+:mod:`harness.qemu.libigvm`.
 
 Firmware: the +ds source has no ROM blobs and none are installed.  None is
 needed to run IGVM guests: with an ``igvm-cfg`` the PC machines skip the BIOS
@@ -45,18 +33,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
+from harness import cache, logged
 from harness.errors import HarnessError
 from harness.locks import exclusive
 from harness.outputs import write_atomic
 from harness.qemu.pids import pid_alive
-from harness.qemu import deps, devices, source
+from harness.qemu import deps, devices, libigvm, source
+from harness.qemu.libigvm import Libigvm
 
 BINARY = "qemu-system-x86_64"
 # Bump when the build recipe changes in a way that changes the result.
 RECIPE = 1
 MESON_PIN = "meson==1.9.0"      # QEMU 10.2's pythondeps.toml 'installed' version
 PYCOTAP_PIN = "pycotap==1.3.1"  # same file; configure's meson group asks for it
-IGVM_PKG = "igvm >= 0.3.0"      # meson.build: dependency('igvm', version: '>= 0.3.0')
 
 # configure options: the target and the three features under test, then
 # everything optional off (--without-default-features) so that the build
@@ -89,11 +78,9 @@ DEFAULT_OPTIONS: tuple[str, ...] = LEAN_OPTIONS
 
 
 def cache_root() -> Path:
-    env = os.environ.get("IGVM_HARNESS_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "igvm-harness"
+    """The harness cache (:mod:`harness.cache` owns its layout); kept under
+    this name for the QEMU layer's callers and tests."""
+    return cache.root()
 
 
 def compiler_env(root: Path, env: dict[str, str]) -> dict[str, str]:
@@ -157,11 +144,6 @@ def write_device_config(tree: Path, options: tuple[str, ...]) -> Path | None:
     return path
 
 
-def libigvm_dir() -> Path:
-    """The bundled C library's source (harness/qemu/libigvm)."""
-    return Path(__file__).resolve().parent / "libigvm"
-
-
 # --------------------------------------------------------------------------
 # progress and logging
 
@@ -210,25 +192,14 @@ NINJA_STEP = re.compile(r"^\[(\d+)/(\d+)\]\s*(.*)")
 def run_logged(cmd: list[str], log: TextIO, cwd: Path | None = None,
                env: dict[str, str] | None = None, progress: Progress | None = None) -> int:
     """Run *cmd*, copy its output to *log*, feed ninja's [N/M] lines to *progress*."""
-    log.write(f"$ {' '.join(cmd)}\n")
-    log.flush()
-    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", bufsize=1)
+    def on_line(line: str) -> None:
+        m = NINJA_STEP.match(line)
+        if m and progress:
+            progress.step(int(m.group(1)), int(m.group(2)), m.group(3).strip())
+
     try:
-        assert proc.stdout
-        for line in proc.stdout:
-            log.write(line)
-            m = NINJA_STEP.match(line)
-            if m and progress:
-                progress.step(int(m.group(1)), int(m.group(2)), m.group(3).strip())
-        return proc.wait()
-    except BaseException:
-        proc.kill()
-        proc.wait()
-        raise
+        return logged.run(cmd, log, cwd=cwd, env=env, on_line=on_line, keep=False)[0]
     finally:
-        log.flush()
         if progress:
             progress.done()
 
@@ -288,84 +259,6 @@ def _base_python() -> str:
 
 
 # --------------------------------------------------------------------------
-# the igvm C library
-
-@dataclass
-class Libigvm:
-    identity: str           # for the cache key
-    pkgconfig_dir: str | None  # None: the system's pkg-config finds it
-
-
-def system_libigvm() -> str | None:
-    """Version of a system libigvm that satisfies QEMU, or None."""
-    if not shutil.which("pkg-config"):
-        return None
-    env = {k: v for k, v in os.environ.items() if k != "PKG_CONFIG_PATH"}
-    ok = subprocess.run(["pkg-config", "--exists", IGVM_PKG], env=env, check=False,
-                        capture_output=True)
-    if ok.returncode != 0:
-        return None
-    return subprocess.run(["pkg-config", "--modversion", "igvm"], env=env, capture_output=True,
-                          text=True, check=False).stdout.strip() or "unknown"
-
-
-def tree_digest(path: Path) -> str:
-    """SHA-256 over the source files of a directory (names and contents).
-
-    Build products (``build/``, the Makefile's default BUILDDIR, objects,
-    dot-files, ``__pycache__``) are left out so building in place does not
-    change the identity.
-    """
-    h = hashlib.sha256()
-    for p in sorted(path.rglob("*")):
-        rel = p.relative_to(path).parts
-        if (p.is_file() and rel[0] != "build" and "__pycache__" not in rel
-                and not any(r.startswith(".") for r in rel)
-                and not p.name.endswith((".o", ".a"))):
-            h.update(str(p.relative_to(path)).encode() + b"\0")
-            h.update(p.read_bytes() + b"\0")
-    return h.hexdigest()
-
-
-def libigvm_identity(src: Path | None = None) -> Libigvm:
-    """Which igvm library the build will use, without building it."""
-    sysver = system_libigvm()
-    if sysver:
-        return Libigvm(f"system-{sysver}", None)
-    src = src or libigvm_dir()
-    if not (src / "Makefile").is_file():
-        raise HarnessError(f"no igvm library: pkg-config finds no '{IGVM_PKG}' and the bundled "
-                           f"library ({src}) is not there")
-    return Libigvm(f"bundled-{tree_digest(src)[:16]}", None)
-
-
-def ensure_libigvm(lib: Libigvm, root: Path, log: TextIO, progress: Progress,
-                   src: Path | None = None) -> Libigvm:
-    """Build+install the bundled library once per identity (stamped)."""
-    if lib.identity.startswith("system-"):
-        return lib
-    src = src or libigvm_dir()
-    prefix = root / "libigvm" / lib.identity
-    stamp = prefix / ".complete"
-    pc = prefix / "lib" / "pkgconfig"
-    if not stamp.is_file():
-        progress.phase(f"building the bundled igvm C library into {prefix}")
-        shutil.rmtree(prefix, ignore_errors=True)
-        builddir = root / "libigvm" / f".build-{lib.identity}-{os.getpid()}"
-        try:
-            rc = run_logged(["make", "-C", str(src), f"PREFIX={prefix}", f"BUILDDIR={builddir}",
-                             "install"], log)
-        finally:
-            shutil.rmtree(builddir, ignore_errors=True)
-        if rc != 0 or not (pc / "igvm.pc").is_file():
-            shutil.rmtree(prefix, ignore_errors=True)
-            raise HarnessError(f"building the bundled igvm library failed: "
-                               f"{first_error(Path(log.name))}; see {log.name}")
-        stamp.write_text(lib.identity + "\n")
-    return Libigvm(lib.identity, str(pc))
-
-
-# --------------------------------------------------------------------------
 # cache keys and entries
 
 def cache_key(version: str, source_identity: str, libigvm: str,
@@ -390,6 +283,10 @@ class BuildInfo:
     binary: str
     timings: dict[str, float] = field(default_factory=dict)
     built_at: str = ""
+    #: which igvm C library is linked: origin (system / crates.io / own), version,
+    #: and what identifies it (crate checksum, rustc, fallback reason): the
+    #: record `qemu probe` and the reports read (harness.qemu.libigvm)
+    libigvm_info: dict = field(default_factory=dict)
 
 
 def is_complete(entry: Path) -> bool:
@@ -570,8 +467,15 @@ class BuildResult:
 
 def build(source_arg: str | None = None, jobs: int | None = None, install_deps: bool = False,
           root: Path | None = None, progress: Progress | None = None,
-          options: tuple[str, ...] = DEFAULT_OPTIONS) -> BuildResult:
-    """Obtain the source, build and install QEMU-under-test; reuse the cache."""
+          options: tuple[str, ...] = DEFAULT_OPTIONS, libigvm_choice: str = "auto",
+          make_current: bool = True) -> BuildResult:
+    """Obtain the source, build and install QEMU-under-test; reuse the cache.
+
+    ``libigvm_choice``: the igvm library to link (harness.qemu.libigvm:
+    auto, system, crates.io, own); ``make_current=False`` builds a variant
+    (the own-library QEMU of ``qemu compare-libigvm``) without making it the
+    QEMU-under-test.
+    """
     root = root or cache_root()
     progress = progress or Progress()
     jobs = jobs or os.cpu_count() or 1
@@ -585,7 +489,9 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
     timings: dict[str, float] = {}
     with open(prep_log_path, "w") as prep_log:
         deps.ensure(install_deps, log=prep_log)
-        lib = libigvm_identity()
+        # the library first: with `auto`, an unreachable registry turns it into
+        # the own library, and the cache key must name the one really linked
+        lib = libigvm.prepare(libigvm_choice, root, prep_log, progress)
         t = time.monotonic()
         try:
             resolved = source.resolve(spec, root / "qemu" / "downloads", log=prep_log,
@@ -595,7 +501,8 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
             if fallback is None:
                 raise
             progress.phase(f"warning: {exc}; using the cached build {fallback.entry}")
-            set_current(root, fallback.entry)
+            if make_current:
+                set_current(root, fallback.entry)
             return fallback
         timings["source"] = round(time.monotonic() - t, 1)
     key = cache_key(resolved.version, resolved.identity, lib.identity, options)
@@ -603,7 +510,8 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
     existing = find_entry(root, name)
     if existing:
         info = BuildInfo(**json.loads((existing / "build-info.json").read_text()))
-        set_current(root, existing)
+        if make_current:
+            set_current(root, existing)
         return BuildResult(existing / "bin" / BINARY, existing, True, info)
 
     log_path = logs / f"{name}.log"
@@ -618,7 +526,6 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
     try:
         with open(log_path, "w") as log, exclusive(work.with_name(work.name + ".lock")):
             python = ensure_meson(root, log, progress)
-            lib = ensure_libigvm(lib, root, log, progress)
             t = time.monotonic()
             tree = _prepared_tree(resolved, work, log, progress)
             timings["extract"] = round(time.monotonic() - t, 1)
@@ -680,7 +587,8 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
                 raise HarnessError(f"QEMU install produced no {BINARY}; see {log_path}")
             info = BuildInfo(name, resolved.version, resolved.identity, lib.identity,
                              list(options), str(builds_dir(root) / name / "bin" / BINARY),
-                             timings, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                             timings, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                             lib.as_dict())
             (tmp / "build-info.json").write_text(json.dumps(asdict(info), indent=2) + "\n")
         shutil.copy2(log_path, tmp / "build.log")
         final = builds_dir(root) / name
@@ -689,7 +597,8 @@ def build(source_arg: str | None = None, jobs: int | None = None, install_deps: 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    set_current(root, final)
+    if make_current:
+        set_current(root, final)
     prune(root)
     progress.phase(f"built {final / 'bin' / BINARY} "
                    f"(configure {timings['configure']} s, compile {timings['compile']} s)")

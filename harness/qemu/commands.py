@@ -12,10 +12,14 @@ from harness.errors import HarnessError
 def _build(args: argparse.Namespace) -> int:
     from harness.qemu import build
 
+    from harness.qemu.libigvm import describe
+
     options = build.CONFIGURE_OPTIONS if args.all_devices else build.DEFAULT_OPTIONS
-    res = build.build(args.source, jobs=args.jobs, install_deps=args.install_deps, options=options)
+    res = build.build(args.source, jobs=args.jobs, install_deps=args.install_deps, options=options,
+                      libigvm_choice=args.libigvm, make_current=not args.variant)
     if res.cached:
         print(f"igvm-harness: using cached build {res.entry}", file=sys.stderr)
+    print(f"igvm-harness: libigvm: {describe(res.info.libigvm_info or None)}", file=sys.stderr)
     print(res.binary)
     return 0
 
@@ -38,6 +42,14 @@ def _path(args: argparse.Namespace) -> int:
 
     print(discover.discover(args.qemu).path)
     return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from harness.qemu import compare_libigvm
+
+    return compare_libigvm.main(args.jobs, Path(args.output), args.pytest_args)
 
 
 def _jobs(text: str) -> int:
@@ -63,6 +75,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="parallel compile jobs (default: CPU count)")
     b.add_argument("--install-deps", action="store_true",
                    help="apt-get install missing Debian build dependencies")
+    b.add_argument("--libigvm", choices=("auto", "system", "crates.io", "own"), default="auto",
+                   help="the igvm C library to link: auto (default) = a system igvm >= 0.3 "
+                        "(pkg-config), else the igvm crate from crates.io, else the harness's own "
+                        "C library as the fallback")
+    b.add_argument("--variant", action="store_true",
+                   help="build into the cache without making it the QEMU-under-test "
+                        "(e.g. --libigvm own for the comparison)")
     devs = b.add_mutually_exclusive_group()
     devs.add_argument("--lean", action="store_true",
                       help="only the devices the harness uses (harness/qemu/devices.py; the default)")
@@ -76,6 +95,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--no-cache", action="store_true", help="probe again, ignoring the cache")
     p.set_defaults(func=_probe)
+
+    c = sub.add_parser("compare-libigvm",
+                       help="run the matrix on QEMU with the real libigvm and with the own one, "
+                            "compare cell by cell (builds the own-library variant, cached)")
+    c.add_argument("--jobs", "-j", type=_jobs, default=None, metavar="N")
+    c.add_argument("--output", default="reports/libigvm-compare", metavar="DIR",
+                   help="where both matrix reports and comparison.json go (default: %(default)s)")
+    c.add_argument("pytest_args", nargs="*", metavar="PYTEST_ARG",
+                   help="more pytest arguments for both matrix runs (after --)")
+    c.set_defaults(func=_compare)
 
     w = sub.add_parser("path", help="print the QEMU binary under test")
     w.add_argument("--qemu", metavar="PATH", default=None)

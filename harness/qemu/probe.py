@@ -26,7 +26,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 from harness.outputs import write_atomic
 
-PROBE_RECIPE = 2
+PROBE_RECIPE = 3  # 3: the linked igvm library (libigvm)
 MACHINES = ("q35", "pc")
 SEV_TYPES = ("sev-guest", "sev-snp-guest")
 HELP_TIMEOUT = 20.0
@@ -74,6 +74,10 @@ class Capabilities:
     sev_capabilities: dict | None = None
     sev_capabilities_note: str = ""
     errors: list[str] = field(default_factory=list)
+    #: the igvm C library the binary links: origin (system / crates.io / own),
+    #: version, and how that is known (harness.qemu.libigvm.of_binary: the
+    #: harness's build record, else the binary's own contents)
+    libigvm: dict | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -134,9 +138,13 @@ class Capabilities:
 
     def summary_lines(self) -> list[str]:
         yn = lambda b: "yes" if b else "no"  # noqa: E731
+        from harness.qemu.libigvm import describe
+
         lines = [
             f"qemu:            {self.qemu}",
             f"version:         {self.version or 'unknown'}",
+            f"libigvm:         {describe(self.libigvm)}"
+            + (f" [{self.libigvm['how']}]" if self.libigvm and self.libigvm.get("how") else ""),
             f"igvm-cfg object: {yn(self.igvm_cfg_object)}",
             "machine igvm-cfg: " + ", ".join(f"{m}={yn(v)}" for m, v in self.machine_igvm_cfg.items()),
             f"early igvm-file: {yn(self.early_igvm_file)} (igvm-file property on sev-guest)",
@@ -408,7 +416,7 @@ def _probe_uncached(qemu: str) -> Capabilities:
         igvm_cfg_object="igvm-cfg" in objs, machine_igvm_cfg=machine_igvm,
         sev_types=sev_types,
         early_igvm_file="igvm-file" in (sev_types.get("sev-guest") or []),
-        accels=accels, host=host, errors=errors,
+        accels=accels, host=host, errors=errors, libigvm=libigvm_of(qemu),
     )
     if host.enabled("sev") and accels["kvm"].usable and sev_types.get("sev-guest") is not None:
         try:
@@ -418,6 +426,13 @@ def _probe_uncached(qemu: str) -> Capabilities:
     else:
         caps.sev_capabilities_note = "not queried (no SEV host: /dev/sev and kvm_amd sev=Y needed)"
     return caps
+
+
+def libigvm_of(qemu: str) -> dict:
+    """Which igvm library the binary links (its build record, else its contents)."""
+    from harness.qemu.libigvm import of_binary
+
+    return of_binary(qemu)
 
 
 def resolve_binary(qemu: str | os.PathLike) -> str:
@@ -442,10 +457,10 @@ def _cache_file(qemu: str, cache: Path) -> Path:
 
 def probe(qemu: str | os.PathLike, cache: Path | None = None, use_cache: bool = True) -> Capabilities:
     """Capabilities of the QEMU binary *qemu* on this host (cached per binary)."""
-    from harness.qemu.build import cache_root
+    from harness import cache as layout
 
     path = resolve_binary(qemu)
-    cf = _cache_file(path, cache or cache_root())
+    cf = _cache_file(path, cache or layout.root())
     if use_cache and cf.is_file():
         try:
             return Capabilities.from_json(json.loads(cf.read_text()))

@@ -29,6 +29,7 @@ from harness.debian.apt import SRC_SUITES, AptConfig, harness_config
 from harness.debian.sources import (DEFAULT_KEYRING, AptEntry, debian_archive,  # noqa: F401 (re-exported)
                                     parse_deb822, parse_one_line_file, read_apt_sources)
 from harness.debian.version import compare_versions, sort_newest_first, split_version
+from harness import cache
 from harness.errors import HarnessError
 from harness.inputs import sha256_file
 
@@ -69,8 +70,7 @@ def has_igvm(version: str) -> bool:
 
 def apt_config() -> AptConfig:
     """The private apt configuration under the harness cache."""
-    from harness.qemu.build import cache_root  # build imports this module
-    return harness_config(cache_root() / "apt")
+    return harness_config(cache.path(cache.APT))
 
 
 def derive_deb_src(entries: Iterable[AptEntry], suites: tuple[str, ...] = SRC_SUITES) -> str:
@@ -518,8 +518,7 @@ def downloaded(root: Path | None = None, env: dict[str, str] | None = None) -> D
     if env.get(SOURCE_ENV):
         return _from_env(env[SOURCE_ENV])
     if root is None:
-        from harness.qemu.build import cache_root  # build imports this module
-        root = cache_root()
+        root = cache.root()
     versions = _cached_versions(root / "qemu" / "downloads")
     if not versions:
         return None

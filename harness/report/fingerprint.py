@@ -132,7 +132,25 @@ def qemu_info(qemu: str | None, probe: Any = None) -> dict[str, Any]:
         info["version"] = str(version) if version else None
     if info["version"] is None:
         info["version"] = _qemu_version_from_binary(qemu)
+    # which igvm library the binary links (origin and version): the probe's record,
+    # else asked of the binary (harness.qemu.libigvm.of_binary says how it knows)
+    lib = info["probe"].get("libigvm") if isinstance(info["probe"], dict) else None
+    if lib is None:
+        try:
+            from harness.qemu.libigvm import of_binary
+            lib = of_binary(qemu)
+        except (ImportError, OSError):
+            lib = None
+    info["libigvm"] = lib
+    info["libigvm_name"] = _libigvm_name(lib)
     return info
+
+
+def _libigvm_name(lib: dict[str, Any] | None) -> str | None:
+    if not lib:
+        return None
+    from harness.qemu.libigvm import describe
+    return describe(lib)
 
 
 def sev_info(probe: dict[str, Any] | None = None) -> dict[str, Any]:

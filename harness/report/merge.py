@@ -62,6 +62,7 @@ def column_of(doc: dict[str, Any], platform: str) -> dict[str, Any]:
         "hostname": env["host"]["hostname"],
         "qemu_version": env["qemu"].get("version") or "unknown",
         "qemu_path": env["qemu"].get("path"),
+        "libigvm": env["qemu"].get("libigvm_name") or "unknown",
         "accel": env.get("accel") or "-",
         "platform": platform,
         "kernel": env["host"].get("kernel"),

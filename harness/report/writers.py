@@ -74,6 +74,7 @@ def to_junit(report: Report) -> str:
         "kernel": env.get("host", {}).get("kernel"),
         "qemu_version": env.get("qemu", {}).get("version"),
         "qemu_path": env.get("qemu", {}).get("path"),
+        "libigvm": env.get("qemu", {}).get("libigvm_name"),
         "accel": env.get("accel"),
         "sev_api_version": env.get("sev", {}).get("api_version"),
         "image_sha256": (env.get("image") or {}).get("sha256"),

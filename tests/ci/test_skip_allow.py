@@ -151,3 +151,21 @@ def test_a_claimed_absence_is_checked(tmp_path):
     entries = skips.load_allow(allow)
     assert skips.classify("vectors absent: no x", entries) is None  # the path exists
     assert skips.classify("other absent: no y", entries) is not None
+
+
+def test_the_crates_io_skip_holds_only_where_crates_io_is_unreachable(monkeypatch):
+    """The reference oracle's skip (tests/reference/conftest.py, the reason
+    harness.cargo.fetch words) is admitted only on a host that really cannot reach
+    crates.io: CI reaches it, so there the oracle's tests must run."""
+    from harness import cargo
+
+    reason = "no reference oracle: " + str(cargo.Unavailable(
+        "crates.io unreachable for igvm-oracle (cargo fetch: error: failed to get `igvm`)"))
+    monkeypatch.setattr(skips, "_REACHABLE", {"https://index.crates.io/config.json": False})
+    assert _allowed(reason)
+    assert _allowed("no igvm crate library: no cargo (a Rust toolchain: rustup, or Debian's "
+                    "cargo package)")
+    monkeypatch.setattr(skips, "_REACHABLE", {"https://index.crates.io/config.json": True})
+    assert not _allowed(reason)
+    assert not _allowed("reference oracle not built (run `igvm-harness oracle build`; "
+                        "./setup.sh does): /x is missing")

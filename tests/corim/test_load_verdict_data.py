@@ -66,7 +66,7 @@ def test_library_citations_exist():
 def test_expected_codes_are_the_libraries_codes(case):
     """-10 / -17 are IGVMAPI_INVALID_BINARY_INITIALIZATION_HEADER /
     IGVMAPI_INVALID_BINARY_VARIABLE_HEADER_SECTION in the C API's header."""
-    header = (REPO / "harness/qemu/libigvm/include/igvm/igvm.h").read_text()
+    header = (REPO / "libigvm/include/igvm/igvm.h").read_text()
     codes = dict((n, int(v)) for n, v in re.findall(r"(IGVMAPI_\w+)\s*=\s*(-?\d+)", header))
     optional = bool(case.params.get("corim_optional"))
     want = codes["IGVMAPI_INVALID_BINARY_VARIABLE_HEADER_SECTION" if optional

@@ -1,6 +1,6 @@
 """Fixtures for the libigvm tests: one out-of-tree build per session.
 
-The library lives in harness/qemu/libigvm; it is built with its own Makefile
+The library lives in libigvm/ at the top of the checkout; it is built with its own Makefile
 into a temporary BUILDDIR so that nothing is written into the repository.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-LIBIGVM_DIR = Path(__file__).resolve().parents[2] / "harness" / "qemu" / "libigvm"
+LIBIGVM_DIR = Path(__file__).resolve().parents[2] / "libigvm"
 
 
 def _require_toolchain() -> None:

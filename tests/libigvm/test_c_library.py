@@ -1,6 +1,6 @@
 """Build libigvm and run its C test programs (``make check``).
 
-The C tests (harness/qemu/libigvm/tests/) hold hand-written byte vectors for
+The C tests (libigvm/tests/) hold hand-written byte vectors for
 every header type and every parse-time error code, and the "QEMU usage"
 program that uses each symbol QEMU 10.2's backends/igvm.c takes from
 <igvm/igvm.h> and <igvm/igvm_defs.h>.

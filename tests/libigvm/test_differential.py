@@ -35,77 +35,15 @@ try:
 except ImportError:  # pragma: no cover - the format library lands separately
     pytest.skip("format library mutators not available", allow_module_level=True)
 
-# IGVMAPI codes (igvm_c c_api.rs IgvmResult).
-NO_PLATFORM_HEADERS = -5
-INVALID_BINARY_PLATFORM_HEADER = -9
-INVALID_BINARY_INITIALIZATION_HEADER = -10
-INVALID_BINARY_DIRECTIVE_HEADER = -11
-MULTIPLE_PLATFORM_HEADERS_WITH_SAME_ISOLATION = -12
-INVALID_PARAMETER_AREA_INDEX = -13
-INVALID_FIXED_HEADER = -16
-INVALID_BINARY_VARIABLE_HEADER_SECTION = -17
-INVALID_CHECKSUM = -18
-MULTIPLE_PAGE_TABLE_RELOCATION_HEADERS = -19
-RELOCATION_REGIONS_OVERLAP = -20
-PARAMETER_INSERT_INSIDE_PAGE_TABLE_REGION = -21
-NO_MATCHING_VP_CONTEXT = -22
-PLATFORM_ARCH_UNSUPPORTED = -23
-INVALID_HEADER_ARCH = -24
-UNSUPPORTED_PAGE_SIZE = -25
-INVALID_CCA_POLICY_COMPATIBILITY_MASK = -28
-
-BINARY_HEADER = {INVALID_BINARY_PLATFORM_HEADER, INVALID_BINARY_INITIALIZATION_HEADER,
-                 INVALID_BINARY_DIRECTIVE_HEADER}
-
-# Reference error (as named in each rule's source) -> IGVMAPI codes
-# (c_api.rs translate_error).
-ERROR_CODES: dict[str, set[int]] = {
-    "InvalidFixedHeader": {INVALID_FIXED_HEADER},
-    "UnsupportedPageSize": {UNSUPPORTED_PAGE_SIZE},
-    "InvalidChecksum": {INVALID_CHECKSUM},
-    "InvalidBinaryVariableHeaderSection": {INVALID_BINARY_VARIABLE_HEADER_SECTION},
-    "PlatformArchUnsupported": {PLATFORM_ARCH_UNSUPPORTED},
-    "MultiplePlatformHeadersWithSameIsolation": {MULTIPLE_PLATFORM_HEADERS_WITH_SAME_ISOLATION},
-    "NoPlatformHeaders": {NO_PLATFORM_HEADERS},
-    "InvalidHeaderArch": {INVALID_HEADER_ARCH},
-    "MultiplePageTableRelocationHeaders": {MULTIPLE_PAGE_TABLE_RELOCATION_HEADERS},
-    "RelocationRegionsOverlap": {RELOCATION_REGIONS_OVERLAP},
-    "InvalidCcaPolicyCompatibilityMask": {INVALID_CCA_POLICY_COMPATIBILITY_MASK},
-    "NoMatchingVpContext": {NO_MATCHING_VP_CONTEXT},
-    "InvalidParameterAreaIndex": {INVALID_PARAMETER_AREA_INDEX},
-    "ParameterInsertInsidePageTableRegion": {PARAMETER_INSERT_INSIDE_PAGE_TABLE_REGION},
-}
-# BinaryHeaderError variants (lib.rs enum BinaryHeaderError): the section's code.
-BINARY_HEADER_ERRORS = {
-    "UnalignedAddress", "UnalignedSize", "InvalidDataSize", "InvalidVariableHeaderSize",
-    "InvalidVariableHeaderType", "InvalidPageDataType", "InvalidVpContextPlatformType",
-    "InvalidVmsa", "InvalidContext", "InvalidCompatibilityMask", "InvalidVtl",
-    "InvalidPlatformType", "InvalidPlatformVersion", "InvalidSharedGpaBoundary",
-    "InvalidOnesZeroesMasks", "ReservedNotZero", "NoVbsVpContextRegisters", "RelocationSize",
-    "RelocationAlignment", "RelocationAddress", "InvalidPageTableRegionSize",
-}
+# IGVMAPI codes and the rule -> code table: harness.reference.codes (facts of
+# igvm 0.5's c_api.rs and lib.rs), shared with the three-way tests of tests/reference.
+from harness.reference.codes import expected_codes  # noqa: E402
 
 # (base file, mutator) pairs where the outcomes deliberately differ.
 KNOWN_DIFFERENCES: dict[tuple[str, str], str] = {
     # none so far: add ("base", "rule-id"): "reason" entries when a case is
-    # understood and accepted (see harness/qemu/libigvm/README.md).
+    # understood and accepted (see libigvm/README.md).
 }
-
-
-def expected_codes(rule_id: str) -> set[int]:
-    """IGVMAPI codes the reference gives for a violation of ``rule_id``."""
-    source = RULES[rule_id].source
-    names = set()
-    for part in source.replace("/", " ").replace(",", " ").split("("):
-        if ")" in part:
-            names.update(w.strip() for w in part.split(")")[0].split())
-    codes: set[int] = set()
-    for name in names:
-        if name in ERROR_CODES:
-            codes |= ERROR_CODES[name]
-        elif name in BINARY_HEADER_ERRORS:
-            codes |= BINARY_HEADER
-    return codes
 
 
 # ------------------------------------------------------------------ bases

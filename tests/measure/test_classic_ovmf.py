@@ -224,7 +224,10 @@ def test_measure_cli_on_an_ovmf_image(synthetic, tmp_path):
     assert r.returncode == 1 and "differs" in r.stdout and "--ap-state" in r.stdout
     wrapped = tmp_path / "w.igvm"
     assert _cli("wrap-ovmf", synthetic, "--platform", "sev-snp", "-o", wrapped, "--quiet").returncode == 0
+    # without --firmware: QEMU's launch beside the igvm crate's model (tests/reference), naming --firmware
     r = _cli("measure", wrapped, "--platform", "sev-snp", "--explain")
+    assert r.returncode == 0 and "igvm crate" in r.stdout and "--firmware FW.fd" in r.stdout
+    r = _cli("measure", wrapped, "--platform", "sev", "--explain")
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "--firmware" in r.stderr
     r = _cli("measure", wrapped, "--platform", "sev-snp", "--explain", "--firmware", synthetic)
     assert r.returncode == 0 and "ZERO -> NORMAL (zeros)" in r.stdout and "UNMEASURED" in r.stdout

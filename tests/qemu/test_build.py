@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessError
-from harness.qemu import build
+from harness.qemu import build, libigvm
 
 pytestmark = pytest.mark.skipif(shutil.which("ninja") is None, reason="no ninja (ninja-build)")
 
@@ -63,15 +63,11 @@ def stubbed(monkeypatch):
     def stub_ensure_meson(root, log, progress):
         return Path("/usr/bin/python3")
 
-    def stub_libigvm_identity(src=None):
-        return build.Libigvm("stub-lib", None)
+    def stub_prepare(want, root, log, progress):
+        return libigvm.Libigvm("own", "0.0.0", "stub-lib", None, {"source": "stub"})
 
     monkeypatch.setattr(build, "ensure_meson", stub_ensure_meson)
-    def stub_ensure_libigvm(lib, root, log, progress, src=None):
-        return lib
-
-    monkeypatch.setattr(build, "libigvm_identity", stub_libigvm_identity)
-    monkeypatch.setattr(build, "ensure_libigvm", stub_ensure_libigvm)
+    monkeypatch.setattr(build.libigvm, "prepare", stub_prepare)
     monkeypatch.setattr(build.deps, "ensure", lambda install_missing, log=None: [])
 
 
@@ -162,13 +158,13 @@ def test_jobs_must_be_positive(tmp_path):
 def test_library_identity_ignores_build_products(tmp_path):
     (tmp_path / "src").mkdir()
     (tmp_path / "src" / "a.c").write_text("int a;\n")
-    first = build.tree_digest(tmp_path)
+    first = libigvm.tree_digest(tmp_path)
     (tmp_path / "build" / "obj").mkdir(parents=True)
     (tmp_path / "build" / "obj" / "a.o").write_bytes(b"\x7fELF")
     (tmp_path / ".hidden").write_text("x")
-    assert build.tree_digest(tmp_path) == first
+    assert libigvm.tree_digest(tmp_path) == first
     (tmp_path / "src" / "a.c").write_text("int a = 1;\n")
-    assert build.tree_digest(tmp_path) != first
+    assert libigvm.tree_digest(tmp_path) != first
 
 
 def test_offline_debian_falls_back_to_matching_cached_build(tmp_path, stubbed, monkeypatch):
@@ -202,7 +198,8 @@ def test_build_tree_reused_across_library_changes(tmp_path, stubbed, monkeypatch
     quiet = lambda: build.Progress(io.StringIO())  # noqa: E731
     first = build.build(str(tree), jobs=1, root=root, progress=quiet())
     assert "configure args:" in (first.entry / "build.log").read_text()
-    monkeypatch.setattr(build, "libigvm_identity", lambda src=None: build.Libigvm("stub-2", None))
+    monkeypatch.setattr(build.libigvm, "prepare", lambda want, root, log, progress:
+                        libigvm.Libigvm("own", "0.0.1", "stub-2", None))
     second = build.build(str(tree), jobs=1, root=root, progress=quiet())
     assert second.entry != first.entry
     assert "configure args:" in (second.entry / "build.log").read_text()  # new library
@@ -255,3 +252,26 @@ def test_prune_keeps_newest_and_current(tmp_path):
     removed = build.prune(tmp_path, keep=3)
     assert sorted(removed) == sorted(entries[1:3])
     assert all(e.exists() for e in [entries[0], *entries[3:]])
+
+
+def test_build_records_the_library_and_a_variant_never_becomes_current(tmp_path, stubbed,
+                                                                       monkeypatch):
+    """build-info.json names the linked library (what `qemu probe` and the reports
+    read); `--variant` builds (the own-library QEMU of compare-libigvm) leave the
+    QEMU-under-test alone."""
+    tree = _tree(tmp_path, CONFIGURE_OK)
+    root = tmp_path / "cache"
+    quiet = lambda: build.Progress(io.StringIO())  # noqa: E731
+    first = build.build(str(tree), jobs=1, root=root, progress=quiet())
+    record = json.loads((first.entry / "build-info.json").read_text())
+    assert record["libigvm_info"] == {"origin": "own", "version": "0.0.0", "identity": "stub-lib",
+                                      "source": "stub"}
+    assert libigvm.of_binary(first.binary)["origin"] == "own"
+    current = (root / "qemu" / "current.json").read_text()
+    monkeypatch.setattr(build.libigvm, "prepare", lambda want, root, log, progress:
+                        libigvm.Libigvm("crates.io", "0.5.0", "stub-crate", None))
+    variant = build.build(str(tree), jobs=1, root=root, progress=quiet(), make_current=False)
+    assert variant.entry != first.entry
+    assert (root / "qemu" / "current.json").read_text() == current
+    assert build.current_binary(root) == first.binary
+    assert libigvm.of_binary(variant.binary)["origin"] == "crates.io"

@@ -1,7 +1,9 @@
 """Fuzzing in the test suite: the regression corpus and the seeds replayed,
 a hypothesis property over mutated seeds, and short bounded runs of both
 coverage-guided targets (atheris for Python, libFuzzer for the C library),
-so that CI runs them.  Longer runs: README.md, "Fuzzing"."""
+so that CI runs them; what each run found is then compared with the igvm
+crate from crates.io (the reference) and the other implementations.
+Longer runs: README.md, "Fuzzing"."""
 
 from __future__ import annotations
 
@@ -16,11 +18,12 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fuzz import seeds
 from fuzz.fuzz_igvm import check_input
+from tests.reference.conftest import igvm_check, libigvm_build, oracle_binary  # noqa: F401  (fixtures)
 from tests.untrusted import hostile
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(__file__).parent / "corpus"
-LIBIGVM = ROOT / "harness" / "qemu" / "libigvm"
+LIBIGVM = ROOT / "libigvm"
 RUN_SECONDS = 4  # per target: a smoke run in CI, the README has the long command
 
 SEEDS = seeds.seeds()
@@ -83,10 +86,13 @@ def _corpus(tmp_path: Path) -> Path:
     return d
 
 
-def test_atheris_bounded_run(tmp_path):
+@pytest.fixture(scope="module")
+def atheris_run(tmp_path_factory):
+    """A bounded atheris run; its corpus directory grows with the inputs it found."""
     if importlib.util.find_spec("atheris") is None:
         pytest.skip("atheris is not installed for this Python (pip install atheris); "
                     "the hypothesis property above covers the same target")
+    tmp_path = tmp_path_factory.mktemp("atheris")
     corpus = _corpus(tmp_path)
     res = subprocess.run(
         [sys.executable, str(ROOT / "fuzz" / "fuzz_igvm.py"), f"-max_total_time={RUN_SECONDS}",
@@ -94,6 +100,11 @@ def test_atheris_bounded_run(tmp_path):
         capture_output=True, text=True, timeout=RUN_SECONDS + 120, cwd=tmp_path)
     artifacts = [p.name for p in tmp_path.iterdir() if p.name.startswith(("crash-", "timeout-",
                                                                           "oom-", "leak-"))]
+    return res, artifacts, corpus
+
+
+def test_atheris_bounded_run(atheris_run):
+    res, artifacts, _ = atheris_run
     assert res.returncode == 0 and not artifacts, res.stderr[-3000:]
     assert "Done" in res.stderr
 
@@ -113,12 +124,20 @@ def fuzz_igvm(tmp_path_factory):
     return build / "fuzz-igvm"
 
 
-def test_libfuzzer_bounded_run(tmp_path, fuzz_igvm):
+@pytest.fixture(scope="module")
+def libfuzzer_run(tmp_path_factory, fuzz_igvm):
+    """A bounded libFuzzer run of the C library; its corpus grows with what it found."""
+    tmp_path = tmp_path_factory.mktemp("libfuzzer")
     corpus = _corpus(tmp_path)
     res = subprocess.run(
         [str(fuzz_igvm), f"-max_total_time={RUN_SECONDS}", "-rss_limit_mb=2048", "-timeout=20",
          f"-artifact_prefix={tmp_path}/", str(corpus)],
         capture_output=True, text=True, timeout=RUN_SECONDS + 120, cwd=tmp_path)
+    return res, corpus
+
+
+def test_libfuzzer_bounded_run(libfuzzer_run):
+    res, _ = libfuzzer_run
     assert res.returncode == 0, res.stderr[-3000:]
     assert "Done" in res.stderr
 
@@ -132,3 +151,28 @@ def test_libfuzzer_replays_the_regressions(tmp_path, fuzz_igvm):
     res = subprocess.run([str(fuzz_igvm), *map(str, sorted(kept.iterdir()))], capture_output=True,
                          text=True, timeout=120, cwd=tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
+
+
+# ---------------------------------------------------------------- against the crate
+# What both fuzzers found (their grown corpora) goes to the three implementations
+# (tests/reference/test_three_way.py): the igvm crate from crates.io (the reference),
+# the own C library and the Python validator must agree on every input, verdict and
+# error class; an input on which the crate panics must be refused by the other two.
+
+def _agree_with_the_crate(corpus: Path, igvm_check: Path, tmp_path: Path, which: str) -> None:
+    from tests.reference.conftest import record_counts
+    from tests.reference.test_three_way import compare_three
+
+    blobs = {f"{which}:{p.name}": p.read_bytes() for p in sorted(corpus.iterdir()) if p.is_file()}
+    counts, problems = compare_three(blobs, igvm_check, tmp_path)
+    record_counts(f"three-way, {which} corpus after its run", counts)
+    assert counts["inputs"] >= len(set(SEEDS.values()))  # the seeds, content-named, and more
+    assert not problems, f"{len(problems)} differences:\n" + "\n".join(problems[:40])
+
+
+def test_atheris_corpus_agrees_with_the_crate(atheris_run, oracle_binary, igvm_check, tmp_path):
+    _agree_with_the_crate(atheris_run[2], igvm_check, tmp_path, "atheris")
+
+
+def test_libfuzzer_corpus_agrees_with_the_crate(libfuzzer_run, oracle_binary, igvm_check, tmp_path):
+    _agree_with_the_crate(libfuzzer_run[1], igvm_check, tmp_path, "libFuzzer")

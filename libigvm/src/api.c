@@ -14,6 +14,15 @@
 
 #include "internal.h"
 
+#ifndef LIBIGVM_VERSION
+#define LIBIGVM_VERSION "unknown"
+#endif
+
+/* Names this library inside a program that links it statically (QEMU):
+ * `igvm-harness qemu probe` finds the string in the binary when the binary
+ * carries no build record of the harness. */
+const char igvm_harness_libigvm_ident[] = "igvm-harness own libigvm " LIBIGVM_VERSION;
+
 struct buffer {
     IgvmHandle handle;
     uint8_t *bytes;

@@ -21,6 +21,9 @@
 
 enum igvm_arch { IGVM_ARCH_X64 = 0, IGVM_ARCH_AARCH64 = 1 };
 
+/* "igvm-harness own libigvm <version>" (api.c): found in a static link. */
+extern const char igvm_harness_libigvm_ident[];
+
 /*
  * One parsed header.  `hdr` is the binary form handed out by
  * igvm_get_header(): the IGVM_VHS_VARIABLE_HEADER prefix followed by the

@@ -6,7 +6,7 @@
  * way QEMU's backends/igvm.c does (count, type, header, data, free), so the
  * sanitizers see every read the parser and the accessors make.
  *
- *   make -C harness/qemu/libigvm fuzz BUILDDIR=dir     (clang, libFuzzer, ASan, UBSan)
+ *   make -C libigvm fuzz BUILDDIR=dir     (clang, libFuzzer, ASan, UBSan)
  *   dir/fuzz-igvm -max_total_time=60 CORPUS            (see the README's Fuzzing section)
  */
 #include <stddef.h>
