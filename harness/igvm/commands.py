@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from harness.options import vcpus  # the one --vcpus parser (measure, certify)
+from harness.igvm.limits import vcpus  # the one --vcpus parser (measure, certify)
 
 # The format modules are imported inside the commands: register() runs for
 # every igvm-harness invocation (tests/cli/test_startup.py).

@@ -7,7 +7,7 @@ import sys
 
 from harness.errors import HarnessError
 from harness.options import unsigned as _unsigned
-from harness.options import vcpus as _vcpus
+from harness.igvm.limits import vcpus as _vcpus
 from harness.measure.kvm_vmsa import (DEFAULT_CPU_MODEL, DEFAULT_KERNEL, KERNEL_PROFILES, QEMU_CPU_MODELS,
                                       HostProfile, VmType, cpu_signature)
 
