@@ -414,10 +414,12 @@ class Runs:
 def replay(f, consumers, walk: Walk | None = None) -> Walk:
     """Walk an :class:`~harness.igvm.model.IgvmFile` already parsed (lazy
     sequences over its file: page headers read raw, long runs in bulk) or
-    built (lists of header objects) for ``consumers``: the same events, in
-    file order per section (platforms, initializations, directives), as a
-    scan of its bytes would give.  No checks are made here: a parsed file
-    was checked by its scan."""
+    built (lists of header objects) for ``consumers``: the same events as a
+    scan of its bytes gives, section by section (platforms, initializations,
+    directives; the same order unless the file breaks the section order).
+    Indices are the file's order for a parsed file, the sections' order
+    (:meth:`IgvmFile.headers`) for a built one.  No checks are made here: a
+    parsed file was checked by its scan."""
     from harness.igvm import model as m
 
     w = walk if walk is not None else Walk(buffer=getattr(f, "buffer", None))
@@ -426,10 +428,12 @@ def replay(f, consumers, walk: Walk | None = None) -> Walk:
             w.subscribe(c)
     w.revision, w.architecture, w.page_size = f.revision, f.architecture, f.page_size
     index = 0
+    file_index = getattr(f.platforms, "file_index", None)
     for pos, h in enumerate(f.platforms):
         if isinstance(h, m.SupportedPlatform):
             w.add_platform(h)
-        w.header(h, HeaderAt(index + pos, pos, Section.PLATFORM, _offset(f.platforms, pos)))
+        w.header(h, HeaderAt(file_index(pos) if file_index else pos, pos, Section.PLATFORM,
+                             _offset(f.platforms, pos)))
     index += len(f.platforms)
     w.finish_platforms()
     for section, seq in ((Section.INITIALIZATION, f.initializations),
