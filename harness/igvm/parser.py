@@ -20,11 +20,8 @@ kept as objects: the model's sections are :class:`~harness.igvm.lazy.LazyHeaders
 from __future__ import annotations
 
 import array
-import bisect
 import gc
-import heapq
 import itertools
-import mmap
 import os
 import struct
 import zlib
@@ -36,11 +33,11 @@ from harness.igvm.defs import (
     Architecture, HeaderType, PlatformType, Section, PAGE_SIZE_4K, PAGE_SIZE_2M,
     IGVM_MAGIC, OPTIONAL_BIT,
 )
+from harness.igvm.files import read  # noqa: F401  (parser.read: the files' reader, re-exported)
 from harness.igvm.lazy import OFFSET_CODE, IndexBuilder, LazyHeaders
 from harness.igvm.walk import PAGE_HEADER_SIZE, HeaderAt, Runs, Walk
-from harness.igvm.limits import MAX_FILE_SIZE, MAX_VIOLATIONS
+from harness.igvm.limits import MAX_VIOLATIONS
 from harness.igvm.rules import STRICT_RULES, IgvmFormatError, Violation, Violations
-from harness.inputs import open_input
 
 _U32 = struct.Struct("<I")
 _TLV = defs.VARIABLE_HEADER.st
@@ -945,6 +942,8 @@ def _sorted_u64(values) -> array.array:
         return array.array("Q", part)
     chunks.append(array.array("Q", part))
     del part
+    import heapq  # only files with many relocation regions come here (start-up: tests/cli)
+
     return array.array("Q", heapq.merge(*chunks))
 
 
@@ -1000,6 +999,8 @@ class Overlaps:
         if all(e <= s for e, s in zip(sorted_ends, itertools.islice(coords, 1, None))):
             return
         del sorted_ends
+        import bisect  # only overlapping regions come here (start-up: tests/cli)
+
         size = len(coords)
         best_end = array.array("Q", bytes(8 * (size + 1)))  # Fenwick tree, 1-based
         best_who = array.array(OFFSET_CODE, bytes(4 * (size + 1)))
@@ -1099,43 +1100,6 @@ def parse(data, check: bool = True, source: str | None = None) -> m.IgvmFile:
         v = violations[0]
         raise IgvmFormatError.from_violation(v, source)
     return f
-
-
-def read(path, require_igvm: bool = False) -> mmap.mmap | bytes:
-    """Map (or, if empty, read) a file; I/O problems become HarnessError.
-
-    With ``require_igvm`` the size bound (:data:`MAX_FILE_SIZE`) and the
-    magic are checked on the descriptor before anything is mapped, so that
-    a 5 GiB file of zeros costs one ``fstat`` and a 4-byte read.
-    """
-    path = os.fspath(path)
-    fd = open_input(path)  # regular files only: a FIFO would block, /dev/zero never end
-    try:
-        size = os.fstat(fd).st_size
-        if require_igvm:
-            _check_image(path, fd, size)
-        if size == 0:
-            return b""
-        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    except OSError as exc:
-        raise HarnessError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise HarnessError(f"{path}: cannot map: {exc}") from None
-    finally:
-        os.close(fd)  # the mapping keeps its own reference
-
-
-def _check_image(path: str, fd: int, size: int) -> None:
-    if size > MAX_FILE_SIZE:
-        raise HarnessError(f"{path}: not an IGVM file: {size} bytes; the limit is {MAX_FILE_SIZE} "
-                           "bytes (the fixed header's total_file_size is a u32)", 1)
-    head = os.pread(fd, 4, 0)
-    if len(head) < 4:
-        raise HarnessError(f"{path}: not an IGVM file: {size} bytes, too short for the magic", 1)
-    (magic,) = _U32.unpack(head)
-    if magic != IGVM_MAGIC:
-        raise HarnessError(f"{path}: not an IGVM file: magic 0x{magic:08x}, expected "
-                           f"0x{IGVM_MAGIC:08x} ('IGVM')", 1)
 
 
 def load(path, check: bool = True) -> m.IgvmFile:

@@ -11,7 +11,7 @@ from harness.igvm.limits import vcpus as _vcpus
 from harness.measure.kvm_vmsa import (DEFAULT_CPU_MODEL, DEFAULT_KERNEL, KERNEL_PROFILES, QEMU_CPU_MODELS,
                                       HostProfile, VmType, cpu_signature)
 
-#: ``--platform`` choices: the keys of harness.measure.pages.PLATFORM_NAMES
+#: ``--platform`` choices: the keys of harness.measure.platforms.PLATFORM_NAMES
 #: (checked by tests/cli/test_startup.py), repeated so that ``--help`` does not
 #: import the page planner and the IGVM model under it.
 MEASURE_PLATFORMS = ("sev", "sev-es", "sev-snp")
@@ -32,7 +32,7 @@ def host_from_args(args: argparse.Namespace) -> HostProfile:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from harness.igvm.parser import read
+    from harness.igvm.files import read
     from harness.measure import classic_cli, corim_cli
 
     data = read(args.file)

@@ -45,6 +45,7 @@ from harness.igvm.defs import HeaderType, PageDataFlags, PageDataType, PlatformT
 from harness.igvm.limits import (GPA_LIMIT, GPA_WIDTH_BITS, MAX_PARAMETER_AREA_BYTES, MAX_VCPUS,
                                  refusal)
 from harness.igvm.walk import Consumer, PageRun, replay
+from harness.measure.platforms import PLATFORM_NAMES, platform_type
 from harness.record import Factory, Record
 
 PAGE_4K = 0x1000
@@ -61,9 +62,6 @@ class Kind(str, Enum):
     CPUID = "cpuid"
 
 
-#: Platforms the measurement layer predicts, and their names on the command line.
-PLATFORM_NAMES = {"sev": PlatformType.SEV, "sev-es": PlatformType.SEV_ES,
-                  "sev-snp": PlatformType.SEV_SNP}
 
 #: Directive types QEMU has a handler for (backends/igvm.c: handlers[]).
 QEMU_DIRECTIVES = frozenset({
@@ -180,16 +178,6 @@ class LaunchPlan(Record):
     snp_policy: int | None = None
     id_block: m.SnpIdBlock | None = None
     notes: list[str] = Factory(list)
-
-
-def platform_type(name: str | PlatformType) -> PlatformType:
-    if isinstance(name, PlatformType):
-        return name
-    try:
-        return PLATFORM_NAMES[name.lower()]
-    except KeyError:
-        raise HarnessError(f"platform {name!r} has no launch measurement; choose one of "
-                           + ", ".join(PLATFORM_NAMES)) from None
 
 
 def _region_kind(data_type: int, flags: int, zero: bool) -> Kind:
