@@ -75,6 +75,8 @@ class Constructs(Consumer):
 
     def result(self) -> dict[str, int]:
         """Construct -> header count, initialization headers first, each in first-use order."""
+        if self.walk_error is not None:
+            raise self.walk_error
         out = dict(self.initializations)
         for name, count in self.directives.items():
             out[name] = out.get(name, 0) + count

@@ -234,6 +234,8 @@ def describe(f: m.IgvmFile, include_pages: bool = False, lazy: bool = False,
     if d is None:
         d = Description(include_pages)
         replay(f, [d])
+    if d.walk_error is not None:
+        raise d.walk_error
     headers = d.header_dicts(f) if lazy else list(d.header_dicts(f))
     ranges = (r.as_dict() for r in d.page_ranges())
     platforms = []

@@ -272,6 +272,8 @@ class Linter(Consumer):
 
     def findings(self, want: PlatformType | None = None) -> list[LintFinding]:
         """What :func:`lint` returns for ``want`` (None: every platform present)."""
+        if self.walk_error is not None:
+            raise self.walk_error
         file_level = _Capped(None)
         if not self.directive_count:
             file_level.add("qemu-no-directives", "no directive headers; QEMU rejects a directive "

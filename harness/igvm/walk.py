@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import array
 
+from harness.errors import HarnessError
 from harness.igvm.defs import HeaderType, PageDataFlags, Section
 
 PAGE_4K = 0x1000
@@ -158,7 +159,12 @@ class Consumer:
     if the walk read the whole variable-header section (a scan stopped at
     its first violation does not call it).  A consumer keeps what it needs
     in its own compact form; it must not keep the header objects of a file
-    of unknown size."""
+    of unknown size.  A hook that raises HarnessError (the file is refused
+    for this consumer's purpose) leaves it in :attr:`walk_error` and ends
+    its events, not the walk: raise it when the result is asked for."""
+
+    #: the HarnessError one of this consumer's hooks raised, if any
+    walk_error: HarnessError | None = None
 
     def platforms_done(self, walk: Walk) -> None:
         """Every platform header has been seen (``walk.platforms``)."""
@@ -199,7 +205,21 @@ class Walk:
         """Add a consumer (also from a consumer's :meth:`Consumer.platforms_done`)."""
         self.consumers.append(consumer)
         if self._done:
-            consumer.platforms_done(self)
+            self._call(consumer, "platforms_done")
+
+    def _call(self, consumer: Consumer, hook: str, *args) -> None:
+        try:
+            getattr(consumer, hook)(self, *args)
+        except HarnessError as exc:
+            self.drop(consumer, exc)
+
+    def drop(self, consumer: Consumer, exc: HarnessError) -> None:
+        """A consumer refused the file: it keeps the error (``walk_error``, to
+        raise when its result is asked for) and gets no more events; the walk,
+        and every other consumer, goes on."""
+        consumer.walk_error = exc
+        if consumer in self.consumers:
+            self.consumers.remove(consumer)
 
     def mask_for(self, platform_type: int) -> int:
         """The compatibility mask of the first platform header of this type (0: none)."""
@@ -225,18 +245,28 @@ class Walk:
         if self._done:
             return
         self._done = True
-        for c in list(self.consumers):
-            c.platforms_done(self)
+        for c in tuple(self.consumers):
+            self._call(c, "platforms_done")
 
     def header(self, h, at: HeaderAt) -> None:
-        for c in self.consumers:
-            c.header(self, h, at)
+        for c in tuple(self.consumers):
+            try:
+                c.header(self, h, at)
+            except HarnessError as exc:
+                self.drop(c, exc)
+
+    def pages(self, run: PageRun) -> None:
+        for c in tuple(self.consumers):
+            try:
+                c.pages(self, run)
+            except HarnessError as exc:
+                self.drop(c, exc)
 
     def end(self) -> None:
         self.finish_platforms()
         self.complete = True
-        for c in self.consumers:
-            c.end(self)
+        for c in tuple(self.consumers):
+            self._call(c, "end")
 
 
 def _bytes_view(buf) -> memoryview:
@@ -385,8 +415,7 @@ class Runs:
         """Hand over a ready run (a driver over header objects: one page each)."""
         if self.count:
             self.flush()
-        for c in self.walk.consumers:
-            c.pages(self.walk, run)
+        self.walk.pages(run)
 
     def flush(self) -> None:
         """Hand the pending run to the consumers."""
@@ -403,11 +432,8 @@ class Runs:
         if fo:
             data = self.buf[fo:fo + (PAGE_4K * count if self.fo_step and self.page_size == PAGE_4K
                                      else PAGE_4K)]
-        run = PageRun(self.index, self.position, count, self.gpa, self.mask, self.flags,
-                      self.dtype, self.page_size, data, fo, repeat)
-        w = self.walk
-        for c in consumers:
-            c.pages(w, run)
+        self.walk.pages(PageRun(self.index, self.position, count, self.gpa, self.mask,
+                                self.flags, self.dtype, self.page_size, data, fo, repeat))
 
 
 # ------------------------------------------------------------------ replay

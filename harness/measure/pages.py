@@ -258,7 +258,7 @@ class Planner(Consumer):
 
     def failed(self) -> HarnessError | None:
         """The refusal to raise, if any, in QEMU's order (after the walk)."""
-        return self.error or self.init_error
+        return self.error or self.init_error or self.walk_error
 
     # ------------------------------------------------------------- the walk
     def platforms_done(self, walk) -> None:
@@ -280,6 +280,8 @@ class Planner(Consumer):
             self._pages(run)
         except _Stopped:
             pass
+        except HarnessError as exc:  # a refusal: kept, never raised into the walk
+            self._refused(exc)
 
     def header(self, walk, h, at) -> None:
         if self.done:
@@ -291,6 +293,8 @@ class Planner(Consumer):
                 self._initialization(h, at.position)
         except _Stopped:
             pass
+        except HarnessError as exc:
+            self._refused(exc)
 
     def end(self, walk) -> None:
         if self.done:
@@ -301,7 +305,15 @@ class Planner(Consumer):
             self._flush()
         except _Stopped:
             pass
+        except HarnessError as exc:
+            self._refused(exc)
         self.done = True
+
+    def _refused(self, exc: HarnessError) -> None:
+        try:
+            self._stop(exc)
+        except _Stopped:
+            pass
 
     # ------------------------------------------------------------ page data
     def _pages(self, run: PageRun) -> None:

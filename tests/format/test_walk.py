@@ -300,3 +300,23 @@ def test_a_hostile_run_of_zero_pages_is_one_event():
     """Issue 13's header-only file: 100,000 zero pages, one run, read in bulk."""
     r, f, v = _scanned(hostile.zero_pages(100_000))
     assert not v and [(x.count, x.data) for x in r.runs] == [(100_000, None)]
+
+
+def test_a_consumer_that_refuses_leaves_the_walk_going():
+    """A consumer's HarnessError stays with it (walk_error); the scan and the
+    other consumers go on (certify's lint refusing a file is the lint
+    check's error, not the end of the certification)."""
+    from harness.errors import HarnessError
+
+    class Refuses(walk.Consumer):
+        def __init__(self):
+            self.pages_seen = 0
+
+        def pages(self, w, run):
+            self.pages_seen += 1
+            raise HarnessError("no")
+
+    bad, good = Refuses(), Recorder()
+    f, v = scan(_mixed().build(), consumers=[bad, good])
+    assert not v and good.ended and str(bad.walk_error) == "no" and bad.pages_seen == 1
+    assert good.events == _as_pages(f)
