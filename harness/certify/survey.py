@@ -38,6 +38,8 @@ class VpContexts(Consumer):
     """The VP contexts of one platform: how many, and the first
     :data:`CONTEXTS_LISTED` (VP index, GPA, size), compactly."""
 
+    header_types = frozenset({0x304})  # VP_CONTEXT
+
     def __init__(self, mask: int) -> None:
         self.mask = mask
         self.count = 0
@@ -59,6 +61,8 @@ class ConsolePayload(Consumer):
     """The payload kind the boot check expects on the console
     (harness.certify.console.detect, as a consumer): OVMF when the first
     NORMAL data page at the footer's page carries OVMF's footer GUID."""
+
+    header_types = frozenset()  # page data only
 
     def __init__(self, mask: int) -> None:
         from harness.certify import console
@@ -116,6 +120,8 @@ class PlatformSurvey:
 class Survey(Consumer):
     """Subscribes the checks' consumers to the walk: the lint for the file,
     the rest per platform once the platforms are known."""
+
+    header_types = frozenset()  # it only subscribes the others
 
     def __init__(self, requested: str, vcpus: int) -> None:
         self.requested = requested

@@ -41,12 +41,15 @@ def construct_of(header: m.Header) -> str:
     if isinstance(header, m.VpContext) and header.vp_index != 0:
         return "VP_CONTEXT(AP)"
     t = header.header_type
+    name = _NAMES.get(t)
+    if name is not None:
+        return name
     if t & OPTIONAL_BIT and (t & ~OPTIONAL_BIT) in _OPTIONAL_NAMED:
         return f"{HeaderType(t & ~OPTIONAL_BIT).name}(optional)"
-    try:
-        return HeaderType(t).name
-    except ValueError:
-        return "UNKNOWN"
+    return "UNKNOWN"
+
+
+_NAMES = {int(t): t.name for t in HeaderType}
 
 
 class Constructs(Consumer):

@@ -106,6 +106,9 @@ RAW_LISTED = MAX_VIOLATIONS
 #: VP contexts ``describe`` decodes (QEMU starts at most this many vCPUs);
 #: the rest are counted.
 CONTEXTS_DECODED = MAX_VCPUS
+#: Kinds of the listing's spans: one header (with its copies), a run of
+#: page headers, a run of consecutive headers.
+_HEADER, _PAGES, _HEADERS = 0, 1, 2
 
 
 class Description(Consumer):
@@ -175,11 +178,25 @@ class Description(Consumer):
         self._next_index = run.index + run.count
 
     def _span(self, index: int, section: int, position: int, count: int, pages: int) -> None:
+        n = len(self._idx) - 1
+        if (count == 1 and not pages and n >= 0 and not self._kind[n] & 1
+                and self._sec[n] == section and self._pos[n] + self._width(n) == position
+                and self._idx[n] + self._width(n) == index
+                and (self._kind[n] == _HEADERS or self._cnt[n] == 1)):
+            # the next header of a run of them: one span (a file of a million
+            # parameters costs 13 bytes, not 13 MB)
+            self._kind[n] = _HEADERS
+            self._cnt[n] += 1
+            return
         self._idx.append(index)
         self._sec.append(section)
         self._pos.append(position)
         self._cnt.append(count)
         self._kind.append(pages)
+
+    def _width(self, n: int) -> int:
+        """Headers span ``n`` lists one after the other (copies are one)."""
+        return self._cnt[n] if self._kind[n] else 1
 
     def page_ranges(self) -> Iterator[PageRange]:
         for k in range(len(self._gpa)):
@@ -198,7 +215,7 @@ class Description(Consumer):
             seq = sections[self._sec[k]]
             offset = getattr(seq, "offset", None)
             pos, count, index = self._pos[k], self._cnt[k], self._idx[k]
-            if self._kind[k]:  # a run of pages: one entry each
+            if self._kind[k]:  # a run of pages, or of headers: one entry each
                 for j in range(count):
                     yield _header_dict(seq[pos + j], index + j, offset(pos + j) if offset else None,
                                        1)

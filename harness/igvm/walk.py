@@ -165,6 +165,9 @@ class Consumer:
 
     #: the HarnessError one of this consumer's hooks raised, if any
     walk_error: HarnessError | None = None
+    #: the header types :meth:`header` is called for (None: every one; an
+    #: empty set: none -- a consumer of page data only costs nothing per header)
+    header_types: frozenset | None = None
 
     def platforms_done(self, walk: Walk) -> None:
         """Every platform header has been seen (``walk.platforms``)."""
@@ -198,12 +201,14 @@ class Walk:
         self.complete = False
         self.header_count = 0
         self._done = False
+        self._by_type: dict[int, tuple] = {}  # header type -> consumers that want it
         for c in consumers:
             self.subscribe(c)
 
     def subscribe(self, consumer: Consumer) -> None:
         """Add a consumer (also from a consumer's :meth:`Consumer.platforms_done`)."""
         self.consumers.append(consumer)
+        self._by_type.clear()
         if self._done:
             self._call(consumer, "platforms_done")
 
@@ -220,6 +225,7 @@ class Walk:
         consumer.walk_error = exc
         if consumer in self.consumers:
             self.consumers.remove(consumer)
+            self._by_type.clear()
 
     def mask_for(self, platform_type: int) -> int:
         """The compatibility mask of the first platform header of this type (0: none)."""
@@ -249,7 +255,12 @@ class Walk:
             self._call(c, "platforms_done")
 
     def header(self, h, at: HeaderAt) -> None:
-        for c in tuple(self.consumers):
+        t = h.header_type
+        targets = self._by_type.get(t)
+        if targets is None:
+            targets = self._by_type[t] = tuple(
+                c for c in self.consumers if c.header_types is None or t in c.header_types)
+        for c in targets:
             try:
                 c.header(self, h, at)
             except HarnessError as exc:

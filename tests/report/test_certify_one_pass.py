@@ -10,14 +10,11 @@ a few headers (the platform section), not a count that grows with the file.
 
 from __future__ import annotations
 
-import struct
-
 import pytest
 
 from harness.certify import profile
 from harness.igvm import lazy, parser
 from harness.igvm import walk as walk_mod
-from harness.igvm.defs import PlatformType
 from tests.untrusted import hostile
 
 PAGES = 65_536
@@ -25,20 +22,9 @@ PAGES = 65_536
 
 @pytest.fixture(scope="module")
 def image(tmp_path_factory):
-    """Four platforms (one mask bit each) and 65,536 4 KiB pages of distinct
-    data, laid out from igvm_defs' structures (IGVM_VHS_SUPPORTED_PLATFORM,
-    IGVM_VHS_PAGE_DATA): 256 MiB."""
-    platforms = b"".join(struct.pack("<II", 0x1, 16) + struct.pack("<IBBHQ", 1 << i, 0, int(p), 1, 0)
-                         for i, p in enumerate((PlatformType.NATIVE, PlatformType.SEV,
-                                                PlatformType.SEV_ES, PlatformType.SEV_SNP)))
-    data_start = 24 + len(platforms) + PAGES * 32  # fixed header v1, then the variable headers
-    pages = b"".join(struct.pack("<IIQIIIHH", 0x302, 24, 0x100000 + i * 4096, 0xF,
-                                 data_start + i * 4096, 0, 0, 0) for i in range(PAGES))
-    payload = bytearray(PAGES * 4096)
-    for i in range(PAGES):  # no two pages alike
-        payload[i * 4096:i * 4096 + 8] = i.to_bytes(8, "little")
+    """Four platforms and 65,536 4 KiB pages of distinct data (256 MiB)."""
     path = tmp_path_factory.mktemp("one-pass") / "big.igvm"
-    path.write_bytes(hostile._file(platforms + pages, bytes(payload)))
+    path.write_bytes(hostile.distinct_pages(PAGES))
     return path
 
 
