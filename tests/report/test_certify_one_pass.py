@@ -99,3 +99,53 @@ def test_the_counters_see_a_second_pass(image, monkeypatch):
     sum(1 for _ in f.directives.of_type(0x304))
     assert readers.scans == [PAGES + 4] and readers.replays == 1
     assert readers.types_read >= PAGES
+
+
+def _images():
+    """Files the survey must read as the checks' own readers do: a
+    multi-platform OVMF wrap (synthetic image, tests/ovmf_images.py) and a
+    builder file of every directive kind with pages for some platforms."""
+    from harness.igvm import ovmf, wrap_ovmf
+    from tests.format.test_walk import _mixed
+    from tests.ovmf_images import synthetic_ovmf
+
+    yield "ovmf-wrap", wrap_ovmf.wrap(ovmf.read(synthetic_ovmf()), vcpus=2)
+    yield "mixed", _mixed().build()
+
+
+@pytest.mark.parametrize("name,data", list(_images()), ids=lambda v: v if isinstance(v, str) else "")
+def test_the_survey_reads_what_the_checks_own_readers_read(name, data, tmp_path):
+    """The one walk's consumers against the readers of the parsed model that
+    certify used before (each its own pass): constructs, lint, VP contexts,
+    the console payload and the launch digests agree."""
+    from harness.certify import console
+    from harness.certify.model import QEMU_PLATFORMS
+    from harness.certify.survey import survey
+    from harness.errors import HarnessError
+    from harness.expect import constructs
+    from harness.igvm import qemu_lint
+    from harness.measure.launch import predict
+
+    path = tmp_path / f"{name}.igvm"
+    path.write_bytes(data)
+    f, violations, s = survey(parser.read(path), "auto", 2)
+    assert s.complete and set(s.platforms) == {QEMU_PLATFORMS[t] for t in f.platform_types()
+                                               if t in QEMU_PLATFORMS}
+    assert s.linter.findings() == qemu_lint.lint(f)
+    for pname, ps in s.platforms.items():
+        mask = ps.mask
+        assert ps.constructs.result() == constructs.used(f, mask)
+        assert ps.contexts.count == len(f.vp_contexts(mask))
+        assert ps.console.kind == console.detect(f, mask)
+        if ps.digest is None:
+            continue
+        try:
+            expected = predict(f, pname, 2).digest
+        except HarnessError as exc:
+            expected = str(exc)
+        try:
+            got = ps.prediction().digest
+        except HarnessError as exc:
+            got = str(exc)
+        assert got == expected, pname
+    assert any(ps.console.kind == "ovmf" for ps in s.platforms.values()) == (name == "ovmf-wrap")
