@@ -137,7 +137,11 @@ class _Decoder:
         the others decoded as :meth:`decode_at` decodes them."""
         buf, n, fds = self.buf, self.n, self.fds
         offsets, index, copies = seq._offsets, seq._index, seq._copies
-        runs = Runs(walk, buf, getattr(self, "vh_end", 0), n)
+        end = 0  # bulk reads stop at the end of the section's last header
+        if len(index):
+            last = offsets[index[len(index) - 1]]
+            end = min(getattr(self, "vh_end", 0), last + 8 + ((_TLV.unpack_from(buf, last)[1] + 7) & ~7))
+        runs = Runs(walk, buf, end, n)
         page = runs.page
         unpack_tlv, unpack_pd = _TLV.unpack_from, _PAGE_DATA.unpack_from
         contiguous = isinstance(index, range)
