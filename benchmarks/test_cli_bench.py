@@ -12,9 +12,11 @@ classic ``-bios`` launch of the same file; the harness measures both the wrap
 and (``measure FW.fd``) the classic launch, whose digest must equal
 sev-snp-measure's, so the two programs are known to do the same work.
 
-Both ratios must be at most 1.0 (issue 12): the IGVM wrap is the issue's
-target, the classic launch the like-for-like comparison (the same file, the
-same digest).  ``python -c pass`` runs in the same rounds as the floor both
+Both ratios must be at most 0.9 (issue 19; issue 12 asked for 1.0): the IGVM
+wrap is the issue's target, the classic launch the like-for-like comparison
+(the same file, the same digest).  The figure is the median of 8 per-round
+ratios of alternating runs, so that a load that changes over the minutes
+hits both sides of each ratio alike.  ``python -c pass`` runs in the same rounds as the floor both
 programs share (interpreter start-up and exit).
 
 Run: ``.venv/bin/python -m pytest benchmarks/test_cli_bench.py --benchmark-only -s``.
@@ -112,11 +114,28 @@ def test_help_wall(benchmark):
           f"min {min(times) * 1000:.0f} ms ({_load()})")
 
 
+#: Issue 19: both ratios at most 0.9 (issue 12 asked for 1.0).
+TARGET = 0.9
+#: Alternating rounds for the issue's figure ("median of 8").
+PAIRED_ROUNDS = 8
+
+
+def _paired(commands: dict[str, list[str]], peer: str, rounds: int,
+            cpu: dict[str, list[float]]) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Alternating runs (every command once a round, in order), each round's
+    ratio to the peer's run of the same round: load that changes over the
+    minutes hits both sides of a ratio alike."""
+    times = _interleaved(commands, rounds=rounds, cpu=cpu)
+    ratios = {k: [a / b for a, b in zip(v, times[peer])] for k, v in times.items() if k != peer}
+    return times, ratios
+
+
 @pytest.mark.skipif(HARNESS is None or PEER is None,
                     reason="igvm-harness or sev-snp-measure (dev extras) not installed")
 def test_measure_vs_sev_snp_measure(benchmark, amdsev):
     """Harness SNP measure of the 4 MiB OVMF wrap (and of the classic launch)
-    against sev-snp-measure on the same firmware; the harness must not be slower."""
+    against sev-snp-measure on the same firmware, whole processes, alternating
+    runs: the median of the 8 per-round ratios at most 0.9 (issue 19)."""
     fw, wrap = amdsev
     cmds = {
         "python -c pass": [sys.executable, "-c", "pass"],
@@ -130,24 +149,28 @@ def test_measure_vs_sev_snp_measure(benchmark, amdsev):
     classic_out = _wall(cmds["harness-classic"])[1]
     assert peer_digest in classic_out, (peer_digest, classic_out)
     cpu: dict[str, list[float]] = {}
-    times = _interleaved(cmds, cpu=cpu)
+    times, ratios = _paired(cmds, "sev-snp-measure", PAIRED_ROUNDS, cpu)
     benchmark.pedantic(_wall, args=(cmds["harness-igvm"],), rounds=1, iterations=1)
     med = {k: statistics.median(v) for k, v in times.items()}
     med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
-    ratio = med["harness-igvm"] / med["sev-snp-measure"]
-    ratio_classic = med["harness-classic"] / med["sev-snp-measure"]
+    ratio = statistics.median(ratios["harness-igvm"])
+    ratio_classic = statistics.median(ratios["harness-classic"])
     ratio_cpu = med_cpu["harness-igvm"] / med_cpu["sev-snp-measure"]
+    ratio_cpu_classic = med_cpu["harness-classic"] / med_cpu["sev-snp-measure"]
     benchmark.extra_info.update({
         **{f"{k}_median_s": round(v, 4) for k, v in med.items()},
         **{f"{k}_cpu_median_s": round(v, 4) for k, v in med_cpu.items()},
         "cpu_ratio_igvm_vs_peer": round(ratio_cpu, 3),
+        "cpu_ratio_classic_vs_peer": round(ratio_cpu_classic, 3),
         **{f"{k}_min_s": round(min(v), 4) for k, v in times.items()},
         "ratio_igvm_vs_peer": round(ratio, 3), "ratio_classic_vs_peer": round(ratio_classic, 3),
-        "firmware_bytes": fw.stat().st_size, "rounds": ROUNDS, "load": _load()})
-    print(f"\nmedians of {ROUNDS} interleaved runs ({_load()}): "
+        "firmware_bytes": fw.stat().st_size, "rounds": PAIRED_ROUNDS, "load": _load()})
+    print(f"\nmedians of {PAIRED_ROUNDS} alternating rounds ({_load()}): "
           + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in med.items())
-          + f"; harness/sev-snp-measure = {ratio:.2f} (IGVM wrap), {ratio_classic:.2f} (classic); "
-          + "CPU medians " + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in med_cpu.items())
-          + f" = {ratio_cpu:.2f}")
-    assert ratio <= 1.0, f"igvm-harness measure (IGVM wrap) is {ratio:.2f}x sev-snp-measure's time"
-    assert ratio_classic <= 1.0, f"igvm-harness measure FW.fd is {ratio_classic:.2f}x sev-snp-measure's time"
+          + f"; harness/sev-snp-measure, median of the rounds' ratios = {ratio:.2f} (IGVM wrap), "
+          f"{ratio_classic:.2f} (classic); CPU medians "
+          + ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in med_cpu.items())
+          + f" = {ratio_cpu:.2f} / {ratio_cpu_classic:.2f}")
+    assert ratio <= TARGET, f"igvm-harness measure (IGVM wrap) is {ratio:.2f}x sev-snp-measure's time"
+    assert ratio_classic <= TARGET, (f"igvm-harness measure FW.fd is {ratio_classic:.2f}x "
+                                     "sev-snp-measure's time")

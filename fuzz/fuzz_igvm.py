@@ -4,7 +4,9 @@ One input is an IGVM file; it goes through everything a vendor image meets
 in ``validate``, ``inspect``, ``measure`` and ``certify``: the scanner (with
 and without strict rules, and with a small violation limit), the lenient
 parse, ``describe``, QEMU lint and, for every SEV platform the file
-declares, the launch plan and the predicted digest; the input as a CoRIM
+declares, the launch plan and the predicted digest -- each both as a
+consumer of the scan's walk and as a replay of the parsed model, which must
+agree (harness.igvm.walk); the input as a CoRIM
 and as a COSE_Sign1, and the CoRIM headers it carries (harness.corim).  A file may be refused
 only with HarnessError (one line at the CLI); any other exception is a bug,
 and so is a violation list past its limit.  Time and memory per input are
@@ -36,26 +38,42 @@ def check_input(data: bytes) -> None:
     from harness.measure.launch import predict
     from harness.measure.pages import PLATFORM_NAMES
 
+    from harness.igvm.describe import Description
+    from harness.igvm.qemu_lint import Linter
+    from harness.measure.launch import LaunchDigest
+
     for strict in (False, True):
         f, violations = scan(data, strict=strict, limit=LIMIT)
         assert len(violations) <= LIMIT, len(violations)
     _check_corim_bytes(data)
-    f, _ = scan(data, limit=None)
+    # the scan's walk feeds the consumers the commands use (harness.igvm.walk)
+    walked, linter = Description(include_pages=True), Linter()
+    digests = {name: LaunchDigest(name, 1) for name in PLATFORM_NAMES}
+    f, _ = scan(data, limit=None, consumers=[walked, linter] + [d.planner for d in digests.values()])
     if f is None:
         return
     _check_corim_headers(f)
-    describe(f, include_pages=True)
+    replayed = describe(f, include_pages=True)
     try:
-        lint(f)
+        findings = lint(f)
     except HarnessError:
-        pass
+        findings = None
+    if walked.complete:  # the walk's consumers agree with a replay of the parsed model
+        assert describe(f, include_pages=True, walked=walked) == replayed
+        assert findings is None or linter.findings() == findings
     for name, ptype in PLATFORM_NAMES.items():
         if f.platform(ptype) is None:
             continue
         try:
-            predict(f, name, 1)
-        except HarnessError:
-            pass
+            expected = predict(f, name, 1).digest
+        except HarnessError as exc:
+            expected = str(exc)
+        if walked.complete:
+            try:
+                got = digests[name].result().digest
+            except HarnessError as exc:
+                got = str(exc)
+            assert got == expected, (name, got, expected)
 
 
 def _check_corim_bytes(data: bytes) -> None:

@@ -3,14 +3,14 @@
 One definition each, so that ``measure``, ``certify`` and the pytest plugin
 accept the same spellings (``--vcpus 0x10`` was taken by ``measure`` and
 refused by ``certify``) and refuse the same values in the same words.
-Importing this module costs nothing beyond argparse.
+Importing this module costs nothing beyond argparse.  It sits on the bottom
+floor and imports no layer: a parser that needs a layer's bound lives with
+the bound (``--vcpus``: :func:`harness.igvm.limits.vcpus`).
 """
 
 from __future__ import annotations
 
 import argparse
-
-from harness.igvm.limits import MAX_VCPUS
 
 
 def integer(text: str) -> int:
@@ -33,14 +33,6 @@ def unsigned(bits: int):
     return parse
 
 
-def vcpus(text: str) -> int:
-    """--vcpus: 1 to QEMU's q35 limit (harness.igvm.limits.MAX_VCPUS)."""
-    value = integer(text)
-    if not 1 <= value <= MAX_VCPUS:
-        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_VCPUS} (QEMU's q35 limit), not {text}")
-    return value
-
-
 def seconds(text: str) -> float:
     """--boot-timeout and the like: a positive number (a zero, negative or
     NaN deadline would turn every boot into a timeout)."""
@@ -51,7 +43,3 @@ def seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
     return value
-
-
-def add_vcpus(parser: argparse.ArgumentParser, help: str = "vCPUs (default 1)") -> None:
-    parser.add_argument("--vcpus", type=vcpus, default=1, metavar="N", help=help)

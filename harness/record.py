@@ -23,11 +23,14 @@ field values), a ``Name(field=value, ...)`` repr, :func:`fields`,
 support, and ``frozen=True`` (no assignment after construction; hashable).
 A mutable default is given as ``Factory(list)``: each instance gets its own.
 
-``__init__`` is compiled from the field list the first time a class is
-instantiated, not when it is defined: a per-instance loop over the fields
-would make parsing a 65,536-page file five times slower, and compiling
-every class's initialiser at import costs 70 us a class, mostly for
-classes a command never builds.
+A class's first :data:`COMPILE_AFTER` instances are built by a generic
+initialiser (a loop over the fields); then its own ``__init__`` is made
+from the field list, once, not when the class is defined: the loop would
+make decoding a million headers several times slower, and a compile costs
+0.05-0.25 ms (the first one of a process ~1 ms) while ``igvm-harness
+measure`` builds a few instances each of a dozen classes.  The compiled
+code is made once per shape (which fields are required, defaulted or made
+by a factory; frozen or not), with the names put into it.
 """
 
 from __future__ import annotations
@@ -101,32 +104,96 @@ class _RecordMeta(type):
         return super().__new__(mcs, name, bases, ns, **kw)
 
 
+#: Compiled ``__init__`` templates by shape: (field kinds, frozen, __post_init__).
+_TEMPLATES: dict = {}
+_REQUIRED, _DEFAULT, _FACTORY = 0, 1, 2
+
+
+def _template(kinds: tuple, frozen: bool, post: bool):
+    """The code of an ``__init__`` for fields of these kinds, with placeholder
+    names (``_p0``.. for parameters, ``_a0``.. for attributes): compiled once
+    per shape, not per class (a compile costs 0.1-0.25 ms; ``measure`` meets
+    a dozen classes)."""
+    key = (kinds, frozen, post)
+    code = _TEMPLATES.get(key)
+    if code is None:
+        params, body = [], []
+        for i, kind in enumerate(kinds):
+            p = f"_p{i}"
+            if kind == _FACTORY:
+                params.append(f"{p}=_MISSING")
+                value = f"_make_{i}() if {p} is _MISSING else {p}"
+            else:
+                params.append(p if kind == _REQUIRED else f"{p}=None")
+                value = p
+            body.append(f"    _setattr(self, '_a{i}', {value})" if frozen
+                        else f"    self._a{i} = {value}")
+        tail = "\n    self.__post_init__()" if post else ""
+        src = (f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass")
+               + tail + "\n")
+        env: dict = {"_MISSING": _MISSING}
+        exec(compile(src, "<record>", "exec"), env)
+        code = _TEMPLATES[key] = env["__init__"].__code__
+    return code
+
+
 def _compile_init(cls) -> object:
-    """``__init__(self, a, b=<default>, ...)`` for ``cls``'s fields."""
+    """``__init__(self, a, b=<default>, ...)`` for ``cls``'s fields: the
+    template of its shape with the field names put in."""
+    import types
+
     names = cls._fields
     env: dict = {"_setattr": object.__setattr__, "_MISSING": _MISSING}
-    params, body = [], []
-    for f in names:
+    kinds, defaults = [], []
+    for i, f in enumerate(names):
         default = cls._defaults.get(f, _MISSING)
         if default is _MISSING:
-            params.append(f)
-            value = f
+            kinds.append(_REQUIRED)
         elif isinstance(default, Factory):
-            env[f"_make_{f}"] = default.make
-            params.append(f"{f}=_MISSING")
-            value = f"_make_{f}() if {f} is _MISSING else {f}"
+            kinds.append(_FACTORY)
+            env[f"_make_{i}"] = default.make
+            defaults.append(_MISSING)
         else:
-            env[f"_default_{f}"] = default
-            params.append(f"{f}=_default_{f}")
-            value = f
-        body.append(f"    _setattr(self, {f!r}, {value})" if cls._frozen
-                    else f"    self.{f} = {value}")
-    post = "\n    self.__post_init__()" if hasattr(cls, "__post_init__") else ""
-    src = (f"def __init__(self, {', '.join(params)}):\n" + ("\n".join(body) or "    pass") + post + "\n")
-    exec(compile(src, f"<record {cls.__qualname__}>", "exec"), env)
-    init = env["__init__"]
+            kinds.append(_DEFAULT)
+            defaults.append(default)
+    code = _template(tuple(kinds), bool(cls._frozen), hasattr(cls, "__post_init__"))
+    rename = {f"_a{i}": f for i, f in enumerate(names)}
+    code = code.replace(
+        co_varnames=("self", *names) + code.co_varnames[1 + len(names):],
+        co_names=tuple(rename.get(n, n) for n in code.co_names),
+        co_consts=tuple(rename.get(c, c) if isinstance(c, str) else c for c in code.co_consts),
+        co_filename=f"<record {cls.__qualname__}>", co_qualname=f"{cls.__qualname__}.__init__")
+    init = types.FunctionType(code, env, "__init__", tuple(defaults) or None)
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     return init
+
+
+#: Instances a class builds through the generic initialiser before its own
+#: is compiled: a command that builds a few of a class never compiles one
+#: (the first compile() of a process costs ~1 ms, each further one ~50 us).
+COMPILE_AFTER = 64
+
+
+def _bind(cls, args: tuple, kwargs: dict) -> list | None:
+    """The field values of ``cls(*args, **kwargs)``, or None when the call is
+    wrong (the compiled initialiser then raises Python's own TypeError)."""
+    names = cls._fields
+    if len(args) > len(names):
+        return None
+    values = list(args)
+    defaults = cls._defaults
+    for f in names[len(args):]:
+        if f in kwargs:
+            values.append(kwargs[f])
+            continue
+        default = defaults.get(f, _MISSING)
+        if default is _MISSING:
+            return None
+        values.append(default.make() if isinstance(default, Factory) else default)
+    if len(kwargs) != len(names) - len(args) - sum(1 for f in names[len(args):]
+                                                  if f not in kwargs):
+        return None  # an unknown keyword, or one given positionally too
+    return values
 
 
 def _first_init(self, *args, **kwargs) -> None:
@@ -135,6 +202,17 @@ def _first_init(self, *args, **kwargs) -> None:
     cls = type(self)
     if cls.__dict__.get("__init__") is not _first_init:  # a subclass that defines none
         cls = next(c for c in cls.__mro__ if c.__dict__.get("__init__") is _first_init)
+    count = cls.__dict__.get("_generic_inits", 0)
+    if count < COMPILE_AFTER:
+        values = _bind(cls, args, kwargs)
+        if values is not None:
+            type.__setattr__(cls, "_generic_inits", count + 1)
+            put = object.__setattr__
+            for f, v in zip(cls._fields, values):
+                put(self, f, v)
+            if hasattr(cls, "__post_init__"):
+                self.__post_init__()
+            return
     init = _compile_init(cls)
     type.__setattr__(cls, "__init__", init)
     init(self, *args, **kwargs)

@@ -8,6 +8,6 @@ Outcome), :mod:`~harness.certify.checks` and :mod:`~harness.certify.boot`
 :mod:`~harness.certify.hardware` (verification on SEV hosts) and
 :mod:`~harness.certify.profile` (plans and runs them; imports the others,
 none imports it).  Entry points: the ``igvm-harness certify`` command
-(:mod:`harness.report.commands`), the pytest suite ``suites/certify`` and
+(:mod:`harness.certify.commands`), the pytest suite ``suites/certify`` and
 the Avocado wrapper ``harness/avocado``.
 """

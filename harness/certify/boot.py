@@ -26,6 +26,7 @@ from pathlib import Path
 
 from harness.certify import console as console_mod
 from harness.certify.model import Outcome, Target, Unavailable
+from harness.certify.survey import of_platform
 from harness.expect import table as expect_table
 from harness.qemu import runner
 from harness.qemu.cmdline import BootDisk, ConfidentialGuest, QemuCommand
@@ -128,7 +129,8 @@ def boot(target: Target, platform: str) -> Outcome:
     accel, hardware, why = choose_accel(target, platform)
     if target.probe.missing(accel):
         raise Unavailable(f"boot unavailable: {target.probe.missing(accel)}")
-    expect = console_mod.expectation(target.model, target.mask(platform), target.expect_console)
+    expect = console_mod.expectation(target.model, target.mask(platform), target.expect_console,
+                                     kind=of_platform(target, platform).console.kind)
     confidential, boundary = None, None
     if platform != "native":
         table = expect_table.load()

@@ -6,7 +6,9 @@ message, evidence, matrix cells).  Judgements come from the layers, called
 directly: the validator (``harness.igvm.validate``), QEMU lint
 (``harness.igvm.qemu_lint``), the expectation data and verdict engine
 (``harness.expect``), the measurement layer (``harness.measure.launch``) and
-the boot check (:mod:`harness.certify.boot`, through the runner).  The only
+the boot check (:mod:`harness.certify.boot`, through the runner).  What they
+read of the image comes from the one walk that validated it
+(:mod:`harness.certify.survey`).  The only
 facts stated here are the ones QEMU's documentation gives directly, each
 cited.
 """
@@ -14,15 +16,15 @@ cited.
 from __future__ import annotations
 
 from harness.certify import boot as boot_mod
+from harness.certify import survey as survey_mod
 from harness.certify.model import Outcome, Target
 from harness.errors import HarnessError
-from harness.expect import constructs, table as expect_table
+from harness.expect import table as expect_table
 from harness.expect import verdict as expect_verdict
 from harness.igvm import model as m
 from harness.igvm import qemu_lint as lint_mod
 from harness.igvm import validate as validate_mod
 from harness.igvm.defs import KVM_VMSA_GPA
-from harness.measure import launch
 from harness.report.model import Evidence, MatrixCell, Measurement
 
 IGVM_DOC = "docs/system/igvm.rst"
@@ -33,8 +35,18 @@ def _qemu_version(target: Target) -> str | None:
 
 
 # ---------------------------------------------------------------- file level
+def _survey(target: Target):
+    return survey_mod.of_target(target)
+
+
+def _platform(target: Target, platform: str):
+    return survey_mod.of_platform(target, platform)
+
+
 def spec_validate(target: Target, _platform: str | None) -> Outcome:
-    violations = validate_mod.validate(target.data)
+    violations = target.violations
+    if violations is None:
+        violations = validate_mod.validate(target.data)
     found = [v.as_dict() for v in violations]  # the first MAX_VIOLATIONS; the rest counted
     details: dict = {"violations": found} if found else {}
     if violations.truncated:
@@ -49,7 +61,8 @@ def spec_validate(target: Target, _platform: str | None) -> Outcome:
 
 
 def _lint(target: Target, platform: str | None) -> list[dict]:
-    return [f.as_dict() for f in lint_mod.lint(target.model, platform=platform)]
+    want = lint_mod.platform_type(platform)
+    return [f.as_dict() for f in _survey(target).linter.findings(want)]
 
 
 def qemu_lint(target: Target, _platform: str | None) -> Outcome:
@@ -81,9 +94,7 @@ def platform_not_in_qemu(target: Target, platform: str | None) -> Outcome:
 
 # ----------------------------------------------------------- per platform
 def _form(target: Target, platform: str) -> str:
-    mask = target.mask(platform)
-    return "vp-context" if any(d.compatibility_mask & mask for d in
-                               m.of_class(target.model.directives, m.VpContext)) else "reset-vector"
+    return "vp-context" if _platform(target, platform).contexts.count else "reset-vector"
 
 
 def directives(target: Target, platform: str | None) -> Outcome:
@@ -95,7 +106,7 @@ def directives(target: Target, platform: str | None) -> Outcome:
     version = _qemu_version(target)
     form = _form(target, platform)
     cells, refused, unknown, deviating, rows = [], [], [], [], []
-    for construct, count in constructs.used(target.model, target.mask(platform)).items():
+    for construct, count in _platform(target, platform).constructs.result().items():
         case, exp = table.construct_expectation(construct, platform, version)
         row = {"construct": construct, "headers": count, "case": case.id if case else None}
         if exp is None:
@@ -133,24 +144,26 @@ def directives(target: Target, platform: str | None) -> Outcome:
 
 def vmsa(target: Target, platform: str | None) -> Outcome:
     assert platform
-    contexts = target.model.vp_contexts(target.mask(platform))
-    listing = [{"vp_index": c.vp_index, "gpa": f"0x{c.gpa:x}",
-                "size": len(bytes(c.data or b""))} for c in contexts]
+    found = _platform(target, platform).contexts
+    listing = [{"vp_index": c["vp_index"], "gpa": f"0x{c['gpa']:x}", "size": c["size"]}
+               for c in found.listed]
     ev = Evidence(details={"vp_contexts": listing})
-    if not contexts:
+    if found.count > len(listing):  # a file of many: the first ones listed, the rest counted
+        ev.details["vp_contexts_not_listed"] = found.count - len(listing)
+    if not found.count:
         return Outcome("pass", f"no VP context for {platform}: the CPU starts in its reset "
                                "state", ev)
     if platform == "sev":
         # "AMD SEV does not support encrypted save state regions, therefore
         # setting the initial CPU state using IGVM for SEV is not possible."
-        return Outcome("fail", f"{len(contexts)} VP context(s) for SEV, which has no VMSA "
+        return Outcome("fail", f"{found.count} VP context(s) for SEV, which has no VMSA "
                                f"({IGVM_DOC}#Limitations when using IGVM with AMD SEV)", ev)
     problems = []
     if platform in ("sev-es", "sev-snp"):
         # "KVM uses a hardcoded GPA of 0xFFFFFFFFF000 for the VMSA."
-        problems += [f"VP {c.vp_index}: VMSA at GPA 0x{c.gpa:x}, KVM requires "
+        problems += [f"VP {c['vp_index']}: VMSA at GPA 0x{c['gpa']:x}, KVM requires "
                      f"0x{KVM_VMSA_GPA:x} ({IGVM_DOC}#Initial CPU state with VMSA)"
-                     for c in contexts if c.gpa != KVM_VMSA_GPA]
+                     for c in found.gpa_mismatches]
     vp_findings = [f for f in _lint(target, platform) if f["severity"] == "error"
                    and any(k in f["rule"] for k in ("vmsa", "vp-context"))]
     if any(f["rule"] == "qemu-vmsa-gpa" for f in vp_findings):
@@ -159,13 +172,13 @@ def vmsa(target: Target, platform: str | None) -> Outcome:
     ev.details["findings"] = vp_findings
     if problems:
         return Outcome("fail", "; ".join(problems), ev)
-    return Outcome("pass", f"{len(contexts)} VP context(s) within QEMU's restrictions", ev)
+    return Outcome("pass", f"{found.count} VP context(s) within QEMU's restrictions", ev)
 
 
 def _prediction(target: Target, platform: str) -> Measurement:
     """The predicted launch digest (QEMU's default policy, the measurement
     layer's default host profile); a refusal is the layer's HarnessError."""
-    pred = launch.predict(target.model, platform, target.vcpus).as_dict()
+    pred = _platform(target, platform).prediction().as_dict()
     notes = pred.pop("notes", None)
     inputs = {k: v for k, v in pred.items()
               if k not in ("digest", "algorithm", "platform", "vmsa_sources", "vcpus")

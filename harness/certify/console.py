@@ -118,13 +118,16 @@ def compile_user(regex: str) -> re.Pattern[str]:
         raise HarnessError(f"--expect-console: not a regular expression: {exc}") from None
 
 
-def expectation(model: m.IgvmFile, mask: int, user: str | None = None) -> Expectation:
+def expectation(model: m.IgvmFile, mask: int, user: str | None = None,
+                kind: str | None = None) -> Expectation:
     """What the boot check looks for: ``user`` (``--expect-console``) if
-    given, else the markers of the payload kind found in the image."""
+    given, else the markers of the payload ``kind`` found in the image
+    (:func:`detect`, or what the survey's walk found)."""
     if user is not None:
         return Expectation(compile_user(user), f"match for --expect-console {user!r}",
                            "as asked")
-    kind = detect(model, mask)
+    if kind is None:
+        kind = detect(model, mask)
     chosen = tuple(mk for mk in MARKERS if mk.payload in PAYLOAD_MARKERS[kind])
     pattern = re.compile("|".join(f"(?:{mk.regex})" for mk in chosen))
     names = [KIND_NAMES[k] for k in dict.fromkeys(mk.payload for mk in chosen)]

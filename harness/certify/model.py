@@ -71,6 +71,11 @@ class Target:
     corim_key: Path | None = None
     #: the image's CoRIM headers, read once (harness.certify.corim.findings)
     corim: object = field(default=None, repr=False)
+    #: the specification violations the survey's scan found (harness.igvm.rules.Violations)
+    violations: object = field(default=None, repr=False)
+    #: what the checks need of the image, from the one walk that validated it
+    #: (harness.certify.survey.Survey); None: the checks read the model themselves
+    survey: object = field(default=None, repr=False)
 
     def mask(self, platform: str) -> int:
         for ptype, name in QEMU_PLATFORMS.items():

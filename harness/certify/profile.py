@@ -24,11 +24,13 @@ from harness.certify import checks, console
 from harness.certify import corim as corim_checks
 from harness.certify.model import (BOOT_TIMEOUT, PLATFORM_CHOICES, QEMU_PLATFORMS, CheckFn,
                                    Outcome, Target, Unavailable)
+from harness.certify.survey import survey
 from harness.errors import HarnessError
 from harness.igvm import model as m
 from harness.igvm import parser
 from harness.igvm.defs import PlatformType
-from harness.measure.launch import MAX_VCPUS
+from harness.igvm.rules import IgvmFormatError
+from harness.igvm.limits import MAX_VCPUS
 from harness.qemu import discover, probe
 from harness.report import fingerprint
 from harness.report.model import Check, MatrixCell, Report, utc_now
@@ -79,12 +81,14 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
         console.compile_user(expect_console)
     disk_path, disk_format = (None, "raw") if disk is None else _disk(disk, expect_console)
     data = parser.read(image, require_igvm=True)  # size bound and magic first, then mapped, not read
-    try:
-        # check=False: a file with violations still gets its per-platform
-        # checks (the violations are a check of their own)
-        model = parser.parse(data, check=False)
-    except HarnessError as exc:
-        raise HarnessError(f"{image}: not an IGVM file: {exc}", 1) from None
+    # One pass over the headers: validation, QEMU lint and what every
+    # platform's checks need (harness.certify.survey).  A file with
+    # violations still gets its per-platform checks (the violations are a
+    # check of their own).
+    model, violations, surveyed = survey(data, platform, vcpus)
+    if model is None:
+        raise HarnessError(f"{image}: not an IGVM file: "
+                           f"{IgvmFormatError.from_violation(violations[0])}", 1)
     declared, other = _declared(model)
     platforms = declared if platform == "auto" else [platform]
     if not boot_timeout > 0:  # also refuses NaN
@@ -107,7 +111,7 @@ def prepare(image: str | Path, platform: str = "auto", *, qemu: str | None = Non
                   boot=boot, boot_timeout=boot_timeout,
                   workdir=Path(workdir) if workdir else Path("reports") / "work",
                   expect_console=expect_console, disk=disk_path, disk_format=disk_format,
-                  corim_key=_corim_key(corim_key))
+                  corim_key=_corim_key(corim_key), violations=violations, survey=surveyed)
 
 
 def _corim_key(path: str | Path | None) -> Path | None:

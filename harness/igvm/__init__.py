@@ -39,9 +39,20 @@ Public API (other layers code against these names):
   ``serialize(IgvmFile) -> bytes`` (byte-identical round trip).
 - ``parser``: ``parse(data, check=True, source=None) -> IgvmFile`` (raises
   ``IgvmFormatError``), ``load(path)`` (memory-mapped), ``read(path,
-  require_igvm=False)`` (size bound and magic checked before mapping),
-  ``scan(data, platform=None, strict=False, limit=MAX_VIOLATIONS) -> (IgvmFile |
-  None, Violations)``.
+  require_igvm=False)`` (size bound and magic checked before mapping; it
+  lives in ``files``, which imports no model),
+  ``scan(data, platform=None, strict=False, limit=MAX_VIOLATIONS,
+  consumers=()) -> (IgvmFile | None, Violations)``.
+- ``walk``: the one streaming walk of a file's headers.  A ``Consumer``
+  (hooks ``platforms_done(walk)``, ``header(walk, h, at)``, ``pages(walk,
+  run)``, ``end(walk)``) is handed to ``scan(..., consumers=[...])`` (one
+  pass, validated) or to ``replay(f, [...])`` (a parsed or built file);
+  page data arrives as ``PageRun`` s (one event per run of pages, its file
+  data one buffer), every other header decoded once, with ``HeaderAt``
+  (index, position, section, offset, count).  Consumers of the harness:
+  ``qemu_lint.Linter``, ``describe.Description``,
+  ``harness.expect.constructs.Constructs``, ``harness.measure.pages.Planner``
+  (and ``launch.LaunchDigest``), ``harness.certify.survey.Survey``.
 - ``validate``: ``validate(data, platform=None, strict=False, limit=MAX_VIOLATIONS)
   -> Violations`` (a list of the first ``limit``; ``.not_shown`` counts the
   rest, ``.total``, ``.truncated``, ``.first_not_shown``, ``.summary()``),
@@ -55,11 +66,13 @@ Public API (other layers code against these names):
   ``EXTRA_MUTATORS``, ``compose(*ids)``.
 - ``qemu_lint``: ``lint(model_or_bytes, platform=None) -> [LintFinding]``
   (rule, message, source citation, severity, platform, header_index),
+  ``Linter`` (its consumer: every platform in one pass; ``findings(want)``),
   ``platform_type(name)``.
 - ``vmsa``: ``SevEsVmsa`` (4 KiB VMSA, named fields, ``from_bytes`` /
   ``to_bytes`` / ``qemu_unsupported_fields``), ``NativeVpContextX64``,
   ``Segment``.
-- ``describe``: ``describe(model)``, ``page_ranges(model)``, ``render_text()``,
+- ``describe``: ``describe(model, walked=None)``, ``Description`` (its
+  consumer), ``page_ranges(model)``, ``render_text()``,
   ``decode_vp_context(model, header)``.
 - ``commands``: ``igvm-harness inspect FILE [--json]`` and
   ``igvm-harness validate FILE [--platform P] [--strict] [--qemu] [--json]``.

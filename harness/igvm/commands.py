@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Iterator
 
-from harness.options import vcpus  # the one --vcpus parser (measure, certify)
+from harness.igvm.limits import vcpus  # the one --vcpus parser (measure, certify)
 
 # The format modules are imported inside the commands: register() runs for
 # every igvm-harness invocation (tests/cli/test_startup.py).
@@ -102,16 +102,19 @@ def _platform(name):
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from harness.igvm.describe import describe
+    from harness.igvm.describe import Description, describe
     from harness.igvm.parser import read, scan
     from harness.igvm.rules import IgvmFormatError
     data = read(args.file)
     if _is_ovmf(data):
         return _inspect_ovmf(data, args)
-    f, violations = scan(data)
+    walked = Description(include_pages=args.pages)  # gathered by the scan's walk: one pass
+    f, violations = scan(data, consumers=[walked])
     if f is None:
         raise IgvmFormatError.from_violation(violations[0], args.file)
-    d = describe(f, include_pages=args.pages, lazy=True)  # headers streamed, not held
+    # headers streamed, not held; a scan that stopped early: described from the model
+    d = describe(f, include_pages=args.pages, lazy=True,
+                 walked=walked if walked.complete else None)
     d["violations"] = [v.as_dict() for v in violations]
     d["violation_summary"] = violations.as_dict()
     found = _corim(f, violations, args)
@@ -207,15 +210,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.igvm.rules import Violation
     data = read(args.file)
     platform = _platform(args.platform)
-    f, violations = scan(data, platform=platform, strict=args.strict)
+    linter = None
+    if args.qemu:  # linted in the same pass (used only if the file is valid)
+        from harness.igvm.qemu_lint import Linter
+        linter = Linter()
+    f, violations = scan(data, platform=platform, strict=args.strict,
+                         consumers=[linter] if linter else ())
     if platform is not None and f is not None and f.platform(platform) is None:
         # not a specification rule: the question asked was "valid for P?"
         violations.append(Violation("platform-absent",
                                     f"the file declares no {args.platform} platform"))
     findings = []
-    if args.qemu and not violations:
+    if linter is not None and not violations:
         from harness.igvm.qemu_lint import lint
-        findings = lint(data, platform=platform)
+        findings = (linter.findings(platform) if linter.complete
+                    else lint(f, platform=platform))
     found = _corim(f, violations, args)
     failed = (bool(violations) or any(x.severity == "error" for x in findings)
               or (found is not None and found.failed))

@@ -1,15 +1,22 @@
 """Describe an IGVM model for people and for JSON: platforms, headers,
-coalesced page ranges and decoded VP contexts."""
+coalesced page ranges and decoded VP contexts.
+
+What is summarised (counts, page ranges, VP contexts) is gathered by a
+consumer of the walk (:class:`Description`): ``inspect`` gets it from the
+scan that validates the file; the header listing then decodes the headers
+it shows, one at a time, as it prints them."""
 
 from __future__ import annotations
 
+import array
 from dataclasses import dataclass
 from typing import Iterator
 
 from harness.igvm import model as m
 from harness.igvm.defs import Architecture, PageDataFlags, PageDataType, PlatformType
-from harness.igvm.limits import MAX_VIOLATIONS
+from harness.igvm.limits import MAX_VCPUS, MAX_VIOLATIONS
 from harness.igvm.vmsa import NativeVpContextX64, SevEsVmsa
+from harness.igvm.walk import Consumer, PageRun, replay
 
 
 @dataclass
@@ -53,33 +60,16 @@ def _flag_names(flags: int) -> list[str]:
 def page_ranges(f: m.IgvmFile) -> Iterator[PageRange]:
     """The coalesced page ranges, in file order, one at a time (a file of
     pages that never coalesce has as many ranges as pages)."""
-    cur: PageRange | None = None
-    prev_index = None
-    base = len(f.platforms) + len(f.initializations)
-    large = int(PageDataFlags.IS_2MB_PAGE)  # an int: enum flag arithmetic costs ~1 us a page
-    for pos, h in enumerate(f.directives):
-        if not isinstance(h, m.PageData):
-            continue
-        i = base + pos
-        size = 0x200000 if h.flags & large else 0x1000
-        zero = not h.data
-        if (cur is not None and prev_index == i - 1 and cur.end == h.gpa
-                and cur.page_size == size and cur.compatibility_mask == h.compatibility_mask
-                and cur.flags == h.flags and cur.data_type == h.data_type and cur.zero == zero):
-            cur.pages += 1
-        else:
-            if cur is not None:
-                yield cur
-            cur = PageRange(h.gpa, 1, size, h.compatibility_mask, h.flags, h.data_type, zero, i)
-        prev_index = i
-    if cur is not None:
-        yield cur
+    d = Description(include_pages=False)
+    replay(f, [d])
+    return d.page_ranges()
 
 
-def decode_vp_context(f: m.IgvmFile, h: m.VpContext) -> dict:
-    """The VP context decoded for the platform its mask names."""
+def decode_vp_context(f, h: m.VpContext) -> dict:
+    """The VP context decoded for the platform its mask names (``f``: the
+    file, or its platform headers)."""
     ptype = None
-    for p in f.platforms:
+    for p in getattr(f, "platforms", f):
         if isinstance(p, m.SupportedPlatform) and p.compatibility_mask == h.compatibility_mask:
             ptype = p.platform_type
     out = {"gpa": h.gpa, "compatibility_mask": h.compatibility_mask, "vp_index": h.vp_index,
@@ -113,17 +103,139 @@ def decode_vp_context(f: m.IgvmFile, h: m.VpContext) -> dict:
 #: Raw headers (undecodable, each a violation) ``describe`` lists; the
 #: rest are counted, as the validator counts violations past its limit.
 RAW_LISTED = MAX_VIOLATIONS
+#: VP contexts ``describe`` decodes (QEMU starts at most this many vCPUs);
+#: the rest are counted.
+CONTEXTS_DECODED = MAX_VCPUS
+#: Kinds of the listing's spans: one header (with its copies), a run of
+#: page headers, a run of consecutive headers.
+_HEADER, _PAGES, _HEADERS = 0, 1, 2
 
 
-def _sections(f: m.IgvmFile):
-    """``(base index, headers)`` of the three sections, in :meth:`IgvmFile.headers` order."""
-    base = 0
-    for seq in (f.platforms, f.initializations, f.directives):
-        yield base, seq
-        base += len(seq)
+class Description(Consumer):
+    """What ``describe`` says of a file, gathered as a consumer of the walk:
+    the counts, the decoded VP contexts and the coalesced page ranges (in
+    arrays, 35 bytes a range), and which headers the listing shows
+    (13 bytes a listed header or run of pages: the listing decodes them
+    again when it is printed, one at a time, as asked)."""
+
+    def __init__(self, include_pages: bool = False) -> None:
+        self.include_pages = include_pages
+        self.n_pages = 0
+        self.contexts: list[dict] = []
+        self.contexts_not_decoded = 0
+        self.raw = 0
+        self.not_listed = 0  # raw headers past RAW_LISTED
+        # listed spans: file index, section, position, count, pages?
+        self._idx, self._sec, self._pos, self._cnt = (array.array("I"), bytearray(),
+                                                      array.array("I"), array.array("I"))
+        self._kind = bytearray()
+        # page ranges, coalesced as the runs arrive
+        self._gpa, self._pages, self._size = array.array("Q"), array.array("Q"), array.array("I")
+        self._mask, self._flags, self._type = array.array("I"), array.array("I"), array.array("H")
+        self._zero, self._first = bytearray(), array.array("I")
+        self._next_index = -1
+        self._platform_masks: list[tuple[int, int]] = []
+
+    complete = False  # the walk ended, with the platforms first (else: replay the model)
+
+    def end(self, walk) -> None:
+        self.complete = not walk.late_platforms
+
+    def header(self, walk, h, at) -> None:
+        if at.section == 2 and isinstance(h, m.VpContext):
+            if len(self.contexts) < CONTEXTS_DECODED:
+                self.contexts.append(decode_vp_context(walk.platforms, h))
+            else:
+                self.contexts_not_decoded += at.count
+        if isinstance(h, m.RawHeader):
+            if self.raw >= RAW_LISTED:
+                self.not_listed += at.count
+                return
+            self.raw += 1
+        self._span(at.index, at.section, at.position, at.count, 0)
+
+    def pages(self, walk, run: PageRun) -> None:
+        self.n_pages += run.count
+        if self.include_pages:
+            self._span(run.index, 2, run.position, run.count, 1)
+        zero = run.data is None
+        n = len(self._gpa) - 1
+        if (n >= 0 and run.index == self._next_index
+                and self._gpa[n] + self._pages[n] * self._size[n] == run.gpa
+                and self._size[n] == run.page_size and self._mask[n] == run.mask
+                and self._flags[n] == run.flags and self._type[n] == run.data_type
+                and self._zero[n] == zero):
+            self._pages[n] += run.count
+        else:
+            self._gpa.append(run.gpa)
+            self._pages.append(run.count)
+            self._size.append(run.page_size)
+            self._mask.append(run.mask)
+            self._flags.append(run.flags)
+            self._type.append(run.data_type)
+            self._zero.append(zero)
+            self._first.append(run.index)
+        self._next_index = run.index + run.count
+
+    def _span(self, index: int, section: int, position: int, count: int, pages: int) -> None:
+        n = len(self._idx) - 1
+        if (count == 1 and not pages and n >= 0 and not self._kind[n] & 1
+                and self._sec[n] == section and self._pos[n] + self._width(n) == position
+                and self._idx[n] + self._width(n) == index
+                and (self._kind[n] == _HEADERS or self._cnt[n] == 1)):
+            # the next header of a run of them: one span (a file of a million
+            # parameters costs 13 bytes, not 13 MB)
+            self._kind[n] = _HEADERS
+            self._cnt[n] += 1
+            return
+        self._idx.append(index)
+        self._sec.append(section)
+        self._pos.append(position)
+        self._cnt.append(count)
+        self._kind.append(pages)
+
+    def _width(self, n: int) -> int:
+        """Headers span ``n`` lists one after the other (copies are one)."""
+        return self._cnt[n] if self._kind[n] else 1
+
+    def page_ranges(self) -> Iterator[PageRange]:
+        for k in range(len(self._gpa)):
+            yield PageRange(self._gpa[k], self._pages[k], self._size[k], self._mask[k],
+                            self._flags[k], self._type[k], bool(self._zero[k]), self._first[k])
+
+    def header_dicts(self, f: m.IgvmFile) -> Iterator[dict]:
+        """The listed headers of ``f`` (the file walked), each decoded now."""
+        sections = (f.platforms, f.initializations, f.directives)
+        order = range(len(self._idx))
+        sec, pos = self._sec, self._pos
+        if any(sec[k] > sec[k + 1] for k in range(len(sec) - 1)):
+            # a file out of section order: listed section by section, as the model holds it
+            order = sorted(order, key=lambda k: (sec[k], pos[k]))
+        for k in order:
+            seq = sections[self._sec[k]]
+            offset = getattr(seq, "offset", None)
+            pos, count, index = self._pos[k], self._cnt[k], self._idx[k]
+            if self._kind[k]:  # a run of pages, or of headers: one entry each
+                for j in range(count):
+                    yield _header_dict(seq[pos + j], index + j, offset(pos + j) if offset else None,
+                                       1)
+            else:
+                yield _header_dict(seq[pos], index, offset(pos) if offset else None, count)
 
 
-def describe(f: m.IgvmFile, include_pages: bool = False, lazy: bool = False) -> dict:
+def _header_dict(h, index: int, offset: int | None, count: int) -> dict:
+    d = h.as_dict()
+    d["index"] = index
+    if offset is not None:
+        d["offset"] = offset
+    d["section"] = h.section.name.lower()
+    if count > 1:
+        d["copies"] = count - 1
+    return d
+
+
+def describe(f: m.IgvmFile, include_pages: bool = False, lazy: bool = False,
+             walked: Description | None = None) -> dict:
     """A JSON-ready description. Page-data headers are summarised as ranges
     unless ``include_pages``.  With ``lazy`` "headers" and "page_ranges" are
     iterators, so that a file of a million headers is printed one at a time
@@ -131,32 +243,18 @@ def describe(f: m.IgvmFile, include_pages: bool = False, lazy: bool = False) -> 
     byte-identical headers the scan counted past the violation limit is one
     entry, with ``"copies"``: how many follow it.  Headers kept raw (each a
     violation) are listed up to :data:`RAW_LISTED`, as violations are, and
-    the rest counted in ``"raw_headers_not_listed"``."""
+    the rest counted in ``"raw_headers_not_listed"``.
 
-    not_listed = [0]  # raw headers past RAW_LISTED, known once the headers are read
-
-    def header_dicts():
-        raw = 0
-        for base, seq in _sections(f):
-            offset = getattr(seq, "offset", None)
-            for pos, h, count in m.runs(seq):
-                if isinstance(h, m.PageData) and not include_pages:
-                    continue
-                if isinstance(h, m.RawHeader):
-                    if raw >= RAW_LISTED:
-                        not_listed[0] += count
-                        continue
-                    raw += 1
-                d = h.as_dict()
-                d["index"] = base + pos
-                if offset is not None:
-                    d["offset"] = offset(pos)
-                d["section"] = h.section.name.lower()
-                if count > 1:
-                    d["copies"] = count - 1
-                yield d
-    headers = header_dicts() if lazy else list(header_dicts())
-    ranges = (r.as_dict() for r in page_ranges(f))
+    ``walked``: a :class:`Description` that already took part in the walk
+    of ``f`` (the scan that parsed it); without it ``f`` is replayed."""
+    d = walked
+    if d is None:
+        d = Description(include_pages)
+        replay(f, [d])
+    if d.walk_error is not None:
+        raise d.walk_error
+    headers = d.header_dicts(f) if lazy else list(d.header_dicts(f))
+    ranges = (r.as_dict() for r in d.page_ranges())
     platforms = []
     for p in m.of_class(f.platforms, m.SupportedPlatform):
         if isinstance(p, m.SupportedPlatform):
@@ -164,26 +262,21 @@ def describe(f: m.IgvmFile, include_pages: bool = False, lazy: bool = False) -> 
                               "compatibility_mask": p.compatibility_mask,
                               "version": p.platform_version, "highest_vtl": p.highest_vtl,
                               "shared_gpa_boundary": p.shared_gpa_boundary})
-    n_pages, contexts = 0, []  # one pass over the directives for both
-    page_data, vp_context = m.PageData, m.VpContext
-    for _, d, count in m.runs(f.directives):
-        if type(d) is page_data or isinstance(d, page_data):
-            n_pages += count
-        elif isinstance(d, vp_context):
-            contexts.append(decode_vp_context(f, d))
-    return {
+    out = {
         "format_version": f.revision,
         "architecture": _enum(Architecture, f.architecture),
         "page_size": f.page_size,
         "header_count": f.header_count(),
-        "page_data_headers": n_pages,
+        "page_data_headers": d.n_pages,
         "platforms": platforms,
         "headers": headers,
-        # a callable while "headers" is an iterator: the count is known after it
-        "raw_headers_not_listed": (lambda: not_listed[0]) if lazy else not_listed[0],
+        "raw_headers_not_listed": d.not_listed,
         "page_ranges": ranges if lazy else list(ranges),
-        "vp_contexts": contexts,
+        "vp_contexts": d.contexts,
     }
+    if d.contexts_not_decoded:
+        out["vp_contexts_not_decoded"] = d.contexts_not_decoded
+    return out
 
 
 def render_text(d: dict, name: str) -> str:

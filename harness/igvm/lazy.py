@@ -54,6 +54,17 @@ class IndexBuilder:
             self.arr = array.array(OFFSET_CODE, range(self.start, self.stop))
             self.arr.append(i)
 
+    def add_range(self, i: int, count: int) -> None:
+        """Add ``i, i + 1, ..., i + count - 1`` (headers the walk read in bulk)."""
+        if self.arr is None and i == self.stop and self.start != self.stop:
+            self.stop += count
+        elif self.arr is None and self.start == self.stop:
+            self.start, self.stop = i, i + count
+        else:
+            if self.arr is None:
+                self.arr = array.array(OFFSET_CODE, range(self.start, self.stop))
+            self.arr.extend(range(i, i + count))
+
     def add_copies(self, i: int, count: int) -> None:
         """Add ``i, i + 1, ..., i + count - 1``: byte-identical copies of
         the header added last (consumers may take them as one, :meth:`LazyHeaders.runs`)."""
@@ -72,17 +83,27 @@ class LazyHeaders:
     """Read-only sequence of the headers at ``offsets[i] for i in index``
     (``len``, indexing, slicing, iteration, equality with a list)."""
 
-    __slots__ = ("_decode", "_offsets", "_index", "_copies", "_buf", "_where")
+    __slots__ = ("_decode", "_offsets", "_index", "_copies", "_buf", "_where", "_replay")
 
     def __init__(self, decode: Callable[[int], object], offsets: Sequence[int],
                  index: Sequence[int], copies: dict[int, int] | None = None,
-                 buf=None) -> None:
+                 buf=None, replay=None) -> None:
         self._decode = decode
         self._offsets = offsets
         self._index = index
         self._copies = copies or {}
         self._buf = buf  # the file: header types are read from it without decoding
         self._where: dict[int, array.array] = {}  # header type -> positions (of_type)
+        self._replay = replay  # (self, walk, section): the walk's events for this section
+
+    def walk_pages(self, walk, section: int) -> None:
+        """Give ``walk`` (:mod:`harness.igvm.walk`) this section's events:
+        page data as runs read from the file, no object per page."""
+        if self._replay is None:
+            from harness.igvm.walk import HeaderAt, PageRun, Runs
+            _replay_decoded(self, walk, section, HeaderAt, PageRun, Runs)
+            return
+        self._replay(self, walk, section)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -164,3 +185,16 @@ class LazyHeaders:
 
     def __repr__(self) -> str:
         return f"<LazyHeaders: {len(self)} headers>"
+
+
+def _replay_decoded(seq: LazyHeaders, walk, section: int, HeaderAt, PageRun, Runs) -> None:
+    """:meth:`LazyHeaders.walk_pages` without the file's decoder: header by header."""
+    runs = Runs(walk)
+    for pos, h, count in seq.runs():
+        data = getattr(h, "data", None) if h.header_type == 0x302 and hasattr(h, "gpa") else None
+        if h.header_type == 0x302 and hasattr(h, "gpa"):
+            runs.add_run(PageRun(seq.file_index(pos), pos, 1, h.gpa, h.compatibility_mask,
+                                 h.flags, h.data_type, 0x200000 if h.flags & 1 else 0x1000,
+                                 data if data is not None and len(data) else None))
+            continue
+        walk.header(h, HeaderAt(seq.file_index(pos), pos, section, seq.offset(pos), count))

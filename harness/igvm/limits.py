@@ -66,6 +66,25 @@ MAX_CORIM_BYTES = 64 * 1024
 MAX_CORIM_DEPTH = 32
 
 
+def vcpus(text: str) -> int:
+    """``--vcpus`` (an argparse ``type=``): 1 to :data:`MAX_VCPUS`, in any
+    base :func:`harness.options.integer` reads.  One parser for ``measure``,
+    ``certify`` and ``wrap-ovmf``, kept with the bound it applies."""
+    import argparse  # loaded already wherever options are parsed
+
+    from harness.options import integer
+
+    value = integer(text)
+    if not 1 <= value <= MAX_VCPUS:
+        raise argparse.ArgumentTypeError(f"must be 1 to {MAX_VCPUS} (QEMU's q35 limit), not {text}")
+    return value
+
+
+def add_vcpus(parser, help: str = "vCPUs (default 1)") -> None:
+    """``--vcpus N`` on ``parser``, parsed by :func:`vcpus`."""
+    parser.add_argument("--vcpus", type=vcpus, default=1, metavar="N", help=help)
+
+
 def refusal(what: str, index: int | None, detail: str, limit: str) -> HarnessError:
     """One line naming the header, its index and the bound (exit status 1)."""
     where = f"{what} {index}" if index is not None else what

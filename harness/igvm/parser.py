@@ -20,11 +20,8 @@ kept as objects: the model's sections are :class:`~harness.igvm.lazy.LazyHeaders
 from __future__ import annotations
 
 import array
-import bisect
 import gc
-import heapq
 import itertools
-import mmap
 import os
 import struct
 import zlib
@@ -36,10 +33,11 @@ from harness.igvm.defs import (
     Architecture, HeaderType, PlatformType, Section, PAGE_SIZE_4K, PAGE_SIZE_2M,
     IGVM_MAGIC, OPTIONAL_BIT,
 )
+from harness.igvm.files import read  # noqa: F401  (parser.read: the files' reader, re-exported)
 from harness.igvm.lazy import OFFSET_CODE, IndexBuilder, LazyHeaders
-from harness.igvm.limits import MAX_FILE_SIZE, MAX_VIOLATIONS
+from harness.igvm.walk import PAGE_HEADER_SIZE, HeaderAt, Runs, Walk
+from harness.igvm.limits import MAX_VIOLATIONS
 from harness.igvm.rules import STRICT_RULES, IgvmFormatError, Violation, Violations
-from harness.inputs import open_input
 
 _U32 = struct.Struct("<I")
 _TLV = defs.VARIABLE_HEADER.st
@@ -132,6 +130,38 @@ class _Decoder:
                 and length == layout.size):
             h = self._by_type[t](t, layout.st.unpack_from(buf, body), None, pos)
         return h if h is not None else m.RawHeader(t, bytes(buf[body:body + length]), sec)
+
+    def replay_section(self, seq: LazyHeaders, walk, section: int) -> None:
+        """The walk's events for one section of the parsed model (``walk.replay``):
+        page headers read raw and coalesced into runs (regular ones in bulk),
+        the others decoded as :meth:`decode_at` decodes them."""
+        buf, n, fds = self.buf, self.n, self.fds
+        offsets, index, copies = seq._offsets, seq._index, seq._copies
+        end = 0  # bulk reads stop at the end of the section's last header
+        if len(index):
+            last = offsets[index[len(index) - 1]]
+            end = min(getattr(self, "vh_end", 0), last + 8 + ((_TLV.unpack_from(buf, last)[1] + 7) & ~7))
+        runs = Runs(walk, buf, end, n)
+        page = runs.page
+        unpack_tlv, unpack_pd = _TLV.unpack_from, _PAGE_DATA.unpack_from
+        contiguous = isinstance(index, range)
+        j, count = 0, len(index)
+        while j < count:
+            idx = index[j]
+            off = offsets[idx]
+            t, length = unpack_tlv(buf, off)
+            if t == 0x302 and length == 24 and section == Section.DIRECTIVE:
+                gpa, mask, fo, flags, dtype, _ = unpack_pd(buf, off + 8)
+                if not fo or (fds <= fo and fo + 4096 <= n):
+                    # bulk only where the model's next entries are the next headers
+                    k = page(idx, j, gpa, mask, fo, flags, dtype, off if contiguous else -1, True)
+                    j += 1 + k
+                    continue
+            runs.flush()
+            same = copies.get(j, 0) if copies else 0
+            walk.header(self.decode_at(off), HeaderAt(idx, j, section, off, 1 + same))
+            j += 1 + same
+        runs.flush()
 
     def data_at(self, file_offset: int, size: int, idx: int, off: int, what: str):
         """A view of ``size`` file-data bytes at ``file_offset`` (None if out of range)."""
@@ -360,11 +390,14 @@ class _Scanner(_Decoder):
     header objects."""
 
     def __init__(self, data, platform=None, strict: bool = False,
-                 stop_first: bool = False, limit: int | None = MAX_VIOLATIONS) -> None:
+                 stop_first: bool = False, limit: int | None = MAX_VIOLATIONS,
+                 consumers=()) -> None:
         mv = data if isinstance(data, memoryview) else memoryview(data)
         if mv.format != "B" or mv.ndim != 1:
             mv = mv.cast("B")
         super().__init__(mv, 0, {})  # fds: known once the fixed header is read
+        # the walk's subscribers (harness.igvm.walk): fed as the headers go by
+        self.events = Walk(consumers, buffer=data)
         self.platform = platform
         self.strict = strict
         self.stop_first = stop_first
@@ -384,11 +417,14 @@ class _Scanner(_Decoder):
     def finish(self) -> None:
         """Hand the model its lazy sequences (after the walk, whatever stopped it)."""
         f = self.file
-        self.silent = _Decoder(self.buf, self.fds, self.mask_map)
-        decode = self.silent.decode_at
+        silent = self.silent = self.quiet if hasattr(self, "quiet") else _Decoder(
+            self.buf, self.fds, self.mask_map)
+        silent.vh_end = getattr(self, "vho", 0) + getattr(self, "vhs", 0)
+        decode = silent.decode_at
         f.offsets = self.offsets
         f.platforms, f.initializations, f.directives = (
-            LazyHeaders(decode, self.offsets, sec.indices(), sec.copies, self.buf)
+            LazyHeaders(decode, self.offsets, sec.indices(), sec.copies, self.buf,
+                        silent.replay_section)
             for sec in self.sections)
 
     # ---------------------------------------------------------- reporting
@@ -426,6 +462,7 @@ class _Scanner(_Decoder):
     def d_platform(self, t, v, idx, off):
         h = super().d_platform(t, v, idx, off)
         self.mask_map[v[0]] = v[2]  # mask -> platform type, for the VP contexts after it
+        self.events.add_platform(h)
         return h
 
     # ------------------------------------------------------------- driver
@@ -437,6 +474,8 @@ class _Scanner(_Decoder):
             self.finish()
             return
         self.finish()
+        self.events.header_count = len(self.offsets)
+        self.events.end()
         try:
             self.whole_file()
         except _Stop:
@@ -497,9 +536,17 @@ class _Scanner(_Decoder):
         self.vho, self.vhs = vho, vhs
         self.fds = vho + vhs
         self.header_ok = True
+        ev = self.events
+        ev.revision, ev.architecture, ev.page_size = f.revision, f.architecture, f.page_size
+        # decodes headers for the walk's consumers (and later the model) without reporting
+        self.quiet = _Decoder(self.buf, self.fds, self.mask_map)
 
     # -------------------------------------------------------------- walk
     def walk(self) -> None:
+        """The one pass over the variable headers: each header's own rules,
+        the model's index (4 bytes a header), and the walk's events for its
+        consumers (harness.igvm.walk): page data in runs, read in bulk where
+        a run is regular, every other header decoded once."""
         buf = self.buf
         pos, end = self.vho, self.vho + self.vhs
         stage = Section.PLATFORM
@@ -512,11 +559,22 @@ class _Scanner(_Decoder):
         strict = self.strict
         fds, n = self.fds, self.n
         DIRECTIVE = Section.DIRECTIVE
-        add_dir = sections[DIRECTIVE].add
+        PLATFORM = Section.PLATFORM
+        directives = sections[DIRECTIVE]
+        add_dir = directives.add
         add_off = self.offsets.append
         section_of = defs.section_of
         known_section = _SECTIONS.get
         plain = self.d_plain
+        events = self.events
+        consumers = events.consumers  # grows only in platforms_done
+        quiet = self.quiet
+        runs = Runs(events, buf, end, n)
+        page = runs.page
+
+        def position() -> int:  # of the page just added, among the directives
+            return len(directives) - 1
+
         idx = -1
         while pos < end:
             idx += 1
@@ -530,17 +588,36 @@ class _Scanner(_Decoder):
                 self.fatal("header-truncated", f"header type 0x{t:x} length {length} runs past "
                            f"the variable header section end 0x{end:x}", idx, pos)
             add_off(pos)
-            # fast path: the common 4 KiB page data header, checked from its
-            # values (no object: no whole-file rule concerns page data)
+            # fast path: the common page data header, checked from its values
+            # (no object: no whole-file rule concerns page data)
             if t == 0x302 and length == 24 and stage is DIRECTIVE:
                 gpa, mask, fo, flags, dtype, reserved = unpack_pd(buf, body)
                 if fo and (fo < fds or fo + 4096 > n):
                     self.data_at(fo, 4096, idx, pos, "page data")
-                elif reserved or gpa & 0xFFF or dtype > 3 or strict:
+                    add_dir(idx)
+                    if consumers:  # kept raw, as the model keeps it
+                        runs.flush()
+                        events.header(quiet.decode_at(pos),
+                                      HeaderAt(idx, len(directives) - 1, DIRECTIVE, pos))
+                    pos = nxt
+                    continue
+                clean = not (reserved or gpa & 0xFFF or dtype > 3)
+                if strict or not clean:
                     self.check_page_data(gpa, flags, dtype, reserved, idx, pos)
                     if strict:
                         entries[DIRECTIVE].append(idx)
+                        clean = clean and not (flags & defs.PAGE_DATA_FLAGS_RESERVED or (
+                            flags & 1 and gpa % PAGE_SIZE_2M))
                 add_dir(idx)
+                k = page(idx, position, gpa, mask, fo, flags, dtype, pos, clean)
+                if k:  # k more headers continue this one regularly: valid, read in bulk
+                    stop = nxt + k * PAGE_HEADER_SIZE
+                    self.offsets.extend(range(nxt, stop, PAGE_HEADER_SIZE))
+                    directives.add_range(idx + 1, k)
+                    if strict:
+                        entries[DIRECTIVE].extend(range(idx + 1, idx + 1 + k))
+                    idx += k
+                    nxt = stop
                 pos = nxt
                 continue
             sec = known_section(t) or section_of(t)
@@ -549,6 +626,7 @@ class _Scanner(_Decoder):
             past = self.limit is not None and len(v) >= self.limit
             # past the limit, with where that was noted: only counted, so not worded
             count_only = past and v.first_not_shown is not None
+            h = values = None
             if sec is None:
                 if count_only:
                     v.not_shown += 1
@@ -570,7 +648,7 @@ class _Scanner(_Decoder):
                            idx, pos)
                 layout = defs.HEADER_LAYOUTS.get(t)
                 raw = False
-                if t not in _HANDLED or (sec == Section.PLATFORM
+                if t not in _HANDLED or (sec == PLATFORM
                                          and t != HeaderType.SUPPORTED_PLATFORM):
                     if count_only:
                         v.not_shown += 1
@@ -582,24 +660,44 @@ class _Scanner(_Decoder):
                     report("header-length-mismatch", f"{_name(t)} length {length}, the structure "
                            f"has {layout.size} bytes", idx, pos)
                     raw = True
-                elif (decoders[t] == plain  # nothing to check: typed without building it
-                      or decoders[t](t, layout.st.unpack_from(buf, body), idx, pos) is not None):
+                elif decoders[t] == plain:  # nothing to check: typed without building it
                     entries[sec].append(idx)
+                    if consumers:
+                        h = plain(t, layout.st.unpack_from(buf, body), idx, pos)
+                else:
+                    values = layout.st.unpack_from(buf, body)
+                    h = decoders[t](t, values, idx, pos)
+                    if h is not None:
+                        entries[sec].append(idx)
             sections[sec].add(idx)
+            copies = 0
             if raw and past and nxt < end:
                 # Past the limit, the byte-identical copies that follow a header
                 # kept raw are each the same violations again (a raw header
                 # changes no state but the stage, which its copies leave as it
                 # is): counted at memcmp speed, not walked.
-                k = _copies(buf, pos, nxt, end)
-                if k:
+                copies = _copies(buf, pos, nxt, end)
+                if copies:
                     step = nxt - pos
-                    v.not_shown += k * (v.not_shown - before)
-                    self.offsets.extend(range(nxt, nxt + k * step, step))
-                    sections[sec].add_copies(idx + 1, k)
-                    idx += k
-                    nxt += k * step
+                    v.not_shown += copies * (v.not_shown - before)
+                    self.offsets.extend(range(nxt, nxt + copies * step, step))
+                    sections[sec].add_copies(idx + 1, copies)
+            if consumers:
+                if sec != PLATFORM:
+                    events.finish_platforms()
+                if t == 0x302 and h is not None:  # page data met off the fast path
+                    gpa, mask, fo, flags, dtype, _ = values
+                    page(idx, position, gpa, mask, fo, flags, dtype)
+                else:
+                    runs.flush()
+                    events.header(h if h is not None else quiet.decode_at(pos),
+                                  HeaderAt(idx, len(sections[sec]) - 1 - copies, sec, pos,
+                                           1 + copies))
+            if copies:
+                idx += copies
+                nxt += copies * (nxt - pos)
             pos = nxt
+        runs.flush()
 
     # ------------------------------------------------------- whole file
     def whole_file(self) -> None:
@@ -848,6 +946,8 @@ def _sorted_u64(values) -> array.array:
         return array.array("Q", part)
     chunks.append(array.array("Q", part))
     del part
+    import heapq  # only files with many relocation regions come here (start-up: tests/cli)
+
     return array.array("Q", heapq.merge(*chunks))
 
 
@@ -903,6 +1003,8 @@ class Overlaps:
         if all(e <= s for e, s in zip(sorted_ends, itertools.islice(coords, 1, None))):
             return
         del sorted_ends
+        import bisect  # only overlapping regions come here (start-up: tests/cli)
+
         size = len(coords)
         best_end = array.array("Q", bytes(8 * (size + 1)))  # Fenwick tree, 1-based
         best_who = array.array(OFFSET_CODE, bytes(4 * (size + 1)))
@@ -950,8 +1052,14 @@ def _pname(t: int) -> str:
 
 
 def scan(data, platform=None, strict: bool = False, stop_first: bool = False,
-         limit: int | None = MAX_VIOLATIONS):
+         limit: int | None = MAX_VIOLATIONS, consumers=()):
     """Run the scanner: ``(IgvmFile, Violations)``.
+
+    ``consumers`` (:class:`harness.igvm.walk.Consumer`) subscribe to the
+    scan's walk: they see every header in the same pass that validates it
+    (their ``end`` hook runs once the whole variable-header section was
+    read; a scan stopped early -- ``stop_first``, an unreadable header --
+    does not call it).
 
     At most ``limit`` violations are kept (None: no limit); the scan still
     reads the whole file and counts the rest (``violations.not_shown``), so
@@ -963,7 +1071,8 @@ def scan(data, platform=None, strict: bool = False, stop_first: bool = False,
     decoded are ``RawHeader``); it is None when the fixed header is unusable
     (any fixed-header rule but the checksum and the strict offset rule).
     """
-    s = _Scanner(data, platform=platform, strict=strict, stop_first=stop_first, limit=limit)
+    s = _Scanner(data, platform=platform, strict=strict, stop_first=stop_first, limit=limit,
+                 consumers=consumers)
     # Header objects are short-lived now, but the decoders' bound methods
     # and the tuples churn: the cyclic GC would only rescan them.
     gc_was_enabled = gc.isenabled()
@@ -995,43 +1104,6 @@ def parse(data, check: bool = True, source: str | None = None) -> m.IgvmFile:
         v = violations[0]
         raise IgvmFormatError.from_violation(v, source)
     return f
-
-
-def read(path, require_igvm: bool = False) -> mmap.mmap | bytes:
-    """Map (or, if empty, read) a file; I/O problems become HarnessError.
-
-    With ``require_igvm`` the size bound (:data:`MAX_FILE_SIZE`) and the
-    magic are checked on the descriptor before anything is mapped, so that
-    a 5 GiB file of zeros costs one ``fstat`` and a 4-byte read.
-    """
-    path = os.fspath(path)
-    fd = open_input(path)  # regular files only: a FIFO would block, /dev/zero never end
-    try:
-        size = os.fstat(fd).st_size
-        if require_igvm:
-            _check_image(path, fd, size)
-        if size == 0:
-            return b""
-        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    except OSError as exc:
-        raise HarnessError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    except ValueError as exc:
-        raise HarnessError(f"{path}: cannot map: {exc}") from None
-    finally:
-        os.close(fd)  # the mapping keeps its own reference
-
-
-def _check_image(path: str, fd: int, size: int) -> None:
-    if size > MAX_FILE_SIZE:
-        raise HarnessError(f"{path}: not an IGVM file: {size} bytes; the limit is {MAX_FILE_SIZE} "
-                           "bytes (the fixed header's total_file_size is a u32)", 1)
-    head = os.pread(fd, 4, 0)
-    if len(head) < 4:
-        raise HarnessError(f"{path}: not an IGVM file: {size} bytes, too short for the magic", 1)
-    (magic,) = _U32.unpack(head)
-    if magic != IGVM_MAGIC:
-        raise HarnessError(f"{path}: not an IGVM file: magic 0x{magic:08x}, expected "
-                           f"0x{IGVM_MAGIC:08x} ('IGVM')", 1)
 
 
 def load(path, check: bool = True) -> m.IgvmFile:

@@ -42,7 +42,6 @@ def handles(args: argparse.Namespace, data) -> bool:
 
 def run(args: argparse.Namespace, data, host) -> int:
     from harness.igvm import ovmf
-    from harness.igvm.parser import parse
     from harness.measure.classic_ovmf import predict_classic
 
     if ovmf.is_ovmf_file(data):
@@ -52,6 +51,7 @@ def run(args: argparse.Namespace, data, host) -> int:
         if not args.firmware:
             raise HarnessError("--explain of an IGVM file needs the OVMF image it wraps: --firmware FW.fd")
         fw = ovmf.load(args.firmware)
+        from harness.igvm.parser import parse  # the IGVM model: --explain of a wrap only
         igvm_file = parse(data, source=args.file)
     classic = predict_classic(fw, args.platform, args.vcpus, host, args.ap_state, steps=args.explain)
     if not args.explain:
@@ -65,6 +65,7 @@ def run(args: argparse.Namespace, data, host) -> int:
                 print("\n".join(written))
             return status
         return _print_classic(args, classic)
+    from harness.igvm.parser import parse
     from harness.measure import explain
     from harness.measure.launch import predict
     if igvm_file is None:

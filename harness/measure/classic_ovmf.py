@@ -44,6 +44,7 @@ KVM_X86_SNP_VM (FPU synced).
 from __future__ import annotations
 
 import hashlib
+import mmap
 from enum import Enum
 
 from harness.errors import HarnessError
@@ -53,7 +54,7 @@ from harness.measure import kvm_vmsa
 from harness.measure.kvm_vmsa import HostProfile, Segment, VmType
 from harness.measure.measure_sev import SevDigest
 from harness.measure.measure_snp import VMSA_GPA, VMSA_TSC_FIELDS, SnpLaunchDigest, SnpPageType
-from harness.measure.pages import platform_type
+from harness.measure.platforms import platform_type
 from harness.record import Factory, Record
 
 #: snp_metadata_desc_to_page_type (target/i386/sev.c); sections not listed are ZERO.
@@ -138,7 +139,7 @@ def predict_classic(fw: OvmfImage, platform, vcpus: int, host: HostProfile | Non
 
     ``steps=True`` also lists every measured page (for ``measure --explain``; it
     hashes each page a second time)."""
-    from harness.measure.launch import MAX_VCPUS
+    from harness.igvm.limits import MAX_VCPUS
     host = host or HostProfile()
     ptype = platform_type(platform)
     ap_state = ApState(ap_state)
@@ -169,13 +170,45 @@ def predict_classic(fw: OvmfImage, platform, vcpus: int, host: HostProfile | Non
     return pred
 
 
+def _runs(view: memoryview, gpa: int, data=None):
+    """The firmware's pages as ``(gpa, data, pages, repeat)`` stretches
+    (harness.measure.pages.Update.segments): runs of distinct pages as one
+    view, runs of one page repeated (OVMF's 0xFF variable store, zeros) as
+    that page, so the chain hashes each repeated page once.  Neighbours are
+    compared as bytes (memcmp; a page's SHA-384 costs ~30 times more)."""
+    raw = data if isinstance(data, (bytes, bytearray, mmap.mmap)) else view.tobytes()
+    n = len(view) // PAGE_4K
+
+    def same(a: int, b: int) -> bool:
+        return raw[a * PAGE_4K:(a + 1) * PAGE_4K] == raw[b * PAGE_4K:(b + 1) * PAGE_4K]
+
+    start = 0
+    k = 1
+    while k <= n:
+        if k < n and not same(k, k - 1):
+            k += 1
+            continue
+        # pages [start, k - 1] differ from their predecessors; k repeats k - 1 (or the end)
+        end = k
+        while end < n and same(end, k - 1):
+            end += 1
+        distinct_end = k - 1 if end > k else k  # page k - 1 opens the repeated run
+        if distinct_end > start:
+            yield (gpa + start * PAGE_4K, view[start * PAGE_4K:distinct_end * PAGE_4K],
+                   distinct_end - start, False)
+        if end > k:
+            yield gpa + (k - 1) * PAGE_4K, view[(k - 1) * PAGE_4K:k * PAGE_4K], end - k + 1, True
+        start = k = end
+        k += 1
+
+
 def _snp(fw, view, base, vcpus, host, ap_state, want_steps: bool) -> ClassicPrediction:
     ld = SnpLaunchDigest()
     steps: list[Step] = []
     sha = hashlib.sha384
-    pages = [view[off:off + PAGE_4K] for off in range(0, fw.size, PAGE_4K)]
-    ld.normal_page_list(base, pages, PAGE_4K)
+    ld.normal_segments(base, PAGE_4K, _runs(view, base, fw.data))
     if want_steps:
+        pages = [view[off:off + PAGE_4K] for off in range(0, fw.size, PAGE_4K)]
         steps.extend(Step("normal", base + i * PAGE_4K, PAGE_4K, "firmware", sha(page).digest())
                      for i, page in enumerate(pages))
     for ptype, gpa, size, name in snp_metadata_steps(fw):

@@ -7,11 +7,11 @@ import sys
 
 from harness.errors import HarnessError
 from harness.options import unsigned as _unsigned
-from harness.options import vcpus as _vcpus
+from harness.igvm.limits import vcpus as _vcpus
 from harness.measure.kvm_vmsa import (DEFAULT_CPU_MODEL, DEFAULT_KERNEL, KERNEL_PROFILES, QEMU_CPU_MODELS,
                                       HostProfile, VmType, cpu_signature)
 
-#: ``--platform`` choices: the keys of harness.measure.pages.PLATFORM_NAMES
+#: ``--platform`` choices: the keys of harness.measure.platforms.PLATFORM_NAMES
 #: (checked by tests/cli/test_startup.py), repeated so that ``--help`` does not
 #: import the page planner and the IGVM model under it.
 MEASURE_PLATFORMS = ("sev", "sev-es", "sev-snp")
@@ -32,7 +32,7 @@ def host_from_args(args: argparse.Namespace) -> HostProfile:
 
 
 def _measure(args: argparse.Namespace) -> int:
-    from harness.igvm.parser import parse, read
+    from harness.igvm.files import read
     from harness.measure import classic_cli, corim_cli
 
     data = read(args.file)
@@ -41,15 +41,27 @@ def _measure(args: argparse.Namespace) -> int:
     corim = corim_cli.wanted(args)
     if classic_cli.handles(args, data):  # an OVMF image (classic -bios launch) or --explain
         return classic_cli.run(args, data, host_from_args(args))
-    from harness.measure.launch import predict  # the IGVM path only (start-up of `measure FW.fd`)
+    from harness.igvm.rules import IgvmFormatError
+    from harness.igvm.walk import replay
+    from harness.measure import launch  # the IGVM path only (start-up of `measure FW.fd`)
 
-    f, notes = _load(data, args.file)
+    # one pass over the headers: validated (format errors first) and measured
+    digest = launch.LaunchDigest(args.platform, args.vcpus, policy=args.policy)
+    notes: list[str] = []
+    try:
+        f = launch.walk(data, [digest], source=args.file)
+    except IgvmFormatError as exc:
+        if exc.rule != "unknown-header-type":
+            raise
+        f, notes = _without_corim(data, args.file)  # a second pass, for such files only
+        digest = launch.LaunchDigest(args.platform, args.vcpus, policy=args.policy)
+        replay(f, [digest.planner])
     if args.policy is not None and args.platform != "sev-snp" and args.policy >> 32:
         # target/i386/sev.c: sev-guest's "policy" is a uint32 (SNP's is 64-bit)
         raise HarnessError(f"--policy {args.policy:#x} does not fit the 32-bit "
                            f"{args.platform} guest policy")
-    host = host_from_args(args)
-    pred = predict(f, args.platform, args.vcpus, host, args.policy)
+    host = digest.host = host_from_args(args)
+    pred = digest.result()
     pred.notes[:0] = notes
     out = pred.as_dict()
     if args.expect is not None:
@@ -79,18 +91,12 @@ def _measure(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load(data, source: str):
-    """The parsed file; a file carrying CoRIM headers is measured without them
-    (they load no guest memory), saying so."""
-    from harness.igvm.parser import parse
-    from harness.igvm.rules import IgvmFormatError
-
-    try:
-        return parse(data, source=source), []
-    except IgvmFormatError as exc:
-        if exc.rule != "unknown-header-type":
-            raise
+def _without_corim(data, source: str):
+    """A file the parser refused for a header type it does not handle: if
+    those are CoRIM headers, the file is measured without them (they load no
+    guest memory), saying so; else the parser's refusal stands."""
     from harness.corim.embed import load_measurable  # only for such files (start-up)
+
     f, headers = load_measurable(data, source)
     return f, [f"{len(headers)} CoRIM header(s) (0x104/0x105) left out: they load no guest memory; "
                "QEMU 10.2's igvm library refuses them (see `igvm-harness certify`)"]

@@ -105,6 +105,12 @@ def read_fields(page: bytes) -> tuple[dict[str, Segment], dict[str, int]]:
     return segs, regs
 
 
+def sev_features(page) -> int:
+    """The VMSA's SEV_FEATURES (what QEMU checks and passes to KVM), read alone."""
+    off = FIELDS["sev_features"][0]
+    return int.from_bytes(bytes(page[off:off + 8]).ljust(8, b"\0"), "little")
+
+
 def write_vmsa(segs: dict[str, Segment], regs: dict[str, int]) -> bytes:
     page = bytearray(VMSA_SIZE)
     for name, seg in segs.items():

@@ -55,6 +55,24 @@ class SevDigest:
             else:
                 self.update_padded(page, page_size)
 
+    def update_segments(self, segments, page_size: int) -> None:
+        """Feed one launch update's pages from ``(gpa, data, pages, repeat)``
+        stretches (harness.measure.pages.Update.segments): a run of file
+        data in one call, a page every page of the run shares once per page,
+        zeros from the shared buffer."""
+        upd = self._h.update
+        for _gpa, data, pages, repeat in segments:
+            if data is None:
+                self.update_zeros(pages * page_size)
+            elif not repeat and len(data) == pages * page_size:
+                upd(data)
+            elif len(data) == page_size:
+                for _ in range(pages):
+                    upd(data)
+            else:
+                for _ in range(pages):
+                    self.update_padded(data, page_size)
+
     def update_zeros(self, length: int) -> None:
         while length > 0:
             step = min(length, len(_ZERO_CHUNK))

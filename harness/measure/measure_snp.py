@@ -61,6 +61,10 @@ _NATIVE_BATCH = 512
 #: ~10 ms on one thread): importing threading and starting a helper cost
 #: ~1.5 ms, more than a second core saves on a 4 MiB firmware image.
 NATIVE_THREADS_MIN_UNITS = 2048
+#: 4 KiB units in one view handed to the chain for a long run of file data (2 MiB).
+_CHUNK_UNITS = 512
+#: Units of repeated CONTENTS folded per C call (their 48-byte hashes: 3 MiB).
+_FOLD_UNITS = 1 << 16
 #: ``IGVM_HARNESS_DEBUG`` set: one stderr line per run saying which chain path ran.
 _DEBUG = bool(os.environ.get("IGVM_HARNESS_DEBUG"))
 #: The C fold: None = not looked up yet, False = absent (harness.native says why).
@@ -155,6 +159,85 @@ class SnpLaunchDigest:
         self.paths[path] = self.paths.get(path, 0) + count
         if _DEBUG:
             _debug_line(path, gpa, count, workers if threaded else 1)
+
+    def normal_segments(self, gpa: int, page_size: int, segments) -> None:
+        """NORMAL pages of one launch update, from its ``(gpa, data, pages,
+        repeat)`` stretches (harness.measure.pages.Update.segments), in order.
+
+        A long run of file data goes to the chain in 2 MiB views (one C call
+        each, or threads), not a view per page; pages that share one page of
+        data (or zeros) hash it once and fold only their PAGE_INFOs; short
+        stretches are gathered into one list of pages."""
+        items: list = []
+        items_gpa = gpa
+        per = page_size // PAGE_4K
+        for at, data, pages, repeat in segments:
+            units = pages * per
+            if (repeat and pages > 1 and (data is None or page_size == PAGE_4K)
+                    or data is None and units >= NATIVE_MIN_UNITS):
+                if items:
+                    self.normal_page_list(items_gpa, items, page_size)
+                    items = []
+                self.repeated_pages(at, data, units)
+            elif not repeat and units >= NATIVE_MIN_UNITS:
+                if items:
+                    self.normal_page_list(items_gpa, items, page_size)
+                    items = []
+                self.normal_run(at, data, units)
+            else:
+                if not items:
+                    items_gpa = at
+                if data is None or repeat:
+                    items.extend([data] * pages)
+                else:
+                    items.extend(data[k * PAGE_4K:(k + 1) * PAGE_4K] for k in range(pages))
+        if items:
+            self.normal_page_list(items_gpa, items, page_size)
+
+    def normal_run(self, gpa: int, data, units: int) -> None:
+        """``units`` NORMAL pages whose data is ``data`` (``units`` * 4 KiB,
+        contiguous), handed over in 2 MiB views: one C call each (or a
+        batch a thread) instead of a view per page."""
+        chunk = _CHUNK_UNITS * PAGE_4K
+        full = units // _CHUNK_UNITS
+        view = memoryview(data)
+        if full:
+            self.normal_page_list(gpa, [view[i * chunk:(i + 1) * chunk] for i in range(full)],
+                                  chunk)
+        rest = units - full * _CHUNK_UNITS
+        if rest:
+            self.normal_page_list(gpa + full * chunk, [view[full * chunk:]], rest * PAGE_4K)
+
+    def repeated_pages(self, gpa: int, data, units: int) -> None:
+        """``units`` NORMAL 4 KiB pages that all carry ``data`` (one page,
+        zero-padded; None: zeros): CONTENTS is one hash, so only the PAGE_INFO
+        chain is left to fold (in C when the run is long and the fold built)."""
+        if data is None:
+            contents = _ZERO_PAGE_HASH
+        else:
+            page = data if len(data) == PAGE_4K else bytes(_short(data, PAGE_4K, gpa)).ljust(
+                PAGE_4K, b"\0")
+            contents = hashlib.sha384(page).digest()
+        fold = native_fold() if units >= NATIVE_MIN_UNITS else None
+        if fold is not None:
+            done = 0
+            while done < units:  # bounded buffers: 48 bytes a unit, 3 MiB at most
+                step = min(units - done, _FOLD_UNITS)
+                try:
+                    self._ld = fold.fold(self._ld, gpa + done * PAGE_4K, contents * step)
+                except (ValueError, OverflowError) as exc:
+                    raise HarnessError(f"SNP update at GPA {gpa:#x}: {exc}") from None
+                done += step
+            path = "native"
+        else:
+            import itertools
+
+            self._ld = _fold(self._ld, gpa, itertools.repeat(contents, units))
+            path = "python"
+        self.pages += units
+        self.paths[path] = self.paths.get(path, 0) + units
+        if _DEBUG:
+            _debug_line(path, gpa, units, 1)
 
     def normal_zero_pages(self, gpa: int, length: int) -> None:
         """NORMAL pages whose contents are zero (how QEMU measures IGVM zero pages)."""

@@ -153,6 +153,36 @@ def test_measure_path_is_lean(name, commands, tmp_path):
     assert not loaded, f"`igvm-harness {name}` imports {loaded}"
 
 
+#: What ``measure FW.fd`` (the classic launch of an OVMF image) does without:
+#: the IGVM model and parser, the walk (issue 19) and uuid (its GUIDs are
+#: three byte swaps; uuid imports ``platform``).
+CLASSIC_NEVER = ("harness.igvm.parser", "harness.igvm.model", "harness.igvm.walk", "uuid")
+
+
+def test_classic_measure_skips_the_igvm_model(commands, tmp_path):
+    _times, modules = _run(_program(commands["measure-classic"]), tmp_path)
+    assert "harness.measure.classic_ovmf" in modules
+    loaded = sorted(set(CLASSIC_NEVER) & set(modules))
+    assert not loaded, f"`igvm-harness measure FW.fd` imports {loaded}"
+
+
+@pytest.mark.parametrize("name", ["measure", "measure-classic"])
+def test_measure_compiles_no_code(name, commands, tmp_path):
+    """No compile() at run time (harness.record builds a class's first
+    instances without compiling its initialiser; the first compile of a
+    process costs ~1 ms): only bytecode from the caches runs."""
+    code = ("import builtins, os, sys\n"
+            "n = []\n"
+            "real = builtins.compile\n"
+            "builtins.compile = lambda *a, **k: (n.append(str(a[1])), real(*a, **k))[1]\n"
+            + _program(commands[name]).replace("sys.__stdout__.write(' '.join(sorted(sys.modules)) + '\\n')",
+                                               "sys.__stdout__.write(' '.join(n) + '\\n')"))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=60, stdin=subprocess.DEVNULL, env=ENV)
+    assert res.returncode == 0, res.stderr[-500:]
+    assert res.stdout.strip() == "", f"`igvm-harness {name}` compiled: {res.stdout.strip()}"
+
+
 def test_lean_names_are_real_modules():
     for name in MEASURE_NEVER:
         importlib.import_module(name)
@@ -224,14 +254,14 @@ def test_heavy_names_are_real_modules():
         importlib.import_module(name)
 
 
-def test_report_commands_constants_match_their_owners():
-    """The two values repeated in report/commands.py to keep it light."""
+def test_command_constants_match_their_owners():
+    """The values repeated in certify/commands.py and report/commands.py to keep them light."""
+    from harness.certify import commands as certify_commands
     from harness.certify.model import BOOT_TIMEOUT
     from harness.certify.profile import PLATFORM_CHOICES
     from harness.report import commands, merge
-    assert commands.BOOT_TIMEOUT == BOOT_TIMEOUT
-
-    assert commands.CERTIFY_PLATFORMS == PLATFORM_CHOICES
+    assert certify_commands.BOOT_TIMEOUT == BOOT_TIMEOUT
+    assert certify_commands.CERTIFY_PLATFORMS == PLATFORM_CHOICES
     assert commands.DEFAULT_HISTORY == merge.DEFAULT_HISTORY
 
 

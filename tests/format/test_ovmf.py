@@ -133,3 +133,18 @@ def test_mutated_images_parse_or_fail_with_one_error(edits):
         assert s.gpa + s.size <= 1 << 32 and s.size % 0x1000 == 0
     for e in img.footer_entries:
         assert 0 <= e.offset < SIZE
+
+
+def test_guid_is_uuids_mixed_endian_form():
+    """ovmf.Guid (no uuid import at start-up) against the standard library's
+    uuid.UUID: the same text and bytes_le, both ways, for random GUIDs."""
+    import os
+    import uuid
+
+    from harness.igvm.ovmf import Guid
+
+    for _ in range(200):
+        u = uuid.UUID(bytes=os.urandom(16))
+        g = Guid(str(u))
+        assert g.bytes_le == u.bytes_le and str(g) == str(u)
+        assert Guid(bytes_le=u.bytes_le) == g and hash(Guid(str(u).upper())) == hash(g)

@@ -144,3 +144,42 @@ def test_model_headers_keep_their_dataclass_api():
     g = m.IgvmFile(directives=[m.PageData(0x1000, 1, data=b"\1" * 16)], buffer=b"x", offsets=[1])
     assert f == g  # buffer and offsets belong to one serialisation: not compared
     assert "buffer" not in repr(g)
+
+
+@pytest.mark.parametrize("compile_after", [0, 1000])
+def test_generic_and_compiled_initialisers_agree(monkeypatch, compile_after):
+    """A class's first instances are built by a generic initialiser, later
+    ones by its compiled ``__init__`` (harness.record.COMPILE_AFTER): both
+    build what the dataclass twin builds and refuse what it refuses."""
+    import harness.record as record
+
+    monkeypatch.setattr(record, "COMPILE_AFTER", compile_after)
+
+    class Fresh(Record):  # a class of its own: nothing compiled yet
+        gpa: int
+        mask: int
+        flags: int = 0
+        data: bytes | None = None
+        tags: list = Factory(list)
+
+    class FreshPoint(Record, frozen=True):
+        x: int = 1
+        y: str = "a"
+
+    for args, kwargs in [((1, 2), {}), ((1, 2, 3), {"data": b"x"}), ((), {"gpa": 5, "mask": 1}),
+                         ((1,), {"mask": 7, "tags": [1]})]:
+        assert astuple(Fresh(*args, **kwargs)) == dataclasses.astuple(PageDC(*args, **kwargs))
+    assert Fresh(1, 2).tags is not Fresh(1, 2).tags
+    assert astuple(FreshPoint(y="b")) == dataclasses.astuple(PointDC(y="b"))
+    with pytest.raises(AttributeError):
+        FreshPoint().x = 2
+    # built generically until COMPILE_AFTER instances, compiled from then on
+    assert (Fresh.__dict__["__init__"] is record._first_init) == (compile_after > 0)
+    for bad in [lambda c: c(1), lambda c: c(1, 2, 3, 4, [], 5), lambda c: c(1, 2, nope=1),
+                lambda c: c(1, 2, gpa=3)]:
+        with pytest.raises(TypeError) as ours:
+            bad(Fresh)
+        with pytest.raises(TypeError) as theirs:
+            bad(PageDC)
+        # a wrong call goes to the compiled initialiser: Python's own message
+        assert str(ours.value).split("()", 1)[1] == str(theirs.value).split("()", 1)[1]

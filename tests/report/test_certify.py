@@ -166,7 +166,7 @@ def test_boot_without_a_probe_is_a_skip_naming_why(tmp_path):
 
 @pytest.mark.parametrize("value", ["0", "4097", "0x1001"])  # hw/i386/pc_q35.c max_cpus 4096
 def test_vcpus_out_of_range_is_the_shared_usage_error(tmp_path, capsys, monkeypatch, value):
-    """certify parses --vcpus with measure's parser (harness.options.vcpus)."""
+    """certify parses --vcpus with measure's parser (harness.igvm.limits.vcpus)."""
     monkeypatch.chdir(tmp_path)
     image = images.native_hello(tmp_path / "v.igvm", PlatformType.NATIVE)
     with pytest.raises(SystemExit) as exc:

@@ -1,7 +1,9 @@
 """The certify package imports the layers it uses directly, without an
-import circle among its own modules, and the report layer never imports it
-(CONTRIBUTING.md: lower layers never import higher ones; its CLI module
-excepted, which runs the certify command)."""
+import circle among its own modules, and no lower layer imports it
+(CONTRIBUTING.md: lower layers never import higher ones): the report layer,
+its CLI module included, since the certify command lives in
+harness/certify/commands.py; and the bottom floor (harness/options.py and
+the other base modules) imports no layer at all."""
 
 from __future__ import annotations
 
@@ -42,7 +44,9 @@ def test_certify_modules_form_no_import_circle():
     for name in modules:
         visit(name, ())
     assert "adapters" not in modules
-    assert "profile" not in set().union(*(edges[n] for n in modules if n != "profile"))
+    # the profile plans and runs the checks; only the command (the layer's CLI face) runs it
+    assert "profile" not in set().union(*(edges[n] for n in modules
+                                          if n not in ("profile", "commands")))
 
 
 def test_certify_looks_nothing_up_by_name():
@@ -51,7 +55,22 @@ def test_certify_looks_nothing_up_by_name():
 
 
 def test_the_report_layer_does_not_import_certify():
-    # commands.py is CLI (the top of every layer): it runs the certify command
-    for path in sorted(set((ROOT / "report").glob("*.py")) - {ROOT / "report" / "commands.py"}):
+    for path in sorted((ROOT / "report").glob("*.py")):
         bad = {m for m in _imports(path) if m.startswith("harness.certify")}
         assert not bad, f"{path.name} imports {bad}"
+
+
+#: The bottom floor (CONTRIBUTING.md "Layout": base modules below every layer).
+BASE = ("errors", "inputs", "outputs", "locks", "terminal", "record", "options")
+#: What a base module may import of the harness: other base modules only.
+BASE_MODULES = {f"harness.{name}" for name in BASE} | {"harness"}
+
+
+def test_the_bottom_floor_imports_no_layer():
+    for name in BASE:
+        path = ROOT / f"{name}.py"
+        if not path.exists():
+            continue
+        bad = {m for m in _imports(path) if m.startswith("harness")
+               and m not in BASE_MODULES and m.rsplit(".", 1)[0] not in BASE_MODULES}
+        assert not bad, f"harness/{name}.py imports {sorted(bad)}"

@@ -145,3 +145,22 @@ def alternating_bad_headers(count: int) -> bytes:
     unknown types (0x7E, 0x7F), so no two neighbours are byte-identical."""
     bad = b"".join(struct.pack("<II", 0x7E + (i & 1), 0) for i in range(count))
     return _file(_platform(PlatformType.NATIVE) + bad)
+
+
+def distinct_pages(count: int, platforms=(PlatformType.NATIVE, PlatformType.SEV,
+                                          PlatformType.SEV_ES, PlatformType.SEV_SNP)) -> bytes:
+    """A valid file: ``platforms`` (one mask bit each) and ``count`` 4 KiB
+    pages of distinct data for all of them (each page starts with its
+    number), in one run of file data: 256 MiB for 65,536 pages.  Laid out
+    here from igvm_defs' IGVM_VHS_SUPPORTED_PLATFORM and IGVM_VHS_PAGE_DATA."""
+    plats = b"".join(struct.pack("<II", 0x1, 16) + struct.pack("<IBBHQ", 1 << i, 0, int(p), 1, 0)
+                     for i, p in enumerate(platforms))
+    every = (1 << len(platforms)) - 1
+    data_start = FIXED_V1.size + len(plats) + count * 32
+    page = struct.Struct("<IIQIIIHH")  # type, length, gpa, mask, file_offset, flags, data_type, reserved
+    pages = b"".join(page.pack(_PAGE_DATA, 24, 0x100000 + i * 0x1000, every, data_start + i * 0x1000,
+                               0, 0, 0) for i in range(count))
+    payload = bytearray(count * 0x1000)
+    for i in range(count):
+        payload[i * 0x1000:i * 0x1000 + 8] = i.to_bytes(8, "little")
+    return _file(plats + pages, bytes(payload))

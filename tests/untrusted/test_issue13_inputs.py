@@ -171,7 +171,7 @@ def test_unix_socket_is_named_as_one(tmp_path, command):
 @pytest.mark.parametrize("command", ["measure", "certify"])
 def test_vcpus_hex_means_the_same_everywhere(tmp_path, command):
     """`--vcpus 0x10` was accepted by measure and refused by certify."""
-    from harness.options import vcpus
+    from harness.igvm.limits import vcpus
     assert vcpus("0x10") == 16
     f = tmp_path / "snp.igvm"
     f.write_bytes(hostile.parameter_area(0x1000))
