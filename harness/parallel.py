@@ -37,8 +37,11 @@ import os
 import pytest
 
 ENV = "IGVM_HARNESS_WORKERS"
+#: Options that decide workers themselves, or want one process
+#: (pytest-benchmark's timings refuse workers, and are the machine's alone).
 WORKER_FLAGS = ("-n", "--numprocesses", "--dist", "--tx", "-d", "--looponfail", "-f",
-                "--collect-only", "--co", "--pdb", "--trace", "--setup-plan")
+                "--collect-only", "--co", "--pdb", "--trace", "--setup-plan",
+                "--benchmark-only", "--benchmark-enable")
 
 
 def _names_workers(args: list[str]) -> bool:

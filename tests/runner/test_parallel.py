@@ -33,6 +33,7 @@ GROUPED = ["-n", "4", "--dist", "loadgroup", "--no-loadscope-reorder"]
     (["-n", "2", "--dist", "load"], {}, 4, []),        # the user's --dist stands
     (["--collect-only"], {}, 4, []),
     (["--pdb"], {}, 4, []),
+    (["benchmarks/", "--benchmark-only"], {}, 4, []),
 ])
 def test_worker_args(args, env, cpus, expected):
     assert worker_args(args, env=env, cpus=cpus, have_xdist=True) == expected
