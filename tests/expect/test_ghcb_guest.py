@@ -53,8 +53,15 @@ def test_reset_long_page(images):
     text = _disasm(img.path, 0, long_entry, "i8086") + _disasm(img.path, long_entry, code_end,
                                                                 "i386:x86-64")
     assert "lgdt" in text and "wrmsr" in text and "ljmp" in text
-    for bad in ("cpuid", "rdmsr", "\tin ", "\tout ", "\tins", "\touts"):
+    for bad in ("cpuid", "\tin ", "\tout ", "\tins", "\touts"):
         assert bad not in text, bad
+    # EFER is read-modified-written, never written whole: under SEV-ES/SNP the
+    # reset EFER has SVME set and clearing it fails the next VMRUN
+    # (tests/ghcb/test_payloads.py runs it); EFER reads are not intercepted
+    # (KVM sev_es_recalc_msr_intercepts), so RDMSR of EFER raises no #VC
+    lines = text.splitlines()
+    at = next(i for i, line in enumerate(lines) if "wrmsr" in line)
+    assert "rdmsr" in "".join(lines[at - 3:at]) and "or " in "".join(lines[at - 2:at])
 
 
 def _disasm(path, start: int, stop: int, machine: str) -> str:
