@@ -88,6 +88,8 @@ class Hypervisor:
             self.log.append(line)
 
     def count(self, what: str) -> None:
+        """Tally one event, ``category:detail`` (vmgexit, #VC, trap, ae,
+        exception, insn)."""
         self.counts[what] = self.counts.get(what, 0) + 1
 
     def find(self, code: int, section: str, message: str) -> None:
@@ -124,7 +126,7 @@ class Hypervisor:
             req = MsrCode(code)
         except ValueError:
             req = None
-        self.count(f"msr-protocol {code:#05x}")
+        self.count(f"vmgexit:msr-protocol {req.name if req else hex(code)}")
         if req in S.SNP_ONLY_MSR_REQUESTS and not self.host.snp:
             raise RunEnd("terminated", f"MSR protocol {code:#05x} ({S.MSR_SECTIONS[req]}) is for SEV-SNP "
                          "guests only: KVM ends the SEV-ES VM (KVM_SYSTEM_EVENT_SEV_TERM; "
@@ -208,7 +210,7 @@ class Hypervisor:
         base = SHARED_BASE + gpa
         g = GhcbView(self.uc, base)
         code = g.get("sw_exit_code")
-        self.count(f"ghcb {S.exit_name(code)}")
+        self.count(f"vmgexit:ghcb {S.exit_name(code)}")
         version, usage = g.u16(S.GHCB_PROTOCOL_VERSION), g.u32(S.GHCB_USAGE)
         if not S.GHCB_VERSION_MIN <= version <= self.host.ghcb_max:
             self.find(code, "GHCB Layout", f"GHCB protocol version {version} is outside the range "
@@ -345,7 +347,6 @@ class Hypervisor:
 
     # ----------------------------------------------------------- devices
     def port_in(self, port: int, size: int) -> int:
-        self.count(f"port in {port:#x}")
         base = self.host.serial_port
         if base <= port < base + SERIAL_SPAN:
             return LSR_THRE_TEMT if port == base + 5 else 0

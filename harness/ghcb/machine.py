@@ -45,8 +45,11 @@ from harness.measure.kvm_vmsa import read_fields
 from harness.measure.pages import LaunchPlan
 
 PREFIXES = frozenset({0x26, 0x2E, 0x36, 0x3E, 0x64, 0x65, 0x66, 0x67, 0xF0, 0xF2, 0xF3})
+#: Far transfers and IRET (FF only with ModRM.reg 3 or 5): the code size
+#: may change.
+_MODE_CHANGERS = frozenset({0xEA, 0x9A, 0xCA, 0xCB, 0xCF, 0xFF})
 #: First bytes after the prefixes that may start an instruction of interest.
-_INTERESTING = frozenset({0x0F, 0xF4}) | S.IO_OPCODES
+_INTERESTING = frozenset({0x0F, 0xF4}) | S.IO_OPCODES | _MODE_CHANGERS
 _SCRATCH_PAGES = {_LIN_GDT + i * PAGE: _SCR_GDT + i * PAGE for i in range(16)}
 _SCRATCH_PAGES[_LIN_CODE] = _SCR_CODE
 _SCRATCH_PAGES[_LIN_STACK] = _SCR_STACK
@@ -80,16 +83,22 @@ class RunResult:
     exit_status: int | None = None     # QEMU's exit status (isa-debug-exit)
     guest_status: int | None = None    # the value the guest ended with
 
+    def total(self, category: str) -> int:
+        """Events of one category (vmgexit, #VC, trap, ae, exception, insn)."""
+        return sum(n for k, n in self.exits.items() if k.split(":")[0] == category)
+
     @property
     def exit_count(self) -> int:
-        return sum(self.exits.values())
+        """Exits to the hypervisor: VMGEXITs and automatic exits (a #VC is
+        an exception inside the guest; its handler's VMGEXIT is the exit)."""
+        return self.total("vmgexit") + self.total("trap") + self.total("ae")
 
     def counts_line(self) -> str:
-        kinds: dict[str, int] = {}
-        for k, n in self.exits.items():
-            kinds[k.split()[0]] = kinds.get(k.split()[0], 0) + n
-        parts = ", ".join(f"{k} {n}" for k, n in sorted(kinds.items()))
-        return f"instructions={self.instructions} exits={self.exit_count} ({parts})"
+        msr = sum(n for k, n in self.exits.items() if k.startswith("vmgexit:msr-protocol"))
+        return (f"instructions={self.instructions} exits={self.exit_count} "
+                f"(VMGEXIT {self.total('vmgexit')}: MSR protocol {msr}, GHCB "
+                f"{self.total('vmgexit') - msr}; automatic {self.total('trap') + self.total('ae')}) "
+                f"#VC={self.total('#VC')}")
 
 
 class Machine:
@@ -112,6 +121,9 @@ class Machine:
         self.pending: Fault | None = None
         self.end: RunEnd | None = None
         self.fetch_map: dict[int, int] = {}
+        self.code_pages: dict[int, bytes] = {}
+        self.volatile: set[int] = set()
+        self.bits: int | None = None
         self.trap_check = False
         self.private_content: set[int] = set() if host.snp else {
             p for u in launch.updates for p in range(u.gpa // PAGE, (u.gpa + u.length) // PAGE)
@@ -225,6 +237,8 @@ class Machine:
                 self._warn("ciphertext", pg, f"shared read of {gpa:#x}, which holds private data: on "
                            "hardware the guest reads ciphertext")
         if write:
+            self.volatile.add(entry_page := (gpa if private else SHARED_BASE + gpa))
+            self.code_pages.pop(entry_page, None)
             self.mem.last_write_view[pg] = "private" if private else "shared"
             if private and not self.mem.snp:
                 self.private_content.add(pg)
@@ -249,9 +263,9 @@ class Machine:
 
     def _deliver(self, f: Fault) -> None:
         if f.vector == S.VC_VECTOR:
-            self.hv.count(f"#VC {S.exit_name(f.error)}")
+            self.hv.count(f"#VC:{S.exit_name(f.error)}")
         else:
-            self.hv.count(f"exception {f.vector}")
+            self.hv.count(f"exception:{f.vector}")
         if f.cr2 is not None:
             self.uc.reg_write(X.UC_X86_REG_CR2, f.cr2)
         what = (f"#VC (error code {S.exit_name(f.error)}) at {self.cpu.rip:#x}: {f.why}"
@@ -304,18 +318,33 @@ class Machine:
             self._stop(self._as_end(exc))
 
     def _insn(self, addr: int) -> bytes:
-        """Up to 15 bytes of the instruction at ``addr`` (private view)."""
+        """Up to 15 bytes of the instruction at ``addr`` (private view).
+        Pages never mapped writable are read once and kept; a page the
+        guest may write (self-modifying code, data next to code) is read
+        at every instruction."""
         phys = self.fetch_map.get(addr >> 12)
         if phys is None:
             return b""
         off = addr & 0xFFF
-        b = bytes(self.uc.mem_read(phys + off, min(15, PAGE - off)))
+        data = self.code_pages.get(phys)
+        if data is None:
+            if phys in self.volatile:
+                data = bytes(self.uc.mem_read(phys, PAGE))
+            else:
+                data = self.code_pages[phys] = bytes(self.uc.mem_read(phys, PAGE))
+        b = data[off:off + 15]
         if len(b) < 15 and (addr + len(b)) >> 12 in self.fetch_map:
             b += bytes(self.uc.mem_read(self.fetch_map[(addr + len(b)) >> 12], 15 - len(b)))
         return b
 
     def _code_bits(self) -> int:
+        """16, 32 or 64: the code size, from CR0.PE, EFER.LMA and the code
+        segment's descriptor.  Cached until an instruction that can change
+        it (far transfers, IRET, CR0 writes) runs."""
+        if self.bits is not None:
+            return self.bits
         if not self.cpu.cr(0) & 1:
+            self.bits = 16
             return 16
         sel = self.uc.reg_read(X.UC_X86_REG_CS)
         if sel != self.cs_sel:           # the guest loaded CS: read its descriptor
@@ -323,9 +352,8 @@ class Machine:
             (hi,) = struct.unpack("<I", self.cpu.read_linear(base + (sel & ~7) + 4, 4))
             self.cs_sel, self.cs_bits = sel, self._bits_from_attrib(((hi >> 8) & 0xFF)
                                                                      | ((hi >> 12) & 0xF00))
-        if self.cs_bits == 64 and not self.cpu.long_mode:
-            return 32
-        return self.cs_bits
+        self.bits = 32 if self.cs_bits == 64 and not self.cpu.long_mode else self.cs_bits
+        return self.bits
 
     @staticmethod
     def _bits_from_attrib(attrib: int) -> int:
@@ -340,6 +368,10 @@ class Machine:
         if i >= n or b[i] not in _INTERESTING:
             return None
         prefixes, op = b[:i], b[i]
+        if op in _MODE_CHANGERS:
+            if op != 0xFF or (i + 1 < n and (b[i + 1] >> 3) & 7 in (3, 5)):
+                self.bits = None            # far call/jmp/ret, IRET: CS may change
+            return None
         if op == 0xF4:
             return ("hlt", i + 1)
         if op in S.IO_OPCODES:
@@ -350,6 +382,7 @@ class Machine:
         if two == 0x32:
             return ("rdmsr", i + 2)
         if two == 0x22 and i + 2 < n and (b[i + 2] >> 3) & 7 in (0, 4):
+            self.bits = None
             return ("crwrite", i + 3)
         if two in (0x21, 0x23) and i + 2 < n and (b[i + 2] >> 3) & 7 == 7:
             return ("vc", Exit.READ_DR7 if two == 0x21 else Exit.WRITE_DR7, i + 3)
@@ -372,7 +405,6 @@ class Machine:
         if kind == "vc":
             raise Fault(S.VC_VECTOR, act[1], f"{S.exit_name(act[1])} is intercepted under SEV-ES")
         if kind == "vmgexit":
-            self.hv.count("vmgexit")
             value = self.ghcb_msr
             if value & S.GHCB_INFO_MASK:
                 self.ghcb_msr = self.hv.msr_protocol(value)
@@ -403,18 +435,18 @@ class Machine:
                     self.ghcb_msr = value
                 else:
                     cpu.write_efer(value)
-                    self.hv.count(f"trap {S.exit_name(Exit.EFER_WRITE_TRAP)}")
+                    self.hv.count(f"trap:{S.exit_name(Exit.EFER_WRITE_TRAP)}")
                     self._skip(length)
                     self._vmrun_checks(f"WRMSR EFER <- {value:#x} at {addr:#x}")
                     return
             self._skip(length)
             return
         if kind == "crwrite":
-            self.hv.count("trap CR write")
+            self.hv.count("trap:CR0/CR4 write")
             self.trap_check = True
             return
         if kind == "hlt":
-            self.hv.count(f"ae {S.exit_name(Exit.HLT)}")
+            self.hv.count(f"ae:{S.exit_name(Exit.HLT)}")
             ints = self.uc.reg_read(X.UC_X86_REG_RFLAGS) & RFLAGS_IF
             raise RunEnd("halted", f"HLT at {addr:#x} with interrupts "
                          f"{'enabled' if ints else 'disabled'}: nothing the model has can wake the vCPU")
@@ -449,7 +481,7 @@ class Machine:
             cpu.set_reg("rax", 0)
             if not changed:
                 flags |= 1                         # CF: validation state unchanged
-        self.hv.count("pvalidate")
+        self.hv.count("insn:PVALIDATE")
         self.uc.reg_write(X.UC_X86_REG_RFLAGS, flags)
         self.cpu.flush_tlb()
         self._skip(length)
