@@ -35,10 +35,13 @@ def default_host_profile():
 
 def run_igvm(data, platform: str, *, vcpus: int = 1, ram: int = DEFAULT_RAM, profile=None,
              cbit: int = 51, reduced_phys_bits: int = 1, serial_port: int = 0x3F8,
-             debug_exit_port: int = 0x501, limits=None, policy: int | None = None):
+             debug_exit_port: int = 0x501, limits=None, policy: int | None = None,
+             hypervisor: dict | None = None):
     """Run vCPU 0 of the IGVM file ``data`` (bytes) as ``platform``;
     returns a :class:`harness.ghcb.machine.RunResult`.  Files QEMU refuses
-    on that platform raise HarnessError with QEMU's reason."""
+    on that platform raise HarnessError with QEMU's reason.  ``hypervisor``
+    overrides fields of :class:`harness.ghcb.hypervisor.HostConfig` (tests
+    of how the guest copes with another hypervisor)."""
     from harness.ghcb.hypervisor import HostConfig
     from harness.ghcb.machine import Limits, Machine
     from harness.igvm.parser import parse
@@ -56,9 +59,13 @@ def run_igvm(data, platform: str, *, vcpus: int = 1, ram: int = DEFAULT_RAM, pro
     pred = predict(f, platform, vcpus, profile, policy)
     snp = platform == "sev-snp"
     legacy = not snp and profile.vm_type is VmType.LEGACY
-    host = HostConfig(snp=snp, cbit=cbit, reduced_phys_bits=reduced_phys_bits,
-                      ghcb_max=1 if legacy else 2, cpu_signature=profile.cpu_sig,
-                      serial_port=serial_port, debug_exit_port=debug_exit_port)
+    # KVM answers GHCB version 1 at most for VMs of the legacy KVM_SEV_ES_INIT
+    # (arch/x86/kvm/svm/sev.c sev_guest_init), 2 otherwise.
+    fields = dict(snp=snp, cbit=cbit, reduced_phys_bits=reduced_phys_bits,
+                  ghcb_max=1 if legacy else 2, cpu_signature=profile.cpu_sig,
+                  serial_port=serial_port, debug_exit_port=debug_exit_port)
+    fields.update(hypervisor or {})
+    host = HostConfig(**fields)
     machine = Machine(launch, pred.vmsas[0], host, ram, limits or Limits(), platform)
     return machine.run()
 

@@ -67,6 +67,10 @@ class HostConfig:
     cpu_signature: int = 0x60FB1          # qemu64: family 15, model 107, stepping 1
     serial_port: int = 0x3F8
     debug_exit_port: int = 0x501
+    #: Knobs for tests of the guest's side: a hypervisor whose minimum
+    #: protocol version is higher, or that refuses the GHCB GPA it is offered.
+    ghcb_min: int = S.GHCB_VERSION_MIN
+    refuse_registration: bool = False
 
 
 @dataclass
@@ -80,6 +84,7 @@ class Hypervisor:
     counts: dict[str, int] = field(default_factory=dict)
     registered_gpa: int | None = None
     negotiated: bool = False
+    rmp_changed: bool = False
 
     LOG_LIMIT = 200
 
@@ -101,7 +106,7 @@ class Hypervisor:
     def sev_info(self) -> int:
         """GHCB "SEV Information" (also the GHCB MSR's value at vCPU reset,
         KVM sev_es_init_vmcb)."""
-        return (self.host.ghcb_max << 48) | (S.GHCB_VERSION_MIN << 32) \
+        return (self.host.ghcb_max << 48) | (self.host.ghcb_min << 32) \
             | (self.host.cbit << 24) | MsrCode.SEV_INFO_RESP
 
     def cpuid(self, fn: int, sub: int = 0) -> tuple[int, int, int, int]:
@@ -141,6 +146,9 @@ class Hypervisor:
             return (answer << 32) | MsrCode.CPUID_RESP
         if req == MsrCode.REG_GPA_REQ:
             gfn = value >> 12
+            if self.host.refuse_registration:
+                self.note(f"GHCB GPA {gfn << 12:#x} refused (model knob)")
+                return (S.REG_GPA_REFUSED << 12) | MsrCode.REG_GPA_RESP
             self.registered_gpa = gfn << 12
             self.note(f"GHCB GPA registered: {gfn << 12:#x}")
             return (gfn << 12) | MsrCode.REG_GPA_RESP
@@ -181,6 +189,7 @@ class Hypervisor:
         else:
             self.mem.rmp_shared.discard(gfn)
             self.mem.validated.discard(gfn)
+        self.rmp_changed = True
         self.note(f"{how}: page {gpa:#x} -> {'shared' if op == S.PSC_OP_SHARED else 'private'}")
         return True
 
@@ -212,10 +221,6 @@ class Hypervisor:
         code = g.get("sw_exit_code")
         self.count(f"vmgexit:ghcb {S.exit_name(code)}")
         version, usage = g.u16(S.GHCB_PROTOCOL_VERSION), g.u32(S.GHCB_USAGE)
-        if not S.GHCB_VERSION_MIN <= version <= self.host.ghcb_max:
-            self.find(code, "GHCB Layout", f"GHCB protocol version {version} is outside the range "
-                      f"the hypervisor announced ({S.GHCB_VERSION_MIN}-{self.host.ghcb_max}, SEV "
-                      "Information); KVM does not check this field, other hypervisors may")
         if usage:
             self.find(code, "GHCB Layout", f"GHCB usage {usage:#x} is not the standard layout (0): "
                       "KVM answers GHCB_ERR_INVALID_USAGE")
@@ -228,16 +233,27 @@ class Hypervisor:
             exit_ = None
         if not missing:
             need = S.EXIT_INPUTS.get(exit_)
-            if need is None or (exit_ in S.SNP_ONLY_EXITS and not self.host.snp):
+            if need is None:
                 self.find(code, "Invoking VMGEXIT", f"exit code {S.exit_name(code)} is not an event "
                           "this hypervisor accepts: KVM answers GHCB_ERR_INVALID_EVENT")
                 return g.bad(GhcbError.INVALID_EVENT)
+            if exit_ in S.SNP_ONLY_EXITS and not self.host.snp:
+                # KVM sev_es_validate_vmgexit: the SNP-only events fail its
+                # input check for SEV-ES guests (GHCB_ERR_MISSING_INPUT)
+                self.find(code, S.EXIT_SECTIONS.get(exit_, "Invoking VMGEXIT"),
+                          f"{S.exit_name(code)} is an SEV-SNP event in an SEV-ES guest: KVM answers "
+                          "GHCB_ERR_MISSING_INPUT")
+                return g.bad(GhcbError.MISSING_INPUT)
             missing = [f for f in need(info1) if not g.valid(f)]
         if missing:
             self.find(code, S.EXIT_SECTIONS.get(exit_, "Invoking VMGEXIT"),
                       f"inputs not marked valid in the GHCB bitmap: {', '.join(missing)}: KVM answers "
                       "GHCB_ERR_MISSING_INPUT")
             return g.bad(GhcbError.MISSING_INPUT)
+        if not self.host.ghcb_min <= version <= self.host.ghcb_max:
+            self.find(code, "GHCB Layout", f"GHCB protocol version {version} is outside the range "
+                      f"the hypervisor announced ({self.host.ghcb_min}-{self.host.ghcb_max}, SEV "
+                      "Information); KVM does not check this field, other hypervisors may")
         regs = {r: g.get(r) for r in ("rax", "rbx", "rcx", "rdx")}
         g.clear_valid()
         g.set("sw_exit_info_1", S.RESP_OK)

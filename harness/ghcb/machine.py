@@ -327,12 +327,13 @@ class Machine:
             return b""
         off = addr & 0xFFF
         data = self.code_pages.get(phys)
-        if data is None:
-            if phys in self.volatile:
-                data = bytes(self.uc.mem_read(phys, PAGE))
-            else:
-                data = self.code_pages[phys] = bytes(self.uc.mem_read(phys, PAGE))
-        b = data[off:off + 15]
+        if data is not None:
+            b = data[off:off + 15]
+        elif phys in self.volatile:
+            b = bytes(self.uc.mem_read(phys + off, min(15, PAGE - off)))
+        else:
+            data = self.code_pages[phys] = bytes(self.uc.mem_read(phys, PAGE))
+            b = data[off:off + 15]
         if len(b) < 15 and (addr + len(b)) >> 12 in self.fetch_map:
             b += bytes(self.uc.mem_read(self.fetch_map[(addr + len(b)) >> 12], 15 - len(b)))
         return b
@@ -411,7 +412,9 @@ class Machine:
             else:
                 cpl = self.uc.reg_read(X.UC_X86_REG_CS) & 3
                 self.hv.ghcb_exit(value, cpl)
-                self.cpu.flush_tlb()     # a page-state change alters what later fills see
+            if self.hv.rmp_changed:      # a page-state change alters what later fills see
+                self.hv.rmp_changed = False
+                self.cpu.flush_tlb()
             self._vmrun_checks("VMGEXIT")
             self._skip(length)
             return
