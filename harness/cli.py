@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "harness.assets.commands",
     "harness.native.commands",
     "harness.reference.commands",
+    "harness.ghcb.commands",
 )
 
 #: Which module registers each top-level command, so that ``igvm-harness
@@ -46,6 +47,7 @@ COMMAND_OWNERS = {
     "firmware": "harness.assets.commands",
     "native": "harness.native.commands",
     "oracle": "harness.reference.commands",
+    "guest": "harness.ghcb.commands",
 }
 
 

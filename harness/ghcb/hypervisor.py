@@ -85,6 +85,9 @@ class Hypervisor:
     registered_gpa: int | None = None
     negotiated: bool = False
     rmp_changed: bool = False
+    dr7: int = 0x400
+    tsc: int = 0
+    msrs: dict[int, int] = field(default_factory=dict)
 
     LOG_LIMIT = 200
 
@@ -143,7 +146,9 @@ class Hypervisor:
             fn, reg = value >> 32, (value >> 30) & 3
             answer = self.cpuid(fn)[reg]
             self.note(f"MSR protocol CPUID {fn:#x} reg {reg} -> {answer:#x}")
-            return (answer << 32) | MsrCode.CPUID_RESP
+            # the response repeats the register in [31:30] (GHCB "CPUID
+            # Request"; KVM rewrites only [63:32] and [11:0] of the MSR)
+            return (answer << 32) | (value & 0xFFFF_F000) | MsrCode.CPUID_RESP
         if req == MsrCode.REG_GPA_REQ:
             gfn = value >> 12
             if self.host.refuse_registration:
@@ -259,7 +264,10 @@ class Hypervisor:
         g.set("sw_exit_info_1", S.RESP_OK)
         g.set("sw_exit_info_2", 0)
         handler = {Exit.IOIO: self._ioio, Exit.CPUID: self._cpuid, Exit.MMIO_READ: self._mmio,
-                   Exit.MMIO_WRITE: self._mmio, Exit.PSC: self._psc,
+                   Exit.MMIO_WRITE: self._mmio, Exit.PSC: self._psc, Exit.MSR: self._msr,
+                   Exit.WBINVD: self._nothing, Exit.INVD: self._nothing,
+                   Exit.READ_DR7: self._dr7, Exit.WRITE_DR7: self._dr7,
+                   Exit.RDTSC: self._rdtsc, Exit.RDTSCP: self._rdtsc,
                    Exit.TERM_REQUEST: self._term, Exit.HV_FEATURES: self._features}.get(exit_)
         if handler is None:
             raise RunEnd("model-limit", f"full-GHCB exit {S.exit_name(code)} is valid but the model "
@@ -339,6 +347,36 @@ class Hypervisor:
             entry = (entry & ~0xFFF) | pages              # cur_page: done
             self.uc.mem_write(buf + S.PSC_HEADER + i * S.PSC_ENTRY, struct.pack("<Q", entry))
         self.uc.mem_write(buf, struct.pack("<H", end + 1))
+
+    def _nothing(self, g, code, info1, info2, regs) -> None:
+        """WBINVD, INVD: KVM completes them with nothing for the guest to see."""
+
+    def _dr7(self, g, code, info1, info2, regs) -> None:
+        if code == Exit.READ_DR7:
+            regs["rax"] = self.dr7
+        else:
+            self.dr7 = regs["rax"]
+
+    def _rdtsc(self, g, code, info1, info2, regs) -> None:
+        """A time stamp that advances with every request (the model has no clock)."""
+        self.tsc += 1000
+        regs["rax"], regs["rdx"] = self.tsc & 0xFFFF_FFFF, self.tsc >> 32
+        if code == Exit.RDTSCP:
+            regs["rcx"] = 0                           # TSC_AUX
+
+    def _msr(self, g, code, info1, info2, regs) -> None:
+        """MSR reads and writes KVM emulates (GHCB "MSR"): the model keeps
+        the written values and reads 0 for an MSR never written; it cannot
+        know which MSRs KVM would refuse with #GP."""
+        msr = regs["rcx"] & 0xFFFF_FFFF
+        if info1:
+            self.msrs[msr] = (regs["rdx"] & 0xFFFF_FFFF) << 32 | (regs["rax"] & 0xFFFF_FFFF)
+            self.note(f"MSR {msr:#x} written {self.msrs[msr]:#x}")
+        else:
+            value = self.msrs.get(msr, 0)
+            regs["rax"], regs["rdx"] = value & 0xFFFF_FFFF, value >> 32
+            if msr not in self.msrs:
+                self.note(f"MSR {msr:#x} read: not modelled, 0")
 
     def _term(self, g, code, info1, info2, regs) -> None:
         rset, rcode = info1 & 0xF, (info1 >> 4) & 0xFF

@@ -52,9 +52,11 @@ def test_sev_information():
 
 def test_cpuid_request_8000001f_ebx():
     # QEMU cpu_x86_cpuid: EBX[5:0] C-bit, EBX[11:6] reduced-phys-bits;
-    # request [63:32] function, [31:30] register (1 = EBX), answer 0x005 + [63:32]
+    # request [63:32] function, [31:30] register (1 = EBX); answer 0x005,
+    # [31:30] the register again, [63:32] the value
     hv = _hv(cbit=51, reduced_phys_bits=5)
-    assert hv.msr_protocol((0x8000_001F << 32) | (1 << 30) | 0x004) == ((51 | 5 << 6) << 32) | 0x005
+    assert hv.msr_protocol((0x8000_001F << 32) | (1 << 30) | 0x004) \
+        == ((51 | 5 << 6) << 32) | (1 << 30) | 0x005
     # EAX: SEV (bit 1) and SEV-ES (bit 3); SNP adds bit 4
     assert hv.msr_protocol((0x8000_001F << 32) | 0x004) >> 32 == 0x2 | 0x8
     assert _hv(snp=True).msr_protocol((0x8000_001F << 32) | 0x004) >> 32 == 0x2 | 0x8 | 0x10
