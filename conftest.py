@@ -15,6 +15,7 @@ PLUGINS = {
     "igvm_harness_reference": "harness.reference.pytest_counts",  # the oracle tests' counts
     # harness.parallel (-n auto by default) works only from the entry point:
     # a conftest is read too late to add options.
+    "igvm_harness_dry_run": "harness.matrix.dry_run",   # --dry-run: the lab preamble of each cell
 }
 
 _installed = {ep.name for ep in importlib.metadata.entry_points(group="pytest11")}

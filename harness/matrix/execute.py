@@ -88,6 +88,7 @@ class CellResult:
     duration: float = 0.0
     fixture: str = ""
     note: str = ""
+    preamble: str = ""              # harness.matrix.preamble: what the run ran
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -157,30 +158,53 @@ def observed_from(outcome, fixture: recipes.Fixture) -> V.Observed:
                       detail=outcome.error or "")
 
 
-def run_cell(cell: Cell, env: Env, workdir: Path) -> CellResult:
-    """Plan, build, run and judge one cell (never raises for QEMU's sake;
-    a fixture that cannot be built is a suite-error result)."""
-    from harness.qemu import runner
+@dataclass
+class Prepared:
+    """One cell ready to run: what run_cell starts, and what the lab
+    preamble (harness.matrix.preamble) shows -- built once, for both."""
+
+    plan: Plan
+    exp: Any
+    doc: V.Effective
+    dev: V.Effective | None
+    fixture: recipes.Fixture
+    cmd: Any                       # harness.qemu.cmdline.QemuCommand
+    cbit: int
+    reduced: int
+    preamble: str = ""
+
+
+def prepare(cell: Cell, env: Env, workdir: Path, p: Plan | None = None,
+            sev_bits: tuple[int, int] | None = None, model: bool | None = None) -> Prepared | CellResult:
+    """Plan (``p``: the host's unless given), expectation, fixture and QEMU
+    command of one cell, and its preamble; a CellResult when the cell does
+    not run (skip, suite error).  ``sev_bits`` overrides the (cbitpos,
+    reduced-phys-bits) the host gives; ``model`` runs the GHCB model for the
+    preamble (default: when the cell boots an SEV-ES/SNP guest on hardware)."""
+    from harness.matrix import preamble as P
     from harness.qemu.cmdline import ConfidentialGuest, QemuCommand
 
-    p = plan(cell, env)
-    if p.skip:
-        return _result(cell, p.mode, V.SKIP, reason=p.skip)
-    exp = cell.case.expectation(cell.platform, env.version)
-    if exp is None:
-        return _result(cell, p.mode, V.SKIP,
-                       reason=f"no expectation recorded for QEMU {env.version} on {cell.platform}")
+    p = p or plan(cell, env)
+    exp = cell.case.expectation(cell.platform, env.version) if not p.skip else None
+    if p.skip or exp is None:
+        reason = p.skip or f"no expectation recorded for QEMU {env.version} on {cell.platform}"
+        return _result(cell, p.mode, V.SKIP, reason=reason,
+                       preamble=P.render(cell, p.mode, p.accel, "(not run)", skip=reason))
     doc, dev = V.effective_pair(exp, p.boundary, env.version)
+    expected = doc.describe() + (f"; known deviation: {dev.describe()} (xfail)" if dev else "")
+    expected += f" [{'; '.join(doc.source)}]" if doc.source else ""
     workdir.mkdir(parents=True, exist_ok=True)
-    cbit, reduced = _host_sev_bits(env, p)
+    cbit, reduced = sev_bits or _host_sev_bits(env, p)
     try:
         fx = recipes.build(cell.case.recipe, recipes.Context(
             case_id=cell.case.id, form=cell.case.form, platform=cell.platform,
             params=cell.case.params, workdir=workdir, guests=env.guests, cbit=cbit,
             rule=cell.rule))
     except HarnessError as exc:
-        return _result(cell, p.mode, V.SUITE_ERROR, expected=doc.describe(),
-                       reason=f"fixture not built: {exc}", source=list(doc.source))
+        reason = f"fixture not built: {exc}"
+        return _result(cell, p.mode, V.SUITE_ERROR, expected=doc.describe(), reason=reason,
+                       source=list(doc.source),
+                       preamble=P.render(cell, p.mode, p.accel, expected, skip=reason))
     cgs = None
     platform = env.table.platforms[cell.platform]
     if platform.object_type:
@@ -191,16 +215,48 @@ def run_cell(cell: Cell, env: Env, workdir: Path) -> CellResult:
     cmd = QemuCommand(binary=env.qemu, machine="q35", accel=p.accel, memory="256M",
                       smp=cell.case.smp, igvm=str(fx.igvm_path), igvm_syntax=cell.syntax,
                       confidential=cgs, extra=list(fx.extra_args))
+    prep = Prepared(p, exp, doc, dev, fx, cmd, cbit, reduced)
+    accepted = (dev or doc).outcome in ("boots", "loads")
+    digest = model_line = None
+    if cell.platform in P.MEASURED and accepted and fx.igvm_path.is_file():
+        digest = P.predicted_digest(fx.igvm_path, cell.platform, cell.case.smp,
+                                    cgs.policy if cgs else None, cmd.cpu)
+    if model is None:
+        model = p.mode == "hardware" and (dev or doc).outcome == "boots"
+    if model and cell.platform in P.MODELLED and fx.igvm_path.is_file():
+        model_line = P.model_line(fx.igvm_path, cell.platform, cell.case.smp, cbit, reduced,
+                                  fx.expect_status)
+    prep.preamble = P.render(cell, p.mode, p.accel, expected, cmd=cmd, fixture=fx, workdir=workdir,
+                             digest=digest, model=model_line)
+    return prep
+
+
+def run_cell(cell: Cell, env: Env, workdir: Path) -> CellResult:
+    """Plan, build, run and judge one cell (never raises for QEMU's sake;
+    a fixture that cannot be built is a suite-error result).  The cell's
+    preamble is kept in the result and written as ``preamble.txt`` into
+    ``workdir`` before QEMU starts."""
+    from harness.qemu import runner
+
+    prep = prepare(cell, env, workdir)
+    if isinstance(prep, CellResult):
+        return prep
+    p, exp, doc, dev, fx, cmd = prep.plan, prep.exp, prep.doc, prep.dev, prep.fixture, prep.cmd
+    try:
+        (workdir / "preamble.txt").write_text(prep.preamble)
+    except OSError:
+        pass
     t0 = time.monotonic()
     try:
         outcome = runner.run(cmd, workdir / "run", timeout=cell_timeout(doc, dev))
     except HarnessError as exc:
         return _result(cell, p.mode, V.SUITE_ERROR, expected=doc.describe(),
                        reason=f"QEMU could not be run: {exc}", source=list(doc.source),
-                       fixture=fx.description)
+                       fixture=fx.description, preamble=prep.preamble)
     obs = observed_from(outcome, fx)
     v = V.judge(doc, dev, obs, exp.deviation.reason if exp.deviation else "")
     return _result(cell, p.mode, v.status, expected=v.expected, observed=v.observed,
                    reason=v.reason, source=list(v.source), reference=list(v.reference),
                    error_line=obs.error_line, log_dir=obs.log_dir, argv=outcome.argv,
-                   duration=time.monotonic() - t0, fixture=fx.description, note=exp.note)
+                   duration=time.monotonic() - t0, fixture=fx.description, note=exp.note,
+                   preamble=prep.preamble)
