@@ -288,6 +288,7 @@ class Machine:
     # ------------------------------------------------------- code hook
     def _on_code(self, uc, addr: int, size: int, _data) -> None:
         self.icount += 1
+        self.pending = None       # a fault of a fill raises at once; none outlives an instruction
         if addr >= _RESERVED:
             return self._stop(RunEnd("model-limit", f"the guest executes at {addr:#x}, in the last "
                                      "pages, which the model reserves for unicorn's stop address"))
