@@ -64,7 +64,10 @@ def test_preamble_is_what_the_runner_ran(env, case_id, platform, tmp_path):
 def _pytest(*args, lab_dir: Path):
     env = {**os.environ, "IGVM_HARNESS_LAB_DIR": str(lab_dir),
            "IGVM_HARNESS_MATRIX_DIR": str(lab_dir / "matrix")}
-    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-n", "0",
+    # serial, and without the plugins these runs do not use (hypothesis alone
+    # costs a second of imports)
+    return subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p",
+                           "no:hypothesispytest", "-p", "no:benchmark", "-q", "-n", "0",
                            "suites/matrix", *args], capture_output=True, text=True, cwd=REPO, env=env)
 
 
