@@ -159,46 +159,41 @@ def require() -> Path:
     return p
 
 
+def _run(argv: list[str], lines: list[str], expected: int, what: str) -> list[dict]:
+    """One oracle process: ``lines`` on its stdin, ``expected`` JSON answers on its stdout."""
+    binary = require()
+    name = " ".join(["igvm-oracle", *argv[:-1]])
+    try:
+        res = subprocess.run([str(binary), *argv], input="".join(x + "\n" for x in lines),
+                             capture_output=True, text=True, timeout=BATCH_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        raise HarnessError(f"{name} timed out on {len(lines)} {what}") from None
+    if res.returncode != 0:
+        raise HarnessError(f"{name} failed: "
+                           f"{(res.stderr.strip().splitlines() or ['no output'])[-1]}")
+    out = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
+    if len(out) != expected:
+        raise HarnessError(f"{name} answered {len(out)} of {expected} {what}")
+    return out
+
+
 def _ask(command: str, files: Iterable[str | os.PathLike]) -> list[dict]:
     names = [os.fspath(f) for f in files]
     if any("\n" in n for n in names):
         raise HarnessError("a file name with a newline cannot be passed to the oracle")
     if not names:
         return []
-    binary = require()
-    try:
-        res = subprocess.run([str(binary), command, "-"], input="\n".join(names) + "\n",
-                             capture_output=True, text=True, timeout=BATCH_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise HarnessError(f"igvm-oracle {command} timed out on {len(names)} files") from None
-    if res.returncode != 0:
-        raise HarnessError(f"igvm-oracle {command} failed: "
-                           f"{(res.stderr.strip().splitlines() or ['no output'])[-1]}")
-    out = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
-    if len(out) != len(names):
-        raise HarnessError(f"igvm-oracle {command} answered {len(out)} of {len(names)} files")
-    return out
+    return _run([command, "-"], names, len(names), "files")
 
 
 def _corim(action: str, rows: list[list[str]], per_row: list[int]) -> list[list[dict]]:
-    """One ``igvm-oracle corim ACTION -`` process for all ``rows``; its answers, per row."""
+    """One ``igvm-oracle corim ACTION -`` process for all ``rows`` (a request a line,
+    arguments tab-separated); its answers, grouped per row."""
     if not rows:
         return []
     if any("\t" in a or "\n" in a for row in rows for a in row):
         raise HarnessError("an argument with a tab or a newline cannot be passed to the oracle")
-    binary = require()
-    try:
-        res = subprocess.run([str(binary), "corim", action, "-"],
-                             input="".join("\t".join(r) + "\n" for r in rows),
-                             capture_output=True, text=True, timeout=BATCH_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        raise HarnessError(f"igvm-oracle corim {action} timed out on {len(rows)} requests") from None
-    if res.returncode != 0:
-        raise HarnessError(f"igvm-oracle corim {action} failed: "
-                           f"{(res.stderr.strip().splitlines() or ['no output'])[-1]}")
-    out = [json.loads(line) for line in res.stdout.splitlines() if line.strip()]
-    if len(out) != sum(per_row):
-        raise HarnessError(f"igvm-oracle corim {action} answered {len(out)} of {sum(per_row)}")
+    out = _run(["corim", action, "-"], ["\t".join(r) for r in rows], sum(per_row), "answers")
     grouped, at = [], 0
     for n in per_row:
         grouped.append(out[at:at + n])

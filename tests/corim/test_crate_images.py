@@ -21,9 +21,6 @@ for our readers -- and our images read by the crate's parser.
 from __future__ import annotations
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from harness.corim import embed, sign
 from harness.igvm import ovmf, parser, wrap_ovmf
 from harness.igvm.defs import PlatformType
@@ -33,18 +30,6 @@ from tests.corim.fixtures import coinciding_snp_file, small_snp_file
 from tests.corim.test_vendor import _report, cli
 from tests.ovmf_images import debian_ovmf
 from tests.reference.test_snp_digest import with_snp_policy
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    d = tmp_path_factory.mktemp("keys")
-    k = ec.generate_private_key(ec.SECP384R1())
-    (d / "vendor.pem").write_bytes(k.private_bytes(serialization.Encoding.PEM,
-                                                   serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-    (d / "vendor.pub").write_bytes(k.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return d / "vendor.pem", d / "vendor.pub"
 
 
 def crate_image(source: bytes, d, svn: int, key=None) -> tuple:

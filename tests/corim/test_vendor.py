@@ -50,18 +50,6 @@ def wrap(amdsev, tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    d = tmp_path_factory.mktemp("keys")
-    k = ec.generate_private_key(ec.SECP384R1())
-    (d / "vendor.pem").write_bytes(k.private_bytes(serialization.Encoding.PEM,
-                                                   serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-    (d / "vendor.pub").write_bytes(k.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return d / "vendor.pem", d / "vendor.pub"
-
-
 def _sev_snp_measure_classic(path, vcpus=1) -> bytes:
     return ssm_guest.calc_launch_digest(SevMode.SEV_SNP, vcpus, CPU_SIGS["EPYC-v4"], str(path), "", "",
                                         "", 1, vmm_type=VMMType.QEMU)
