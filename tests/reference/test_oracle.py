@@ -105,11 +105,22 @@ def test_corim_requests_stay_in_step_and_errors_are_answers(oracle_binary, tmp_p
     good.write_bytes(small_snp_file())
     native = tmp_path / "native.igvm"
     native.write_bytes(base_native())
+    # a VBS file with a page of another data type: the crate's VBS measurement asserts
+    # NORMAL (igvm 0.5 measurement/vbs.rs: assert_eq!(*data_type, IgvmPageDataType::NORMAL))
+    from harness.igvm.builder import IgvmBuilder
+    from harness.igvm.defs import PageDataType, PlatformType
+    b = IgvmBuilder()
+    b.platform(PlatformType.VSM_ISOLATION)
+    b.page(0x1000, None, data_type=PageDataType.SECRETS)
+    panics = tmp_path / "vbs-secrets.igvm"
+    panics.write_bytes(b.build())
     out = oracle.corim_build([(tmp_path / "absent.igvm", "sev-snp", [1, 2, 3]),
-                              (native, "sev-snp", [1]), (good, "sev-snp", [4, 5]),
-                              (good, "sev", [1])])
-    assert [len(a) for a in out] == [3, 1, 2, 1]
-    assert all("error" in a for a in out[0] + out[1] + out[3])
+                              (native, "sev-snp", [1]), (panics, "vsm", [1, 2]),
+                              (good, "sev-snp", [4, 5]), (good, "sev", [1])])
+    assert [len(a) for a in out] == [3, 1, 2, 2, 1]
+    assert all("error" in a for a in out[0] + out[1] + out[4])
+    assert all("panic" in a for a in out[2])
+    out = out[:2] + out[3:]
     assert [a["svn"] for a in out[2]] == [4, 5] and out[2][0]["digest"] == out[2][1]["digest"]
     assert "unknown platform" in out[3][0]["error"]
     (read,) = oracle.corim_read([tmp_path / "absent.igvm"])

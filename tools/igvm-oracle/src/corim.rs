@@ -455,8 +455,17 @@ fn answer(action: &str, args: &[String]) -> Result<Vec<String>, String> {
         "read" => read,
         _ => return Err(USAGE.into()),
     };
+    // a panic answers for every answer the request expected, so a batch stays in step
+    let expected = match action {
+        "build" => args.len().saturating_sub(2).max(1),
+        "read" => args.len().max(1),
+        _ => 1,
+    };
     let answers = panic::catch_unwind(|| run(args)).unwrap_or_else(|p| {
-        vec![Ok(J::Obj(vec![("ok", J::Bool(false)), ("panic", J::Str(panic_message(p)))]))]
+        let message = panic_message(p);
+        (0..expected)
+            .map(|_| Ok(J::Obj(vec![("ok", J::Bool(false)), ("panic", J::str(message.as_str()))])))
+            .collect()
     });
     Ok(answers
         .into_iter()
