@@ -1,16 +1,14 @@
-"""The Launch Measurement CoRIM: built by cbor2 to the profile, byte-equal to the
-igvm crate's, and decoded back with every profile constraint enforced.
+"""The Launch Measurement CoRIM: built by cbor2 to the profile and decoded back with
+every profile constraint enforced.
 
-Expected bytes come from the igvm crate 0.5 (vectors/igvm_crate_0.5.0.json,
-its provenance inside), never from this code; the tag-ids from the crate's
-own precomputed constants; the structure from the profile's text."""
+The structure comes from the profile's text, read key by key with plain cbor2;
+the bytes are compared with the igvm crate's own, asked live, in
+test_crate_corim.py (with the tag-ids and the crate's documents decoded here)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import uuid
-from pathlib import Path
 
 import cbor2
 import pytest
@@ -21,27 +19,14 @@ from harness.igvm.defs import PlatformType
 from harness.igvm.limits import MAX_CORIM_BYTES, MAX_CORIM_DEPTH
 from tests.corim.fixtures import small_snp_file
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "igvm_crate_0.5.0.json").read_text())
-DIGEST = bytes.fromhex(VECTORS["crate_snp_digest"])
+DIGEST = hashlib.sha384(small_snp_file()).digest()  # any 48 bytes: the structure is the test
 
 
-def test_fixture_is_the_one_the_vectors_were_made_from():
-    assert hashlib.sha256(small_snp_file()).hexdigest() == VECTORS["fixture_sha256"]
-
-
-@pytest.mark.parametrize("entry", VECTORS["corims"], ids=lambda e: f"svn{e['svn']}")
-def test_byte_identical_to_the_igvm_crate(entry):
-    """Same digest and SVN: the same bytes as IgvmSerializer::add_corim."""
-    assert build.build(PlatformType.SEV_SNP, DIGEST, entry["svn"]) == bytes.fromhex(entry["cbor"])
-
-
-def test_tag_ids_equal_the_crates_precomputed_values():
-    ids = {e.name: e.tag_id for e in P.ENVIRONMENTS.values()}
-    assert ids == {k: v for k, v in VECTORS["tag_ids"].items() if not k.startswith("_")}
-    # and they are RFC 9562 version-5 UUIDs (version nibble 5, variant 10xx)
-    for text in ids.values():
-        u = uuid.UUID(text)
-        assert u.version == 5 and u.variant == uuid.RFC_4122
+def test_tag_ids_are_version_5_uuids_of_the_profiles_namespace():
+    """RFC 9562 section 5.5 (version nibble 5, variant 10xx), lowercase text."""
+    for env in P.ENVIRONMENTS.values():
+        u = uuid.UUID(env.tag_id)
+        assert u.version == 5 and u.variant == uuid.RFC_4122 and env.tag_id == env.tag_id.lower()
 
 
 def test_structure_is_the_profiles():
@@ -94,11 +79,10 @@ def test_wrong_digest_length_and_svn_refused():
         build.build(PlatformType.SEV_SNP, DIGEST, 1 << 64)
 
 
-def test_decode_round_trip_and_the_crates_documents():
-    for entry in VECTORS["corims"]:
-        got = decode.decode(bytes.fromhex(entry["cbor"]))
-        assert (got.platform, got.digest, got.svn, got.hash_alg) == (PlatformType.SEV_SNP, DIGEST,
-                                                                     entry["svn"], 7)
+@pytest.mark.parametrize("svn", [0, 1, 24, (1 << 64) - 1])
+def test_decode_round_trip(svn):
+    got = decode.decode(build.build(PlatformType.SEV_SNP, DIGEST, svn))
+    assert (got.platform, got.digest, got.svn, got.hash_alg) == (PlatformType.SEV_SNP, DIGEST, svn, 7)
 
 
 # ------------------------------------------------------------- constraints

@@ -1,12 +1,11 @@
 """CoRIM headers in IGVM files: attached by the builder, found and checked with the
-igvm crate's corim-feature rules; the crate's SNP model against the crate's digest."""
+igvm crate's corim-feature rules; the crate's SNP model against the crate's digest,
+asked live (tools/igvm-oracle ``snp-digest``)."""
 
 from __future__ import annotations
 
 import hashlib
-import json
 import struct
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,6 @@ from harness.igvm.defs import OPTIONAL_BIT, PlatformType
 from harness.measure import launch, reference
 from tests.corim.fixtures import small_snp_file
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "igvm_crate_0.5.0.json").read_text())
 DOC = build.build(PlatformType.SEV_SNP, hashlib.sha384(b"d").digest(), 4)
 
 
@@ -100,15 +98,23 @@ def test_file_data_out_of_range_and_oversize():
                for p in _problems(_patch_corim_data(base, file_offset=8)))
 
 
-def test_crate_model_equals_the_igvm_crates_digest():
+@pytest.fixture(scope="module")
+def crate_digest(oracle_binary) -> bytes:
+    """The igvm crate's SNP launch digest of small_snp_file (what add_corim would embed)."""
+    from harness.reference import oracle
+    (answer,) = oracle.snp_digest_bytes({"small": small_snp_file()}).values()
+    return bytes.fromhex(answer["digest"])
+
+
+def test_crate_model_equals_the_igvm_crates_digest(crate_digest):
     """harness.measure.reference.crate_model against the digest the crate itself computed."""
     f = parser.parse(small_snp_file())
-    assert reference.crate_model(f)[0].hex() == VECTORS["crate_snp_digest"]
+    assert reference.crate_model(f)[0] == crate_digest
 
 
-def test_crate_digest_is_not_qemus_and_the_difference_is_explained():
+def test_crate_digest_is_not_qemus_and_the_difference_is_explained(crate_digest):
     f = parser.parse(small_snp_file())
-    crate = bytes.fromhex(VECTORS["crate_snp_digest"])
+    crate = crate_digest
     res = reference.check(f, crate, 1)
     assert not res.equal and "igvm crate" in res.model
     # Same pages and VMSA (sev-snp-measure's reset save area is what KVM builds),

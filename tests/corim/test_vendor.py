@@ -4,7 +4,8 @@ signed, embedded and judged through the command line.
 
 Independent oracles: sev-snp-measure computes the classic -bios digest a
 vendor would publish for the firmware (and which QEMU's IGVM launch of the
-wrap does not reproduce); QEMU's source is the reason, cited in
+wrap does not reproduce), and the igvm crate's CoRIM library appraises that
+digest against our CoRIM; QEMU's source is the reason, cited in
 harness/measure/explain.py and checked against sev-snp-measure's primitives
 in tests/measure/test_classic_ovmf.py."""
 
@@ -49,18 +50,6 @@ def wrap(amdsev, tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory):
-    d = tmp_path_factory.mktemp("keys")
-    k = ec.generate_private_key(ec.SECP384R1())
-    (d / "vendor.pem").write_bytes(k.private_bytes(serialization.Encoding.PEM,
-                                                   serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
-    (d / "vendor.pub").write_bytes(k.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return d / "vendor.pem", d / "vendor.pub"
-
-
 def _sev_snp_measure_classic(path, vcpus=1) -> bytes:
     return ssm_guest.calc_launch_digest(SevMode.SEV_SNP, vcpus, CPU_SIGS["EPYC-v4"], str(path), "", "",
                                         "", 1, vmm_type=VMMType.QEMU)
@@ -80,6 +69,23 @@ def test_classic_corim_carries_sev_snp_measures_digest(amdsev, tmp_path):
     got = decode.decode(out.read_bytes())
     assert got.digest == _sev_snp_measure_classic(amdsev)
     assert (got.vendor, got.model, got.svn) == ("AMD", "SEV-SNP", 1)
+
+
+def test_the_crate_appraises_the_classic_corim(oracle_binary, amdsev, tmp_path):
+    """The relying party's step, by the igvm crate's CoRIM library (tools/igvm-oracle
+    ``corim check --evidence``): the launch digest a report would carry for the classic
+    -bios launch (sev-snp-measure's) is corroborated by our CoRIM and endorsed with its
+    SVN; a digest one bit off is not."""
+    from harness.reference import oracle
+
+    out = tmp_path / "classic.cbor"
+    cli("measure", amdsev, "--platform", "sev-snp", "--corim", out, "--svn", "6", check=0)
+    evidence = _sev_snp_measure_classic(amdsev)
+    r = oracle.corim_check(out, evidence=("sev-snp", evidence))
+    assert r["ok"] and r["appraisal"]["corroborated"] == 1
+    assert [e["svn"] for e in r["appraisal"]["endorsed"]] == [{"exact": 6}]
+    off = bytes([evidence[0] ^ 1]) + evidence[1:]
+    assert oracle.corim_check(out, evidence=("sev-snp", off))["appraisal"]["endorsed"] == []
 
 
 def test_vendor_image_whose_reference_qemu_does_not_reproduce(amdsev, wrap, tmp_path):

@@ -94,3 +94,53 @@ def test_measure_explain_shows_the_crate_beside_qemu(oracle_binary, tmp_path):
     bad = subprocess.run([*CLI, "measure", str(f), "--platform", "sev", "--explain"],
                          capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_corim_requests_stay_in_step_and_errors_are_answers(oracle_binary, tmp_path):
+    """One answer per SVN even for a file the crate cannot measure, so that a batch of
+    requests maps back; a request's failure is its answer, not the process's."""
+    from tests.corim.fixtures import small_snp_file
+
+    good = tmp_path / "snp.igvm"
+    good.write_bytes(small_snp_file())
+    native = tmp_path / "native.igvm"
+    native.write_bytes(base_native())
+    # a VBS file with a page of another data type: the crate's VBS measurement asserts
+    # NORMAL (igvm 0.5 measurement/vbs.rs: assert_eq!(*data_type, IgvmPageDataType::NORMAL))
+    from harness.igvm.builder import IgvmBuilder
+    from harness.igvm.defs import PageDataType, PlatformType
+    b = IgvmBuilder()
+    b.platform(PlatformType.VSM_ISOLATION)
+    b.page(0x1000, None, data_type=PageDataType.SECRETS)
+    panics = tmp_path / "vbs-secrets.igvm"
+    panics.write_bytes(b.build())
+    out = oracle.corim_build([(tmp_path / "absent.igvm", "sev-snp", [1, 2, 3]),
+                              (native, "sev-snp", [1]), (panics, "vsm", [1, 2]),
+                              (good, "sev-snp", [4, 5]), (good, "sev", [1])])
+    assert [len(a) for a in out] == [3, 1, 2, 2, 1]
+    assert all("error" in a for a in out[0] + out[1] + out[4])
+    assert all("panic" in a for a in out[2])
+    out = out[:2] + out[3:]
+    assert [a["svn"] for a in out[2]] == [4, 5] and out[2][0]["digest"] == out[2][1]["digest"]
+    assert "unknown platform" in out[3][0]["error"]
+    (read,) = oracle.corim_read([tmp_path / "absent.igvm"])
+    assert "error" in read
+
+
+def test_cli_oracle_corim(oracle_binary, tmp_path):
+    from tests.corim.fixtures import small_snp_file
+
+    f = tmp_path / "snp.igvm"
+    f.write_bytes(small_snp_file())
+    out = subprocess.run([*CLI, "oracle", "corim", "build", str(f), "--svn", "1", "2", "--compact"],
+                         capture_output=True, text=True, cwd=ROOT, check=True)
+    a, b = (json.loads(x) for x in out.stdout.splitlines())
+    assert (a["svn"], b["svn"], a["digest"]) == (1, 2, b["digest"]) and a["corim"] != b["corim"]
+    doc = tmp_path / "doc.cbor"
+    doc.write_bytes(bytes.fromhex(a["corim"]))
+    chk = subprocess.run([*CLI, "oracle", "corim", "check", str(doc), "--evidence", a["digest"],
+                          "--compact"], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert json.loads(chk.stdout)["appraisal"]["endorsed"][0]["svn"] == {"exact": 1}
+    bad = subprocess.run([*CLI, "oracle", "corim", "build", str(tmp_path / "absent"), "--compact"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 1 and "error" in json.loads(bad.stdout)

@@ -14,6 +14,10 @@
 //   igvm-oracle snp-digest FILE... | snp-digest -
 //       per file: the crate's SEV-SNP launch digest for the file's SEV-SNP
 //       platform (igvm::measurement::generate_snp_measurement)
+//   igvm-oracle corim build|check|embed|read ...
+//       the crate's Launch Measurement CoRIM, its CoRIM library's verdict on a
+//       document and a COSE_Sign1 envelope, its serializer, and the CoRIM
+//       headers its parser reads (src/corim.rs)
 //
 // `-` reads file names from stdin, one per line, so that one process answers
 // for a whole corpus.  A file is read whole, after its size is checked
@@ -24,6 +28,11 @@ use std::fmt::Write as _;
 use std::io::{BufRead, Write};
 use std::panic;
 use std::process::ExitCode;
+
+mod corim;
+mod json;
+
+use json::{hex, json_str};
 
 use igvm::{IgvmDirectiveHeader, IgvmFile, IgvmPlatformHeader, IsolationType};
 use igvm_defs::IgvmPlatformType;
@@ -45,34 +54,9 @@ const FILTERS: [(&str, IsolationType); 4] = [
     ("sev-snp", IsolationType::Snp),
 ];
 
-fn json_str(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 /// The error's variant name: the leading identifier of its Debug form
 /// (`InvalidBinaryDirectiveHeader(InvalidPageDataType)` -> both names).
-fn variant(debug: &str) -> (String, Option<String>) {
+pub(crate) fn variant(debug: &str) -> (String, Option<String>) {
     let head: String = debug.chars().take_while(|c| c.is_alphanumeric() || *c == '_').collect();
     let rest = &debug[head.len()..];
     let inner = rest
@@ -82,7 +66,7 @@ fn variant(debug: &str) -> (String, Option<String>) {
     (head, inner)
 }
 
-fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -92,7 +76,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
     }
 }
 
-fn read_file(path: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn read_file(path: &str) -> Result<Vec<u8>, String> {
     let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
     if !meta.is_file() {
         return Err("not a regular file".into());
@@ -205,6 +189,21 @@ fn parse_one(path: &str) -> String {
     out
 }
 
+/// Refuse what the crate's measurement would walk for too long (MAX_MEASURED_AREA).
+pub(crate) fn check_measurable(file: &IgvmFile) -> Result<(), String> {
+    for d in file.directives() {
+        if let IgvmDirectiveHeader::ParameterArea { number_of_bytes, .. } = d {
+            if *number_of_bytes > MAX_MEASURED_AREA {
+                return Err(format!(
+                    "bound: a parameter area of {number_of_bytes} bytes is past the oracle's \
+                     bound of {MAX_MEASURED_AREA} (the crate would walk it page by page)"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn snp_one(path: &str) -> String {
     let (mut out, data) = match open(path) {
         Ok(opened) => opened,
@@ -224,16 +223,7 @@ fn snp_one(path: &str) -> String {
                 _ => None,
             })
             .ok_or_else(|| "no SEV-SNP platform header".to_string())?;
-        for d in file.directives() {
-            if let IgvmDirectiveHeader::ParameterArea { number_of_bytes, .. } = d {
-                if *number_of_bytes > MAX_MEASURED_AREA {
-                    return Err(format!(
-                        "bound: a parameter area of {number_of_bytes} bytes is past the oracle's \
-                         bound of {MAX_MEASURED_AREA} (the crate would walk it page by page)"
-                    ));
-                }
-            }
-        }
+        check_measurable(&file)?;
         let digest = igvm::measurement::generate_snp_measurement(
             file.initializations(),
             file.directives(),
@@ -280,7 +270,8 @@ fn for_each_file(args: &[String], each: fn(&str) -> String) -> Result<(), String
     Ok(())
 }
 
-const USAGE: &str = "usage: igvm-oracle version | parse FILE...|- | snp-digest FILE...|-";
+const USAGE: &str =
+    "usage: igvm-oracle version | parse FILE...|- | snp-digest FILE...|- | corim ACTION ...|-";
 
 fn main() -> ExitCode {
     // panics are reported in the JSON of the file that caused them
@@ -289,13 +280,15 @@ fn main() -> ExitCode {
     let result = match args.first().map(String::as_str) {
         Some("version") => {
             println!(
-                "{{\"oracle\":\"{}\",\"crate\":\"igvm\",\"features\":[\"igvm-c\",\"corim\"]}}",
+                "{{\"oracle\":\"{}\",\"crate\":\"igvm\",\"features\":[\"igvm-c\",\"corim\"],\
+                 \"subcommands\":[\"parse\",\"snp-digest\",\"corim\"]}}",
                 env!("CARGO_PKG_VERSION")
             );
             Ok(())
         }
         Some("parse") if args.len() > 1 => for_each_file(&args[1..], parse_one),
         Some("snp-digest") if args.len() > 1 => for_each_file(&args[1..], snp_one),
+        Some("corim") => corim::main(&args[1..]),
         _ => Err(USAGE.to_string()),
     };
     match result {
