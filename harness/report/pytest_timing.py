@@ -121,6 +121,12 @@ def pytest_runtest_logreport(report) -> None:
         _SESSION[0].add(report)
 
 
+def _short(nodeid: str) -> str:
+    """``file.py::test[params]`` of a node id (parameters may hold slashes)."""
+    path, _, rest = nodeid.partition("::")
+    return f"{path.rsplit('/', 1)[-1]}::{rest}" if rest else path
+
+
 def _fmt(s: float) -> str:
     return f"{s:.1f} s" if s < 600 else f"{s / 60:.1f} min"
 
@@ -143,7 +149,7 @@ def lines(timing: _Timing, verbose: bool, wall: float) -> list[str]:
             f" {total.boots} QEMU runs (start {_fmt(total.start)}, guest {_fmt(total.guest)},"
             f" QEMU CPU {_fmt(total.cpu)}),"
             f" {total.shared} shared boots; slowest: "
-            + ", ".join(f"{nodeid.split('/')[-1]} ({_fmt(row.seconds)})" for nodeid, row in slowest))
+            + ", ".join(f"{_short(nodeid)} ({_fmt(row.seconds)})" for nodeid, row in slowest))
     out = [head]
     if not verbose:
         return out

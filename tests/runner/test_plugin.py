@@ -90,3 +90,22 @@ def test_deselection_is_said_under_xdist_too(tmp_path, qemu_binary):
     assert res.returncode == 0, res.stdout[-2000:]
     line = "1 tests of platforms other than native deselected (--platform=native)"
     assert res.stdout.count(line) == 1, res.stdout[-2000:]
+
+
+def test_timing_says_where_the_time_went(tmp_path, qemu_binary):
+    """The timing summary (harness.report.pytest_timing): one line always,
+    the per-suite table and the slowest tests with -v; the QEMU run the
+    failing test made is counted, also from a pytest-xdist worker."""
+    for workers in ("0", "2"):
+        res = _inner(tmp_path, "--qemu", qemu_binary, "-k", "boot_fails", "-n", workers)
+        assert res.returncode == 1, res.stdout[-2000:]
+        line = next(l for l in res.stdout.splitlines() if l.startswith("igvm-harness time:"))
+        assert " 1 QEMU runs (start " in line and "slowest: test_inner.py::test_boot_fails" in line
+        assert "QEMU CPU" in line and "suite " not in res.stdout        # no table without -v
+    res = _inner(tmp_path, "--qemu", qemu_binary, "-k", "boot_fails", "-v")
+    rows = res.stdout.splitlines()
+    head = next(i for i, l in enumerate(rows) if l.startswith("suite "))
+    assert rows[head].split() == ["suite", "tests", "time", "runs", "start", "guest", "QEMU",
+                                  "CPU", "shared"]
+    assert rows[head + 1].split()[:2] == ["test_inner.py", "1"], rows[head + 1]
+    assert any("1 runs (" in l and "test_boot_fails" in l for l in rows[head:])
