@@ -11,7 +11,9 @@ workers, the harness adds ``-n auto`` itself:
   ``IGVM_HARNESS_WORKERS=0`` (another number picks that many workers);
 * a command line naming single tests (``file.py::test``) runs serially
   (starting workers would cost more than the tests);
-* a machine with one core runs serially.
+* a machine with one core runs serially;
+* so does a pytest started by a running test (``PYTEST_CURRENT_TEST`` is
+  inherited): the outer run already keeps the cores busy.
 
 Whenever workers run, the distribution mode is ``loadgroup`` in
 collection order (unless ``--dist`` is given): the checks that read one
@@ -78,6 +80,8 @@ def worker_args(args: list[str], env: dict[str, str] | None = None,
         n = int(asked)
         return [] if n == 0 else ["-n", str(n), "--dist", "loadgroup", "--no-loadscope-reorder"]
     if any("::" in a for a in args if not a.startswith("-")):
+        return []
+    if env.get("PYTEST_CURRENT_TEST"):
         return []
     cpus = cpus if cpus is not None else (len(os.sched_getaffinity(0))
                                           if hasattr(os, "sched_getaffinity") else os.cpu_count())

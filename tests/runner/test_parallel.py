@@ -34,6 +34,9 @@ GROUPED = ["-n", "4", "--dist", "loadgroup", "--no-loadscope-reorder"]
     (["--collect-only"], {}, 4, []),
     (["--pdb"], {}, 4, []),
     (["benchmarks/", "--benchmark-only"], {}, 4, []),
+    ([], {"PYTEST_CURRENT_TEST": "tests/a.py::t (call)"}, 4, []),   # a pytest a test started
+    ([], {"PYTEST_CURRENT_TEST": "x", ENV: "2"}, 4,                  # ... unless told
+     ["-n", "2", "--dist", "loadgroup", "--no-loadscope-reorder"]),
 ])
 def test_worker_args(args, env, cpus, expected):
     assert worker_args(args, env=env, cpus=cpus, have_xdist=True) == expected
