@@ -73,11 +73,24 @@ SOCKET_PATH_MAX = 107
 
 # ------------------------------------------------------------ observers
 #: ``observer(outcome, fresh)``: called with every finished run's Outcome
-#: (``fresh``), and with every boot record handed out again
-#: (harness.qemu.records, not fresh): the pytest timing table
-#: (harness.report.pytest_timing).  An observer must not raise.
+#: (``fresh``; a run driven by hand gives a RunTimes), and with every boot
+#: record handed out again (harness.qemu.records, not fresh): the pytest
+#: timing table (harness.report.pytest_timing).  An observer must not raise.
 Observer = Callable[[Outcome, bool], None]
 _OBSERVERS: list[Observer] = []
+
+
+class RunTimes:
+    """What the observers learn of a run driven by hand, which has no
+    classified Outcome: its times (the attributes an Outcome has too)."""
+
+    class _Status:
+        value = "interactive"
+
+    status = _Status()
+
+    def __init__(self, duration: float, qmp_at: float | None, cpu_seconds: float) -> None:
+        self.duration, self.qmp_at, self.cpu_seconds = duration, qmp_at, cpu_seconds
 
 
 def add_observer(observer: Observer) -> None:
@@ -279,6 +292,7 @@ class QemuRun:
         self._seen = 0                        # events already looked at for STOP
         self.qmp_at: float | None = None      # s from the start to the QMP greeting
         self._children_cpu0 = 0.0             # this process's reaped children's CPU s at start
+        self._finished = False                # _finish built the Outcome
 
     # ------------------------------------------------------------ start
     def start(self) -> "QemuRun":
@@ -617,6 +631,7 @@ class QemuRun:
         return data.decode("utf-8", "replace")
 
     def _finish(self, returncode: int) -> Outcome:
+        self._finished = True
         if self._console_log:
             self._console_log.flush()
         console = self._console_text()
@@ -698,6 +713,11 @@ class QemuRun:
     def __exit__(self, *exc) -> None:
         self.kill()
         self.cleanup()
+        if not self._finished and self.proc is not None:
+            # A run driven by hand (``with QemuRun(...)``) ends here, not in
+            # _finish: the observers (the timing table) still hear of it.
+            notify(RunTimes(time.monotonic() - self._t0, self.qmp_at,
+                            max(0.0, _children_cpu() - self._children_cpu0)), True)
 
 
 @contextlib.contextmanager
