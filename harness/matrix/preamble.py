@@ -28,7 +28,7 @@ from pathlib import Path
 
 WORKDIR = "<workdir>"
 QMP_SOCKET = "<qmp-socket>"
-CONSOLE_FD = "<console-fd>"
+CONSOLE = "<console-pipe>"
 #: Platforms whose launch the harness measures, and those the GHCB model runs.
 MEASURED = ("sev", "sev-es", "sev-snp")
 MODELLED = ("sev-es", "sev-snp")
@@ -37,12 +37,12 @@ MODELLED = ("sev-es", "sev-snp")
 def launch_argv(cmd, workdir: Path | str) -> list[str]:
     """The argv the runner starts for ``cmd``, with the run's ephemeral parts
     as placeholders: it sets what harness.qemu.runner.QemuRun._start sets
-    (QMP socket, console fd, -S as runner.run decides it, exit-with-parent
+    (QMP socket, console pipe, -S as runner.run decides it, exit-with-parent
     as the binary supports it).  tests/lab compares this with real runs."""
     from harness.qemu.runner import supports_exit_with_parent
     c = copy.deepcopy(cmd)
     c.qmp_path = QMP_SOCKET
-    c.console_fd = CONSOLE_FD
+    c.console_path = CONSOLE
     # runner.run: paused with a prelaunch hook (the matrix has none), a
     # panic device or a confidential guest
     c.paused = bool(c.pvpanic or c.confidential is not None)
@@ -53,13 +53,13 @@ def launch_argv(cmd, workdir: Path | str) -> list[str]:
 def normalize(argv: list[str], workdir: Path | str) -> list[str]:
     """A real argv with its run-specific parts replaced by the placeholders
     launch_argv uses: the cell's work directory, the QMP socket path and
-    the console's descriptor."""
+    the console pipe's path."""
     wd = str(workdir)
     out = []
     for arg in argv:
         arg = arg.replace(wd.replace(",", ",,"), WORKDIR).replace(wd, WORKDIR)
         arg = re.sub(r"(id=qmp0,path=)[^,]*", rf"\g<1>{QMP_SOCKET}", arg)
-        arg = re.sub(r"(id=con0,fd=)[^,]*", rf"\g<1>{CONSOLE_FD}", arg)
+        arg = re.sub(r"(id=con0,path=)[^,]*", rf"\g<1>{CONSOLE}", arg)
         out.append(arg)
     return out
 

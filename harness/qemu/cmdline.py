@@ -120,7 +120,9 @@ class QemuCommand:
     confidential: ConfidentialGuest | None = None
     bios: str | None = None            # only for non-IGVM boots (e.g. a raw reset-vector ROM)
     qmp_path: str | None = None        # unix socket the harness listens on; QEMU connects
-    console_fd: int | None = None      # connected stream socket for COM1
+    #: COM1's pipe chardev: QEMU opens ``<console_path>.in`` and ``.out``
+    #: (chardev/char-pipe.c), FIFOs the runner made (harness.qemu.runner)
+    console_path: str | None = None
     debug_exit: bool = True
     debug_exit_iobase: int = 0x501     # hw/misc/debugexit.c default
     paused: bool = True                # -S: the runner issues "cont" after pre-launch queries
@@ -165,8 +167,8 @@ class QemuCommand:
         if self.qmp_path is not None:
             a += ["-chardev", f"socket,id=qmp0,path={_escape(self.qmp_path)}",
                   "-mon", "chardev=qmp0,mode=control"]
-        if self.console_fd is not None:
-            a += ["-chardev", f"socket,id=con0,fd={self.console_fd}",
+        if self.console_path is not None:
+            a += ["-chardev", f"pipe,id=con0,path={_escape(self.console_path)}",
                   "-device", "isa-serial,chardev=con0,iobase=0x3f8,irq=4"]
         if self.debug_exit:
             a += ["-device", f"isa-debug-exit,iobase=0x{self.debug_exit_iobase:x}"]

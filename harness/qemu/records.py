@@ -11,8 +11,8 @@ QEMU's own functional tests check many things in one boot.
 Honesty rules:
 
 * the key is everything that decides the run: the QEMU binary and its whole
-  command line (socket paths and descriptors aside, which the runner
-  makes up per run), the SHA-256 of the IGVM / ``-bios`` file, and how the
+  command line (the QMP socket and console pipe paths aside, which the
+  runner makes up per run), the SHA-256 of the IGVM / ``-bios`` file, and how the
   run is watched and answered (marker, failure pattern, stop at the marker,
   deadline, keys typed at prompts).
   A check that needs another command line gets its own boot;
@@ -59,7 +59,7 @@ def boot_key(cmd: QemuCommand, timeout: float, until: ConsolePattern | None,
              fail: ConsolePattern | None, stop: bool,
              answers: tuple[tuple[ConsolePattern, bytes], ...] = ()) -> tuple:
     """What decides a run (see the module docstring)."""
-    plain = dataclasses.replace(cmd, qmp_path=None, console_fd=None, paused=True,
+    plain = dataclasses.replace(cmd, qmp_path=None, console_path=None, paused=True,
                                 exit_with_parent=False, extra=list(cmd.extra))
     return (tuple(plain.argv()), _file_digest(cmd.igvm), _file_digest(cmd.bios),
             _pattern_key(until), _pattern_key(fail), bool(stop), float(timeout),

@@ -2,7 +2,8 @@
 
 Every run gets a log directory (``cmdline.txt``, ``stderr.log``,
 ``console.log``, ``qmp.log``, ``outcome.json``) and a private short socket
-directory (unix socket paths are limited to 108 bytes).  The harness
+directory (unix socket paths are limited to 108 bytes) holding the QMP
+socket and COM1's two FIFOs (:func:`console_fifos`).  The harness
 listens on the QMP socket and QEMU connects to it.  With pre-launch queries
 QEMU starts paused (``-S``): the caller queries, then ``cont``; so do runs
 that may stop the VM for good (a panic device, a confidential guest: see
@@ -39,6 +40,7 @@ import atexit
 import contextlib
 import ctypes
 import errno
+import fcntl
 import os
 import select
 import shutil
@@ -69,6 +71,8 @@ EVENT_SETTLE = 0.05   # s to wait for the event whose bytes made the QMP socket 
 QUIT_GRACE = 10.0     # s QEMU gets to exit after "quit" before it is killed
 MARKER_GRACE = 0.3    # s of console kept after an ``until`` / ``fail`` match, before the quit
 NEGOTIATE_TIMEOUT = 5.0  # s QMP capabilities negotiation may take (see _negotiate)
+CONSOLE_PIPE_BYTES = 1 << 20  # the console FIFO's size (see console_fifos)
+CONSOLE_READ = 64 * 1024      # bytes read from the console at a time
 SOCKET_PATH_MAX = 107
 
 # ------------------------------------------------------------ observers
@@ -279,7 +283,9 @@ class QemuRun:
         self.console: pexpect.fdpexpect.fdspawn | None = None
         self.sock_dir: Path | None = None
         self._listener: socket.socket | None = None
-        self._console_sock: socket.socket | None = None
+        self._console_out: int | None = None  # our end of the console's output FIFO
+        self._console_in: int | None = None   # ... and of its input FIFO
+        self._pidfd: int | None = None        # readable once QEMU has exited
         self._console_log = None
         self._transcript: QmpTranscript | None = None
         self._t0 = 0.0
@@ -318,10 +324,9 @@ class QemuRun:
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(qmp_path)
         self._listener.listen(1)
-        ours, theirs = socket.socketpair()
-        self._console_sock = ours
+        self._console_out, self._console_in = console_fifos(self.sock_dir / "con")
         self.cmd.qmp_path = qmp_path
-        self.cmd.console_fd = theirs.fileno()
+        self.cmd.console_path = str(self.sock_dir / "con")
         self.cmd.paused = self.paused
         ewp = supports_exit_with_parent(self.cmd.binary)
         self.cmd.exit_with_parent = ewp
@@ -336,20 +341,20 @@ class QemuRun:
         self._deadline = self._t0 + self.timeout
         try:
             self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=stderr,
-                                         stderr=stderr, pass_fds=(theirs.fileno(),),
-                                         env=qemu_env(self.run_dir), start_new_session=True,
+                                         stderr=stderr, env=qemu_env(self.run_dir),
+                                         start_new_session=True,
                                          preexec_fn=None if ewp else _child_setup)
         except OSError as exc:
-            theirs.close()
             self.cleanup()
             raise HarnessError(f"cannot start QEMU {argv[0]}: {exc.strerror}") from None
         finally:
             stderr.close()
-        theirs.close()
         with _LIVE_LOCK:
             _LIVE[self.proc.pid] = self
         try:
-            self.console = pexpect.fdpexpect.fdspawn(ours.fileno(), timeout=self.timeout)
+            self._pidfd = os.pidfd_open(self.proc.pid)
+            self.console = pexpect.fdpexpect.fdspawn(self._console_out, timeout=self.timeout,
+                                                     maxread=CONSOLE_READ)
             self.console.logfile_read = self._console_log
             self._connect_qmp()
         except BaseException:  # Ctrl-C or a bug while starting: leave nothing behind
@@ -523,12 +528,22 @@ class QemuRun:
         self._stop_watching_qmp()
 
     def _drain_console(self, timeout: float = 0.0) -> bool:
-        """Read what the console has (logging it); True at EOF."""
-        assert self.console
-        try:
-            return self.console.expect([pexpect.EOF, pexpect.TIMEOUT], timeout=timeout) == 0
-        except OSError:
-            return True
+        """Read what the console brings within ``timeout`` s (logging it);
+        True once QEMU has exited and its console holds nothing more (the
+        FIFO never reports end-of-file: the runner keeps a writer open)."""
+        assert self.console and self.proc
+        end = time.monotonic() + timeout
+        while True:
+            exited = self.proc.poll() is not None
+            try:
+                wait = max(0.0, min(0.05, end - time.monotonic()))
+                self.console.expect([pexpect.TIMEOUT], timeout=wait)
+            except (OSError, pexpect.EOF):
+                return True
+            if exited and not _readable(self._console_out):
+                return True
+            if time.monotonic() >= end:
+                return False
 
     def cont(self) -> None:
         if self.paused and self.qmp is not None:
@@ -569,10 +584,10 @@ class QemuRun:
             # New events, including those that came with a command's reply
             # (e.g. "cont") before the loop started.
             if self._check_stopped():
-                self._drain_console(timeout=1.0)   # the rest, up to EOF
+                self._drain_console(timeout=1.0)   # the rest, up to QEMU's exit
                 return
             if self._drain_console():
-                return                       # console EOF: QEMU exited
+                return                       # QEMU exited, its console read to the end
             if log is not None and log.to_type:
                 self._type(log)
             if log is not None and self._at_marker(log):
@@ -592,7 +607,7 @@ class QemuRun:
                     self.progress(now - self._t0, log.last_line() if log else "")
                 wake = min(wake, max(0.0, next_note - now))
             qmp_fd = self._qmp_fd
-            fds = [console_fd] + ([qmp_fd] if qmp_fd is not None else [])
+            fds = [console_fd, self._pidfd] + ([qmp_fd] if qmp_fd is not None else [])
             ready, _, _ = select.select(fds, [], [], wake)
             if qmp_fd is not None and qmp_fd in ready:
                 self._qmp_readable()
@@ -604,9 +619,9 @@ class QemuRun:
         if self._transcript is not None:
             self._transcript.note("->", f"console input {keys!r}")
         try:
-            self._console_sock.sendall(keys)
+            os.write(self._console_in, keys)
         except OSError:
-            pass                             # QEMU went away: the outcome tells
+            pass                             # QEMU went away, or is not reading: the outcome tells
 
     def _at_marker(self, log: ConsoleLog) -> bool:
         """Whether the console says the run is over: the failure pattern
@@ -690,13 +705,21 @@ class QemuRun:
         if qmp is not None:
             _close_qmp(qmp)
         self._stop_watching_qmp()
-        for sock in (self._listener, self._console_sock):
-            if sock is not None:
+        if self._listener is not None:
+            try:
+                self._listener.close()
+            except OSError:
+                pass
+        self._listener = None
+        for fd in (self._console_out, self._console_in, self._pidfd):
+            if fd is not None:
                 try:
-                    sock.close()
+                    os.close(fd)
                 except OSError:
                     pass
-        self._listener = self._console_sock = None
+        self._console_out = self._console_in = self._pidfd = None
+        if self.console is not None:
+            self.console.child_fd = -1       # closed above; pexpect must not close it again
         if self._console_log is not None:
             self._console_log.close()
             self._console_log = None
@@ -798,6 +821,48 @@ def _finish_tasks(loop: asyncio.AbstractEventLoop) -> None:
 
 
 Prelaunch = Callable[[QemuRun], None]
+
+
+def console_fifos(base: Path) -> tuple[int, int]:
+    """COM1's transport: FIFOs ``<base>.out`` (QEMU writes) and ``<base>.in``
+    (QEMU reads), which QEMU's pipe chardev opens by path.  Our ends:
+    ``(output read end, input write end)``, both O_RDWR so that neither
+    blocks on open nor sees end-of-file while QEMU is not there yet.
+
+    Not a socket pair, as before: through a unix socket QEMU's 16550 lost
+    characters whenever the reader came back late -- a reader taking a bite
+    every 50 ms (a pytest worker on a busy machine) found 15-22 console lines
+    of a Linux boot with a character or two missing ("Kernel ommand line:"),
+    the same boots through these FIFOs none (tests/runner/test_console_pipe.py).
+    QEMU's serial model sends one byte per write and, when a write does not
+    go through, retries it from a "writable" watch at most MAX_XMIT_RETRY
+    times while the guest keeps filling its 16-byte FIFO, whose oldest byte
+    a full push drops (hw/char/serial.c serial_xmit, serial_ioport_write).
+    A pipe of CONSOLE_PIPE_BYTES (up to /proc/sys/fs/pipe-max-size) takes
+    every byte of a boot's console at once.
+    """
+    os.mkfifo(f"{base}.out", 0o600)
+    os.mkfifo(f"{base}.in", 0o600)
+    out_fd = os.open(f"{base}.out", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        in_fd = os.open(f"{base}.in", os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        os.close(out_fd)
+        raise
+    for size in (CONSOLE_PIPE_BYTES, CONSOLE_PIPE_BYTES // 4):
+        try:
+            fcntl.fcntl(out_fd, fcntl.F_SETPIPE_SZ, size)
+            break
+        except OSError:                      # above pipe-max-size for this user
+            continue
+    return out_fd, in_fd
+
+
+def _readable(fd: int | None) -> bool:
+    if fd is None:
+        return False
+    ready, _, _ = select.select([fd], [], [], 0)
+    return bool(ready)
 
 
 def _children_cpu() -> float:

@@ -58,7 +58,7 @@ def test_preamble_is_what_the_runner_ran(env, case_id, platform, tmp_path):
     assert argv == P.normalize(real.argv, tmp_path / "real")
     ran = shlex.split((tmp_path / "real" / "run" / "cmdline.txt").read_text())
     assert argv == P.normalize(ran, tmp_path / "real")
-    assert P.QMP_SOCKET in command and P.CONSOLE_FD in command      # placeholders, not this run's
+    assert P.QMP_SOCKET in command and P.CONSOLE in command      # placeholders, not this run's
 
 
 def _pytest(*args, lab_dir: Path):
