@@ -55,3 +55,25 @@ def write_atomic(path: str | os.PathLike, data: bytes | str, prefix: str = ".tmp
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_all(files, prefix: str = ".tmp-") -> None:
+    """Write every ``(path, data)`` of ``files`` with :func:`write_atomic`,
+    or none: when one cannot be written (or an interrupt comes), those
+    already written are removed again, and the error says which path
+    failed (harness.errors.HarnessError; a CLI writing several outputs:
+    wraps per platform, a CoRIM with its signature and embedded copy)."""
+    from harness.errors import HarnessError
+    written: list = []
+    try:
+        for path, data in files:
+            try:
+                write_atomic(path, data, prefix=prefix)
+            except OSError as exc:
+                raise HarnessError(f"{path}: cannot write: {exc.strerror or exc}") from None
+            written.append(path)
+    except BaseException:
+        for path in written:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        raise

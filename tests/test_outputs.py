@@ -134,3 +134,14 @@ def test_asset_manifest_leaves_no_temporary(tmp_path):
     store.save({"x": {"version": "1"}}, tmp_path)
     assert json.loads((tmp_path / store.MANIFEST).read_text())["assets"] == {"x": {"version": "1"}}
     assert [p.name for p in tmp_path.iterdir()] == [store.MANIFEST]
+
+
+def test_write_all_is_all_or_nothing(tmp_path):
+    from harness.errors import HarnessError
+    from harness.outputs import write_all
+    first, second = tmp_path / "a.igvm", tmp_path / "no-such-dir" / "b.igvm"
+    with pytest.raises(HarnessError, match="b.igvm: cannot write"):
+        write_all([(first, b"one"), (second, b"two")])
+    assert list(tmp_path.iterdir()) == []          # the first one removed again
+    write_all([(first, b"one"), (tmp_path / "c", "two")])
+    assert first.read_bytes() == b"one" and (tmp_path / "c").read_text() == "two"

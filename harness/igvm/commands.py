@@ -7,7 +7,6 @@ Bad input yields lines of the form ``FILE: invalid IGVM: RULE: MESSAGE``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import sys
@@ -165,14 +164,7 @@ def _split_name(out: str, platform: str) -> str:
     return f"{root}-{platform}{ext or '.igvm'}"
 
 
-def _write(path: str, data: bytes) -> None:
-    """Write whole or not at all (harness.outputs.write_atomic)."""
-    from harness.outputs import write_atomic
-    write_atomic(path, data, prefix=".wrap-")
-
-
 def cmd_wrap_ovmf(args: argparse.Namespace) -> int:
-    from harness.errors import HarnessError
     from harness.igvm import ovmf, wrap_ovmf
     platforms = wrap_ovmf.parse_platforms(args.platform)
     fw = ovmf.load(args.file, args.vars)
@@ -182,19 +174,8 @@ def cmd_wrap_ovmf(args: argparse.Namespace) -> int:
     groups = [(p,) for p in platforms] if args.split else [platforms]
     results = [(_split_name(args.output, g[0]) if args.split else args.output,
                 wrap_ovmf.wrap_file(fw, g, args.vcpus, **opts)) for g in groups]
-    written: list[str] = []
-    try:
-        for path, res in results:
-            try:
-                _write(path, res.data)
-            except OSError as exc:
-                raise HarnessError(f"{path}: cannot write: {exc.strerror or exc}") from None
-            written.append(path)
-    except BaseException:
-        for path in written:  # all or nothing
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        raise
+    from harness.outputs import write_all
+    write_all(((path, res.data) for path, res in results), prefix=".wrap-")  # all or nothing
     notes: list[str] = []
     for path, res in results:
         print(f"{path}: {len(res.data)} bytes, platforms {','.join(res.platforms)}, {res.vcpus} vCPU(s)")

@@ -59,10 +59,8 @@ def signature_path(corim_path: str) -> str:
 def emit(args: argparse.Namespace, platform, digest: bytes, igvm_data=None) -> list[str]:
     """Write the CoRIM (and signature, and embedded copy) for ``digest``;
     returns the lines to print.  ``igvm_data``: the IGVM file, for ``--embed``."""
-    import contextlib
-
     from harness.corim import build, embed, sign
-    from harness.outputs import write_atomic
+    from harness.outputs import write_all
 
     if args.embed and igvm_data is None:
         raise HarnessError("--embed needs an IGVM FILE (an OVMF image has no headers to carry it)")
@@ -74,19 +72,7 @@ def emit(args: argparse.Namespace, platform, digest: bytes, igvm_data=None) -> l
     if args.embed:
         outputs.append((args.embed, embed.attach(igvm_data, [(platform, document, signature)],
                                                  optional=args.optional)))
-    written: list[str] = []
-    try:
-        for path, data in outputs:
-            try:
-                write_atomic(path, data, prefix=".corim-")
-            except OSError as exc:
-                raise HarnessError(f"{path}: cannot write: {exc.strerror or exc}") from None
-            written.append(path)
-    except BaseException:
-        for path in written:  # all or nothing
-            with contextlib.suppress(OSError):
-                os.unlink(path)
-        raise
+    write_all(outputs, prefix=".corim-")   # all or nothing
     lines = [f"CoRIM ({len(document)} bytes, SVN {args.svn}): {args.corim}"]
     if signature is not None:
         info = sign.read_signature(signature)
