@@ -47,6 +47,7 @@ SYSTEM_PACKAGES=(
     dosfstools mtools  # tests/runner/test_fat.py cross-checks the harness's FAT boot disk (fsck.fat, mcopy)
     distro-info-data  # Debian's release table: the newer suites of the private apt configuration (harness/debian/releases.py)
     rsync       # gitlab-ci-local copies each job's checkout and artifacts with it (tests/ci/test_gitlab_pipeline.py)
+    curl        # the GitLab example's dashboard job fetches the previous dashboard with it (ci-examples/gitlab-ci/gitlab-ci.yml; tests/ci/test_gitlab_pipeline.py)
     cbindgen    # igvm.h / igvm_defs.h from the igvm crate's sources for the QEMU-under-test (harness/qemu/libigvm.py)
     # harness/native (igvm-harness native build): the C fold of the SNP chain
     gcc python3-dev libssl-dev
