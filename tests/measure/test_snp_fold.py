@@ -246,7 +246,9 @@ def test_ctrl_c_during_a_threaded_fold_stops_promptly(fold, tmp_path):
             "print('finished', flush=True)\n")
     env = {k: v for k, v in os.environ.items() if k != native.ENV_SWITCH}
     p = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, cwd=REPO, env=env)
+                         text=True, cwd=REPO, env=env,
+                         # a shell's background job would inherit SIGINT ignored; a terminal's would not
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         assert p.stdout.readline().strip() == "ready"
         time.sleep(0.3)

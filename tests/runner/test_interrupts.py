@@ -26,6 +26,14 @@ from harness.qemu.runner import sweep_stale_socket_dirs
 pytestmark = pytest.mark.slow
 
 
+def _sigint_default() -> None:
+    """In the child: SIGINT back to its default, so that Python raises
+    KeyboardInterrupt on it.  A test command started as a shell's background
+    job (``cmd &`` without job control: nohup, some CI launchers) inherits
+    SIGINT ignored, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _pids_with(token: str) -> list[int]:
     pids = []
     for entry in os.listdir("/proc"):
@@ -106,7 +114,8 @@ def test_interrupted_pytest_leaves_nothing(tmp_path, hanging, sig, watch):
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              "--rootdir", str(tmp_path), str(test_file)],
                             cwd=tmp_path, env=hanging["env"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_sigint_default)
     try:
         assert _wait_for(lambda: _pids_with(hanging["config"])), "QEMU never started"
         assert _wait_for(lambda: "IGVMT done" in _read(tmp_path / "inner-run" / "console.log"))
@@ -174,7 +183,8 @@ def test_killed_xdist_worker_leaves_nothing(tmp_path, hanging):
     proc = subprocess.Popen([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              "-n", "1", "--rootdir", str(tmp_path), str(test_file)],
                             cwd=tmp_path, env=hanging["env"], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+                            stderr=subprocess.STDOUT, start_new_session=True,
+                            preexec_fn=_sigint_default)
     try:
         qemus = _wait_for(lambda: _pids_with(hanging["config"]))
         assert qemus, "QEMU never started"
