@@ -33,6 +33,11 @@ from harness.locks import exclusive
 
 #: Cargo's progress line for a compiled package ("   Compiling igvm v0.5.0").
 COMPILING = re.compile(r"^\s*Compiling (\S+) v(\S+)")
+#: What a cargo older than the lock's format says (cargo 1.65, Debian 12's, on a
+#: version 4 lock: "lock file version `4` was found, but this version of Cargo
+#: does not understand this lock file, perhaps Cargo needs to be updated?").
+LOCK_TOO_NEW = re.compile(r"lock file version `?(\w+)`? was found, but this version of Cargo "
+                          r"does not understand")
 
 
 class Unavailable(HarnessError):
@@ -56,7 +61,8 @@ def cargo_binary() -> str | None:
 def require_cargo() -> str:
     cargo = cargo_binary()
     if cargo is None:
-        raise Unavailable("no cargo (a Rust toolchain: rustup, or Debian's cargo package)")
+        raise Unavailable("no cargo (a Rust toolchain: rustup's; Debian 12's cargo is too old "
+                          "for the committed locks)")
     return cargo
 
 
@@ -129,11 +135,22 @@ def _first_error(lines: list[str]) -> str:
     return (lines[-1].strip() if lines else "no output")[:240]
 
 
+def _version(cargo: str) -> str:
+    """``cargo --version`` in a word or two ("cargo 1.65.0"), for messages."""
+    try:
+        res = subprocess.run([cargo, "--version"], capture_output=True, text=True, check=False,
+                             timeout=60, env=env(offline=True))
+    except (OSError, subprocess.TimeoutExpired):
+        return "cargo"
+    return " ".join(res.stdout.split()[:2]) or "cargo"
+
+
 def fetch(crate: Path, log: TextIO, phase: Callable[[str], None]) -> None:
     """``cargo fetch --locked``: the crates of the lock into cargo's registry cache.
 
     Raises :class:`Unavailable` when cargo or the registry is missing (an
-    air-gapped lab), HarnessError when the lock does not fit the manifest.
+    air-gapped lab) or cargo is older than the lock's format, HarnessError
+    when the lock does not fit the manifest.
     """
     cargo = require_cargo()
     lock = crate / "Cargo.lock"
@@ -145,6 +162,10 @@ def fetch(crate: Path, log: TextIO, phase: Callable[[str], None]) -> None:
                         log, env=env(offline=False))
     if rc != 0:
         why = _first_error(lines)
+        too_new = next((m for m in map(LOCK_TOO_NEW.search, lines) if m), None)
+        if too_new:  # a capability (a newer toolchain), not an unreachable registry
+            raise Unavailable(f"{_version(cargo)} is too old for {crate.name}/Cargo.lock (lock "
+                              f"file version {too_new.group(1)}; a newer Rust toolchain: rustup's)")
         if "needs to be updated" in why:  # cargo: "the lock file ... needs to be updated but --locked"
             raise HarnessError(f"{crate}/Cargo.lock does not fit Cargo.toml: {why}")
         raise Unavailable(f"crates.io unreachable for {crate.name} (cargo fetch: {why})")

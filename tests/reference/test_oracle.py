@@ -62,7 +62,7 @@ def test_cli_status_and_parse(oracle_binary, tmp_path):
 
 def test_status_names_a_missing_cargo(monkeypatch):
     def no_cargo():
-        raise cargo.Unavailable("no cargo (a Rust toolchain: rustup, or Debian's cargo package)")
+        raise cargo.Unavailable("no cargo (a Rust toolchain: rustup's)")
 
     monkeypatch.setattr(cargo, "require_cargo", no_cargo)
     path, line = oracle.status()
