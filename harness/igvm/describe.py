@@ -136,12 +136,24 @@ class Description(Consumer):
         self._next_index = -1
         self._platform_masks: list[tuple[int, int]] = []
 
-    complete = False  # the walk ended, with the platforms first (else: replay the model)
+    #: the walk ended with every header in section order (else: replay the
+    #: model, section by section -- the listing's cut of raw headers past
+    #: RAW_LISTED is in that order; a walk of a file whose sections
+    #: interleave met them in another, found by fuzz/fuzz_igvm.py)
+    complete = False
+    _section = 0      # the highest section seen so far
+    _in_order = True
+
+    def _seen(self, section: int) -> None:
+        if section < self._section:
+            self._in_order = False
+        self._section = max(self._section, section)
 
     def end(self, walk) -> None:
-        self.complete = not walk.late_platforms
+        self.complete = not walk.late_platforms and self._in_order
 
     def header(self, walk, h, at) -> None:
+        self._seen(at.section)
         if at.section == 2 and isinstance(h, m.VpContext):
             if len(self.contexts) < CONTEXTS_DECODED:
                 self.contexts.append(decode_vp_context(walk.platforms, h))
@@ -155,6 +167,7 @@ class Description(Consumer):
         self._span(at.index, at.section, at.position, at.count, 0)
 
     def pages(self, walk, run: PageRun) -> None:
+        self._seen(2)
         self.n_pages += run.count
         if self.include_pages:
             self._span(run.index, 2, run.position, run.count, 1)
