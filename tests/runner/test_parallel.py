@@ -15,12 +15,12 @@ import pytest
 
 from harness.parallel import ENV, plain_nodeid, worker_args
 
-GROUPED = ["-n", "4", "--dist", "loadgroup", "--no-loadscope-reorder"]
+GROUPED = ["-n", "5", "--dist", "loadgroup", "--no-loadscope-reorder"]   # 4 cores + 1
 
 
 @pytest.mark.parametrize("args,env,cpus,expected", [
     ([], {}, 4, GROUPED),
-    (["suites/"], {}, 2, ["-n", "2", "--dist", "loadgroup", "--no-loadscope-reorder"]),
+    (["suites/"], {}, 2, ["-n", "3", "--dist", "loadgroup", "--no-loadscope-reorder"]),
     ([], {}, 1, []),                                   # one core: serial
     (["-n", "0"], {}, 4, []),
     (["-n0"], {}, 4, []),
