@@ -170,4 +170,11 @@ else
     say "building the QEMU-under-test (cached after the first run)"
     .venv/bin/igvm-harness qemu build --install-deps
 fi
+# As pip does for the packages it installs: bytecode of the harness, and
+# pytest's assertion-rewritten plugins, conftests and tests, so that with
+# PYTHONDONTWRITEBYTECODE set no pytest process parses them again
+# (harness/bytecode.py: 2.2 -> 0.6 s a process).  Last, after everything a
+# collection may look at is in place.
+say "compiling the harness's bytecode and pytest's rewritten modules (harness/bytecode.py)"
+.venv/bin/python -m harness.bytecode . >/dev/null
 say "done: run the tests with .venv/bin/python -m pytest"
