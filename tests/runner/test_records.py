@@ -62,7 +62,7 @@ def test_a_changed_file_at_the_same_path_is_another_boot(any_qemu, reset_rom, tm
     rom.write_bytes(bytes(data))
     assert boot_key(cmd, 20.0, None, None, True) != before
     # the socket and pipe paths the runner makes up per run are no part of it
-    cmd.qmp_path, cmd.console_path = "/tmp/x/qmp.sock", "/tmp/x/con"
+    cmd.qmp_path, cmd.console_path = str(tmp_path / "qmp.sock"), str(tmp_path / "con")
     assert boot_key(cmd, 20.0, None, None, True) == boot_key(
         QemuCommand(any_qemu, accel="tcg", bios=str(rom)), 20.0, None, None, True)
 
