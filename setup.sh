@@ -176,5 +176,6 @@ fi
 # (harness/bytecode.py: 2.2 -> 0.6 s a process).  Last, after everything a
 # collection may look at is in place.
 say "compiling the harness's bytecode and pytest's rewritten modules (harness/bytecode.py)"
-.venv/bin/python -m harness.bytecode . >/dev/null
+.venv/bin/python -m harness.bytecode . >/dev/null ||
+    say "warning: bytecode not cached (above); the tests run, each pytest process slower"
 say "done: run the tests with .venv/bin/python -m pytest"
