@@ -28,8 +28,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-#: Repository code run as processes of its own (the CLI; .ci/skips.py).
-PACKAGES = ("harness", ".ci")
+#: Repository packages imported by processes of their own (the CLI).  A
+#: script run by path (.ci/skips.py) is compiled afresh whatever is cached.
+PACKAGES = ("harness",)
 #: pytest's rewritten bytecode (_pytest/assertion/rewrite.py PYTEST_TAG).
 REWRITTEN_GLOB = "*-pytest-*.pyc"
 
