@@ -1,4 +1,4 @@
-"""pytest plugin: the harness's worker choice -- every core, heavy boots first.
+"""pytest plugin: the harness's worker choice -- one more worker than cores, heavy boots first.
 
 A conformance run is mostly QEMU processes, each using about one host
 core (TCG's vCPU thread, or KVM), with short gaps in which none is busy (a
